@@ -1,0 +1,112 @@
+package kernels
+
+import "math"
+
+// Attention geometry for packed sequences: tokens of several sequences are
+// concatenated with no padding, and sequence s occupies rows
+// offsets[s]..offsets[s+1]. Attention is causal within a sequence and never
+// crosses a boundary (block-diagonal causal mask). q is [N, heads·headDim];
+// k and v are [N, kvHeads·headDim]; query head h reads key/value head
+// h / (heads/kvHeads), as Hugging Face's repeat_kv does.
+type AttnShape struct {
+	Offsets []int // len = sequences+1, Offsets[0] = 0, Offsets[last] = N
+	Heads   int
+	KVHeads int
+	HeadDim int
+}
+
+func (a AttnShape) group() int { return a.Heads / a.KVHeads }
+
+// AttentionForward computes out = softmax(q·kᵀ/√headDim, causal) · v for every
+// query row and head, and saves lse (log-sum-exp of the scaled scores,
+// [N, heads]) so that the backward pass can recompute probabilities without
+// storing a T×T matrix.
+func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
+	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	type task struct{ s, h, t0, t1 int }
+	var tasks []task
+	const qBlock = 32
+	for s := 0; s+1 < len(sh.Offsets); s++ {
+		lo, hi := sh.Offsets[s], sh.Offsets[s+1]
+		for h := 0; h < H; h++ {
+			for t := lo; t < hi; t += qBlock {
+				tasks = append(tasks, task{s, h, t, min(t+qBlock, hi)})
+			}
+		}
+	}
+	g := sh.group()
+	p.For(len(tasks), func(i int) {
+		tk := tasks[i]
+		start := sh.Offsets[tk.s]
+		kvh := tk.h / g
+		scores := make([]float32, tk.t1-start)
+		for t := tk.t0; t < tk.t1; t++ {
+			qt := q[(t*H+tk.h)*hd : (t*H+tk.h+1)*hd]
+			n := t - start + 1
+			sc := scores[:n]
+			mx := float32(math.Inf(-1))
+			for j := range sc {
+				kj := k[((start+j)*KV+kvh)*hd : ((start+j)*KV+kvh+1)*hd]
+				x := Dot(qt, kj) * scale
+				sc[j] = x
+				if x > mx {
+					mx = x
+				}
+			}
+			var sum float64
+			for j, x := range sc {
+				e := float32(math.Exp(float64(x - mx)))
+				sc[j] = e
+				sum += float64(e)
+			}
+			inv := float32(1 / sum)
+			o := out[(t*H+tk.h)*hd : (t*H+tk.h+1)*hd]
+			clear(o)
+			for j, e := range sc {
+				vj := v[((start+j)*KV+kvh)*hd : ((start+j)*KV+kvh+1)*hd]
+				Axpy(o, e*inv, vj)
+			}
+			lse[t*H+tk.h] = mx + float32(math.Log(sum))
+		}
+	})
+}
+
+// AttentionBackward accumulates dq, dk and dv from dout, given the forward
+// inputs q, k, v, its output out and the saved lse. Probabilities are
+// recomputed: p = exp(q·k·scale − lse). The work is split by (sequence,
+// key/value head) so that no two workers write the same dk or dv rows.
+func AttentionBackward(p *Pool, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
+	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	g := sh.group()
+	nseq := len(sh.Offsets) - 1
+	p.For(nseq*KV, func(i int) {
+		s, kvh := i/KV, i%KV
+		start, end := sh.Offsets[s], sh.Offsets[s+1]
+		ds := make([]float32, end-start)
+		for h := kvh * g; h < (kvh+1)*g; h++ {
+			for t := start; t < end; t++ {
+				row := (t*H + h) * hd
+				qt, dot, ot := q[row:row+hd], dout[row:row+hd], out[row:row+hd]
+				dqt := dq[row : row+hd]
+				l := lse[t*H+h]
+				dsum := Dot(dot, ot) // D_t = Σ_j p_j (dout·v_j) = dout·out
+				n := t - start + 1
+				d := ds[:n]
+				for j := range d {
+					kr := ((start+j)*KV + kvh) * hd
+					pj := float32(math.Exp(float64(Dot(qt, k[kr:kr+hd])*scale - l)))
+					dpj := Dot(dot, v[kr:kr+hd])
+					Axpy(dv[kr:kr+hd], pj, dot)
+					d[j] = pj * (dpj - dsum) * scale
+				}
+				for j, dsj := range d {
+					kr := ((start+j)*KV + kvh) * hd
+					Axpy(dqt, dsj, k[kr:kr+hd])
+					Axpy(dk[kr:kr+hd], dsj, qt)
+				}
+			}
+		}
+	})
+}

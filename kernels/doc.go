@@ -1,0 +1,12 @@
+// Package kernels owns every hot loop of relupo's engine: matrix products in
+// the three transpose variants that a transformer's forward and backward
+// passes need, RMSNorm, rotary embeddings, SwiGLU, causal attention over
+// packed sequences, and the log-softmax over the vocabulary.
+//
+// Every kernel is a plain function over flat, row-major float32 slices whose
+// shapes are passed explicitly, in the style of llm.c. Work is spread over a
+// persistent [Pool] of goroutines; a nil *Pool runs everything on the calling
+// goroutine. This package is the seam for hardware-specific code: SIMD
+// micro-kernels (Go assembly) and, later, other devices plug in here without
+// the model package changing.
+package kernels

@@ -1,0 +1,142 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/relupo/relupo/safetensors"
+)
+
+// Load reads a Hugging Face model folder: config.json and its weights
+// (model.safetensors, or shards listed in model.safetensors.index.json), in
+// F32, F16 or BF16. Weights are converted to float32. It also returns the
+// checkpoint's floating-point dtype, so that a save can keep it.
+func Load(dir string) (*Model, safetensors.DType, error) {
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	ck, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("model: %w", err)
+	}
+	defer ck.Close()
+	m := New(cfg)
+	if err := m.LoadWeights(ck); err != nil {
+		return nil, "", err
+	}
+	return m, ck.DType(), nil
+}
+
+// ignoredTensor reports names that checkpoints may carry and the model
+// rightly ignores: rotary buffers saved by old transformers versions, and a
+// duplicate lm_head when the embeddings are tied.
+func (c Config) ignoredTensor(name string) bool {
+	if strings.HasSuffix(name, ".rotary_emb.inv_freq") {
+		return true
+	}
+	return c.TieWordEmbeddings && name == "lm_head.weight"
+}
+
+// LoadWeights copies every parameter from the checkpoint, checking names and
+// shapes. A missing tensor, a shape mismatch, or a tensor the architecture
+// does not have (for example a bias the config did not announce) is an error.
+func (m *Model) LoadWeights(ck *safetensors.Checkpoint) error {
+	want := map[string]bool{}
+	for _, t := range m.Params.Tensors() {
+		want[t.Name] = true
+		info, ok := ck.Info(t.Name)
+		if !ok {
+			return fmt.Errorf("model: %s: checkpoint has no tensor %q", ck.Dir(), t.Name)
+		}
+		if !slices.Equal(info.Shape, t.Shape) {
+			return fmt.Errorf("model: %s: tensor %q has shape %v, config.json implies %v", ck.Dir(), t.Name, info.Shape, t.Shape)
+		}
+		data, err := ck.Float32(t.Name)
+		if err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+		copy(t.Data, data)
+	}
+	for _, name := range ck.Names() {
+		if !want[name] && !m.Config.ignoredTensor(name) {
+			return fmt.Errorf("model: %s: unexpected tensor %q for a %s model with this config.json", ck.Dir(), name, m.Config.ModelType)
+		}
+	}
+	return nil
+}
+
+// DefaultMaxShardBytes is the shard size Hugging Face's save_pretrained uses by default (5 GB).
+const DefaultMaxShardBytes = 5_000_000_000
+
+// Save writes the model to dir as Hugging Face does: config.json and
+// model.safetensors (sharded above maxShardBytes, 0 for the default), with
+// weights stored as dtype (F32, F16 or BF16). Every file is written to a
+// temporary name and renamed, so a crash never leaves a half-written file.
+func (m *Model) Save(dir string, dtype safetensors.DType, maxShardBytes int64) error {
+	if maxShardBytes <= 0 {
+		maxShardBytes = DefaultMaxShardBytes
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	var ts []safetensors.Tensor
+	for _, t := range m.Params.Tensors() {
+		ts = append(ts, safetensors.Tensor{Name: t.Name, DType: dtype, Shape: t.Shape, Data: t.Data})
+	}
+	if err := safetensors.WriteCheckpoint(dir, ts, map[string]string{"format": "pt"}, maxShardBytes); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	return m.Config.save(filepath.Join(dir, "config.json"), dtype)
+}
+
+func (c Config) save(path string, dtype safetensors.DType) error {
+	raw := map[string]any{}
+	for k, v := range c.Raw {
+		raw[k] = v
+	}
+	names := map[safetensors.DType]string{safetensors.F32: "float32", safetensors.F16: "float16", safetensors.BF16: "bfloat16"}
+	if _, v5 := raw["dtype"]; v5 {
+		raw["dtype"] = names[dtype]
+	} else {
+		raw["torch_dtype"] = names[dtype]
+	}
+	b, err := json.MarshalIndent(raw, "", "  ")
+	if err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	return WriteFileAtomic(path, append(b, '\n'))
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path, so readers see either the old or the new content.
+func WriteFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

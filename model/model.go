@@ -1,0 +1,420 @@
+// Package model is relupo's Llama-family decoder (Llama, Mistral, Qwen2,
+// Qwen3): parameters with Hugging Face names, a forward pass over packed
+// sequences that saves its activations, and a hand-written backward pass from
+// per-sequence log-probability gradients to every parameter.
+//
+// A training step reads top to bottom:
+//
+//	sums, counts, _ := m.Forward(ws, batch)   // Σ log p(label) per sequence
+//	dSums := loss(sums, counts)               // package pref
+//	m.Backward(ws, batch, dSums, grads)       // grads += ∂L/∂θ
+//
+// Every layer is a forward/backward pair of calls into package kernels.
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/relupo/relupo/kernels"
+)
+
+// Model is a configuration with its weights.
+type Model struct {
+	Config Config
+	Params *Params
+
+	invFreq []float32
+}
+
+// New returns a model with zeroed weights for the configuration.
+func New(c Config) *Model {
+	return &Model{Config: c, Params: NewParams(c), invFreq: ropeInvFreq(c)}
+}
+
+// Batch is several token sequences packed end to end, with no padding.
+// Sequence s is Tokens[Offsets[s]:Offsets[s+1]]. Its first PromptLens[s]
+// tokens are context; every later token is a label, scored by the log-prob
+// the model gave it at the previous position. (The first token of a sequence
+// has no previous position and is never a label.)
+type Batch struct {
+	Tokens     []int32
+	Offsets    []int
+	PromptLens []int
+}
+
+// NumSeqs is the number of sequences in the batch.
+func (b *Batch) NumSeqs() int { return len(b.Offsets) - 1 }
+
+// Add appends a sequence of prompt then response tokens to the batch.
+func (b *Batch) Add(prompt, response []int32) {
+	if len(b.Offsets) == 0 {
+		b.Offsets = append(b.Offsets, 0)
+	}
+	b.Tokens = append(b.Tokens, prompt...)
+	b.Tokens = append(b.Tokens, response...)
+	b.Offsets = append(b.Offsets, len(b.Tokens))
+	b.PromptLens = append(b.PromptLens, len(prompt))
+}
+
+// validate checks the batch against the model before any work is done.
+func (b *Batch) validate(c Config) error {
+	if len(b.Offsets) < 2 || b.Offsets[0] != 0 || b.Offsets[len(b.Offsets)-1] != len(b.Tokens) {
+		return fmt.Errorf("model: malformed batch: offsets %v for %d tokens", b.Offsets, len(b.Tokens))
+	}
+	if len(b.PromptLens) != b.NumSeqs() {
+		return fmt.Errorf("model: malformed batch: %d prompt lengths for %d sequences", len(b.PromptLens), b.NumSeqs())
+	}
+	for s := 0; s < b.NumSeqs(); s++ {
+		n := b.Offsets[s+1] - b.Offsets[s]
+		if n <= 0 {
+			return fmt.Errorf("model: sequence %d is empty", s)
+		}
+		if b.PromptLens[s] < 0 || b.PromptLens[s] > n {
+			return fmt.Errorf("model: sequence %d: prompt length %d outside [0, %d]", s, b.PromptLens[s], n)
+		}
+		if c.SlidingWindow > 0 && n > c.SlidingWindow {
+			return fmt.Errorf("model: sequence %d has %d tokens, longer than the model's sliding_window %d (sliding-window attention is not implemented)", s, n, c.SlidingWindow)
+		}
+		for i, t := range b.Tokens[b.Offsets[s]:b.Offsets[s+1]] {
+			if t < 0 || int(t) >= c.VocabSize {
+				return fmt.Errorf("model: sequence %d token %d: id %d outside the vocabulary [0, %d)", s, i, t, c.VocabSize)
+			}
+		}
+	}
+	return nil
+}
+
+// Workspace holds the activations a forward pass saves for the backward
+// pass, and the scratch space of both. It grows to the largest batch seen and
+// is reused; one Workspace serves one goroutine at a time.
+type Workspace struct {
+	Pool *kernels.Pool
+
+	n      int // tokens in the current batch
+	pos    []int32
+	layers []layerActs
+	xF     []float32 // final residual stream [N, D]
+	rstdF  []float32
+	xnF    []float32 // after the final norm [N, D]
+
+	labelRow []int   // row whose logits predict each label
+	labelTok []int32 // the label token
+	labelSeq []int   // the sequence each label belongs to
+	labelLse []float32
+	cos, sin []float32
+	maxPos   int
+
+	// backward scratch
+	dx, dxn, dq, dk, dv, datt, dgate, dup, dh []float32
+}
+
+type layerActs struct {
+	x            []float32 // residual stream entering the layer [N, D]
+	rstd1, rstd2 []float32 // [N]
+	xn1, xn2     []float32 // normalized inputs of attention and MLP [N, D]
+	qPre, kPre   []float32 // q and k before the Qwen3 head norm (nil otherwise)
+	qRstd, kRstd []float32
+	q, k, v      []float32 // after bias, head norm and RoPE
+	att          []float32 // attention output before o_proj [N, heads·headDim]
+	lse          []float32 // [N, heads]
+	x2           []float32 // residual stream after attention [N, D]
+	gate, up, h  []float32 // [N, I]
+}
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+// logitChunk is how many label rows have their [rows × vocab] logits alive at once.
+const logitChunk = 64
+
+func (ws *Workspace) reserve(c Config, n int) {
+	D, I, H, KV, hd := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim
+	ws.n = n
+	if len(ws.layers) != c.NumLayers {
+		ws.layers = make([]layerActs, c.NumLayers)
+	}
+	for l := range ws.layers {
+		a := &ws.layers[l]
+		a.x = grow(a.x, n*D)
+		a.rstd1, a.rstd2 = grow(a.rstd1, n), grow(a.rstd2, n)
+		a.xn1, a.xn2 = grow(a.xn1, n*D), grow(a.xn2, n*D)
+		a.q, a.k, a.v = grow(a.q, n*H*hd), grow(a.k, n*KV*hd), grow(a.v, n*KV*hd)
+		if c.QKNorm {
+			a.qPre, a.kPre = grow(a.qPre, n*H*hd), grow(a.kPre, n*KV*hd)
+			a.qRstd, a.kRstd = grow(a.qRstd, n*H), grow(a.kRstd, n*KV)
+		}
+		a.att, a.lse = grow(a.att, n*H*hd), grow(a.lse, n*H)
+		a.x2 = grow(a.x2, n*D)
+		a.gate, a.up, a.h = grow(a.gate, n*I), grow(a.up, n*I), grow(a.h, n*I)
+	}
+	ws.xF, ws.rstdF, ws.xnF = grow(ws.xF, n*D), grow(ws.rstdF, n), grow(ws.xnF, n*D)
+	if cap(ws.pos) < n {
+		ws.pos = make([]int32, n)
+	}
+	ws.pos = ws.pos[:n]
+}
+
+func (m *Model) ensureRope(ws *Workspace, positions int) {
+	if positions <= ws.maxPos {
+		return
+	}
+	positions = max(positions, 2*ws.maxPos)
+	ws.cos, ws.sin = ropeTables(m.invFreq, positions)
+	ws.maxPos = positions
+}
+
+// Forward runs the model over a packed batch, saving activations in ws, and
+// returns for each sequence the sum of the log-probs of its labels (in
+// float64) and the number of labels. It never materializes the logits of the
+// whole batch: they are computed logitChunk label rows at a time, and only at
+// rows that predict a label.
+func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, err error) {
+	c := m.Config
+	if err := b.validate(c); err != nil {
+		return nil, nil, err
+	}
+	N := len(b.Tokens)
+	ws.reserve(c, N)
+	m.trunk(ws, b)
+	p, P := ws.Pool, m.Params
+	D, V := c.HiddenSize, c.VocabSize
+
+	// Labels: token t of sequence s (t ≥ max(prompt, 1)) scored at row t−1.
+	ws.labelRow, ws.labelTok, ws.labelSeq = ws.labelRow[:0], ws.labelTok[:0], ws.labelSeq[:0]
+	counts = make([]int, b.NumSeqs())
+	for s := 0; s < b.NumSeqs(); s++ {
+		lo, hi := b.Offsets[s], b.Offsets[s+1]
+		for t := lo + max(b.PromptLens[s], 1); t < hi; t++ {
+			ws.labelRow = append(ws.labelRow, t-1)
+			ws.labelTok = append(ws.labelTok, b.Tokens[t])
+			ws.labelSeq = append(ws.labelSeq, s)
+			counts[s]++
+		}
+	}
+	L := len(ws.labelRow)
+	ws.labelLse = grow(ws.labelLse, L)
+	sums = make([]float64, b.NumSeqs())
+	xs := make([]float32, logitChunk*D)
+	logits := make([]float32, logitChunk*V)
+	for c0 := 0; c0 < L; c0 += logitChunk {
+		r := min(logitChunk, L-c0)
+		for i := 0; i < r; i++ {
+			row := ws.labelRow[c0+i]
+			copy(xs[i*D:(i+1)*D], ws.xnF[row*D:(row+1)*D])
+		}
+		kernels.MatMulNT(p, logits[:r*V], xs[:r*D], P.LMHead, nil, r, V, D)
+		lp := make([]float32, r)
+		p.For(r, func(i int) {
+			lse := kernels.LogSumExp(logits[i*V : (i+1)*V])
+			ws.labelLse[c0+i] = lse
+			lp[i] = logits[i*V+int(ws.labelTok[c0+i])] - lse
+		})
+		for i := 0; i < r; i++ {
+			sums[ws.labelSeq[c0+i]] += float64(lp[i])
+		}
+	}
+	return sums, counts, nil
+}
+
+// trunk runs embedding, every decoder layer and the final norm, leaving the
+// normalized final hidden states in ws.xnF.
+func (m *Model) trunk(ws *Workspace, b *Batch) {
+	c, P, p := m.Config, m.Params, ws.Pool
+	N := len(b.Tokens)
+	D, I, H, KV, hd := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim
+	eps := float32(c.RMSNormEps)
+	longest := 0
+	for s := 0; s < b.NumSeqs(); s++ {
+		for t := b.Offsets[s]; t < b.Offsets[s+1]; t++ {
+			ws.pos[t] = int32(t - b.Offsets[s]) // positions restart in every sequence
+		}
+		longest = max(longest, b.Offsets[s+1]-b.Offsets[s])
+	}
+	m.ensureRope(ws, longest)
+	sh := kernels.AttnShape{Offsets: b.Offsets, Heads: H, KVHeads: KV, HeadDim: hd}
+
+	x0 := ws.layers[0].x
+	for t, tok := range b.Tokens {
+		copy(x0[t*D:(t+1)*D], P.Embed[int(tok)*D:(int(tok)+1)*D])
+	}
+	for l := range ws.layers {
+		a, w := &ws.layers[l], &P.Layers[l]
+		// attention block
+		kernels.RMSNormForward(p, a.xn1, a.rstd1, a.x, w.AttnNorm, N, D, eps)
+		kernels.MatMulNT(p, a.q, a.xn1, w.Wq, w.Bq, N, H*hd, D)
+		kernels.MatMulNT(p, a.k, a.xn1, w.Wk, w.Bk, N, KV*hd, D)
+		kernels.MatMulNT(p, a.v, a.xn1, w.Wv, w.Bv, N, KV*hd, D)
+		if c.QKNorm {
+			copy(a.qPre, a.q)
+			copy(a.kPre, a.k)
+			kernels.RMSNormForward(p, a.q, a.qRstd, a.qPre, w.QNorm, N*H, hd, eps)
+			kernels.RMSNormForward(p, a.k, a.kRstd, a.kPre, w.KNorm, N*KV, hd, eps)
+		}
+		kernels.RopeForward(p, a.q, ws.pos, ws.cos, ws.sin, N, H, hd)
+		kernels.RopeForward(p, a.k, ws.pos, ws.cos, ws.sin, N, KV, hd)
+		kernels.AttentionForward(p, a.att, a.lse, a.q, a.k, a.v, sh)
+		kernels.MatMulNT(p, a.x2, a.att, w.Wo, w.Bo, N, D, H*hd)
+		kernels.Add(p, a.x2, a.x)
+		// MLP block
+		kernels.RMSNormForward(p, a.xn2, a.rstd2, a.x2, w.MLPNorm, N, D, eps)
+		kernels.MatMulNT(p, a.gate, a.xn2, w.WGate, nil, N, I, D)
+		kernels.MatMulNT(p, a.up, a.xn2, w.WUp, nil, N, I, D)
+		kernels.SwiGLUForward(p, a.h, a.gate, a.up)
+		next := ws.xF
+		if l+1 < len(ws.layers) {
+			next = ws.layers[l+1].x
+		}
+		kernels.MatMulNT(p, next, a.h, w.WDown, nil, N, D, I)
+		kernels.Add(p, next, a.x2)
+	}
+	kernels.RMSNormForward(p, ws.xnF, ws.rstdF, ws.xF, P.FinalNorm, N, D, eps)
+}
+
+// Backward accumulates into grads the gradient of L with respect to every
+// parameter, given dSums[s] = ∂L/∂S_s for each sequence's log-prob sum. It
+// must follow a Forward on the same workspace and batch.
+func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params) error {
+	c, P, p := m.Config, m.Params, ws.Pool
+	N := len(b.Tokens)
+	if ws.n != N || len(dSums) != b.NumSeqs() {
+		return fmt.Errorf("model: Backward called with a batch that does not match the last Forward")
+	}
+	D, I, H, KV, hd, V := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize
+	ws.dx, ws.dxn = grow(ws.dx, N*D), grow(ws.dxn, N*D)
+	ws.dq, ws.dk, ws.dv = grow(ws.dq, N*H*hd), grow(ws.dk, N*KV*hd), grow(ws.dv, N*KV*hd)
+	ws.datt = grow(ws.datt, N*H*hd)
+	ws.dgate, ws.dup, ws.dh = grow(ws.dgate, N*I), grow(ws.dup, N*I), grow(ws.dh, N*I)
+	dx, dxn := ws.dx, ws.dxn
+
+	// lm_head and log-softmax, recomputing each chunk's logits.
+	clear(dxn)
+	L := len(ws.labelRow)
+	xs := make([]float32, logitChunk*D)
+	dxs := make([]float32, logitChunk*D)
+	logits := make([]float32, logitChunk*V)
+	for c0 := 0; c0 < L; c0 += logitChunk {
+		r := min(logitChunk, L-c0)
+		for i := 0; i < r; i++ {
+			row := ws.labelRow[c0+i]
+			copy(xs[i*D:(i+1)*D], ws.xnF[row*D:(row+1)*D])
+		}
+		kernels.MatMulNT(p, logits[:r*V], xs[:r*D], P.LMHead, nil, r, V, D)
+		p.For(r, func(i int) {
+			g := float32(dSums[ws.labelSeq[c0+i]])
+			kernels.SoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g)
+		})
+		kernels.MatMulTNAcc(p, grads.LMHead, logits[:r*V], xs[:r*D], V, D, r)
+		clear(dxs[:r*D])
+		kernels.MatMulNNAcc(p, dxs[:r*D], logits[:r*V], P.LMHead, r, D, V)
+		for i := 0; i < r; i++ {
+			row := ws.labelRow[c0+i]
+			kernels.Axpy(dxn[row*D:(row+1)*D], 1, dxs[i*D:(i+1)*D])
+		}
+	}
+	clear(dx)
+	kernels.RMSNormBackward(p, dx, grads.FinalNorm, dxn, ws.xF, P.FinalNorm, ws.rstdF, N, D)
+
+	sh := kernels.AttnShape{Offsets: b.Offsets, Heads: H, KVHeads: KV, HeadDim: hd}
+	for l := len(ws.layers) - 1; l >= 0; l-- {
+		a, w, gw := &ws.layers[l], &P.Layers[l], &grads.Layers[l]
+		// MLP block: dx holds ∂L/∂(layer output); the residual passes it through.
+		clear(ws.dh)
+		kernels.MatMulNNAcc(p, ws.dh, dx, w.WDown, N, I, D)
+		kernels.MatMulTNAcc(p, gw.WDown, dx, a.h, D, I, N)
+		kernels.SwiGLUBackward(p, ws.dgate, ws.dup, ws.dh, a.gate, a.up)
+		kernels.MatMulTNAcc(p, gw.WGate, ws.dgate, a.xn2, I, D, N)
+		kernels.MatMulTNAcc(p, gw.WUp, ws.dup, a.xn2, I, D, N)
+		clear(dxn)
+		kernels.MatMulNNAcc(p, dxn, ws.dgate, w.WGate, N, D, I)
+		kernels.MatMulNNAcc(p, dxn, ws.dup, w.WUp, N, D, I)
+		kernels.RMSNormBackward(p, dx, gw.MLPNorm, dxn, a.x2, w.MLPNorm, a.rstd2, N, D)
+		// attention block: dx now holds ∂L/∂x2.
+		clear(ws.datt)
+		kernels.MatMulNNAcc(p, ws.datt, dx, w.Wo, N, H*hd, D)
+		kernels.MatMulTNAcc(p, gw.Wo, dx, a.att, D, H*hd, N)
+		if gw.Bo != nil {
+			colSumAcc(gw.Bo, dx, N, D)
+		}
+		clear(ws.dq)
+		clear(ws.dk)
+		clear(ws.dv)
+		kernels.AttentionBackward(p, ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse, sh)
+		kernels.RopeBackward(p, ws.dq, ws.pos, ws.cos, ws.sin, N, H, hd)
+		kernels.RopeBackward(p, ws.dk, ws.pos, ws.cos, ws.sin, N, KV, hd)
+		dq, dk := ws.dq, ws.dk
+		if c.QKNorm {
+			// reuse the MLP scratch for the pre-norm gradients
+			var dqPre, dkPre []float32
+			if I >= H*hd {
+				dqPre, dkPre = ws.dgate[:N*H*hd], ws.dup[:N*KV*hd]
+			} else {
+				dqPre, dkPre = make([]float32, N*H*hd), make([]float32, N*KV*hd)
+			}
+			clear(dqPre)
+			clear(dkPre)
+			kernels.RMSNormBackward(p, dqPre, gw.QNorm, dq, a.qPre, w.QNorm, a.qRstd, N*H, hd)
+			kernels.RMSNormBackward(p, dkPre, gw.KNorm, dk, a.kPre, w.KNorm, a.kRstd, N*KV, hd)
+			dq, dk = dqPre, dkPre
+		}
+		kernels.MatMulTNAcc(p, gw.Wq, dq, a.xn1, H*hd, D, N)
+		kernels.MatMulTNAcc(p, gw.Wk, dk, a.xn1, KV*hd, D, N)
+		kernels.MatMulTNAcc(p, gw.Wv, ws.dv, a.xn1, KV*hd, D, N)
+		if gw.Bq != nil {
+			colSumAcc(gw.Bq, dq, N, H*hd)
+			colSumAcc(gw.Bk, dk, N, KV*hd)
+			colSumAcc(gw.Bv, ws.dv, N, KV*hd)
+		}
+		clear(dxn)
+		kernels.MatMulNNAcc(p, dxn, dq, w.Wq, N, D, H*hd)
+		kernels.MatMulNNAcc(p, dxn, dk, w.Wk, N, D, KV*hd)
+		kernels.MatMulNNAcc(p, dxn, ws.dv, w.Wv, N, D, KV*hd)
+		kernels.RMSNormBackward(p, dx, gw.AttnNorm, dxn, a.x, w.AttnNorm, a.rstd1, N, D)
+	}
+	// embedding: scatter-add the gradient of each token's row.
+	for t, tok := range b.Tokens {
+		kernels.Axpy(grads.Embed[int(tok)*D:(int(tok)+1)*D], 1, dx[t*D:(t+1)*D])
+	}
+	return nil
+}
+
+// colSumAcc adds the column sums of x [rows, cols] to db [cols].
+func colSumAcc(db, x []float32, rows, cols int) {
+	for r := 0; r < rows; r++ {
+		kernels.Axpy(db, 1, x[r*cols:(r+1)*cols])
+	}
+}
+
+// LastLogits runs the model over a batch and returns, for each sequence, the
+// logits [vocab] at its last position: the distribution of the next token.
+func (m *Model) LastLogits(ws *Workspace, b *Batch) ([][]float32, error) {
+	c := m.Config
+	if err := b.validate(c); err != nil {
+		return nil, err
+	}
+	ws.reserve(c, len(b.Tokens))
+	m.trunk(ws, b)
+	out := make([][]float32, b.NumSeqs())
+	D, V := c.HiddenSize, c.VocabSize
+	for s := range out {
+		row := b.Offsets[s+1] - 1
+		out[s] = make([]float32, V)
+		kernels.MatMulNT(ws.Pool, out[s], ws.xnF[row*D:(row+1)*D], m.Params.LMHead, nil, 1, V, D)
+	}
+	return out, nil
+}
+
+// Argmax returns the index of the largest value (the first on ties).
+func Argmax(x []float32) int {
+	best, bi := float32(math.Inf(-1)), 0
+	for i, v := range x {
+		if v > best {
+			best, bi = v, i
+		}
+	}
+	return bi
+}

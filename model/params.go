@@ -1,0 +1,143 @@
+package model
+
+import "fmt"
+
+// Params holds every weight of the model (or, used as gradients, every
+// gradient) in one float32 allocation. The named fields are views into it in
+// Hugging Face's state-dict order:
+//
+//	model.embed_tokens.weight                      [vocab, hidden]
+//	model.layers.N.input_layernorm.weight          [hidden]
+//	model.layers.N.self_attn.q_proj.weight (.bias) [heads·headDim, hidden]
+//	model.layers.N.self_attn.k_proj.weight (.bias) [kvHeads·headDim, hidden]
+//	model.layers.N.self_attn.v_proj.weight (.bias) [kvHeads·headDim, hidden]
+//	model.layers.N.self_attn.o_proj.weight (.bias) [hidden, heads·headDim]
+//	model.layers.N.self_attn.q_norm.weight         [headDim] (Qwen3)
+//	model.layers.N.self_attn.k_norm.weight         [headDim] (Qwen3)
+//	model.layers.N.post_attention_layernorm.weight [hidden]
+//	model.layers.N.mlp.gate_proj.weight            [intermediate, hidden]
+//	model.layers.N.mlp.up_proj.weight              [intermediate, hidden]
+//	model.layers.N.mlp.down_proj.weight            [hidden, intermediate]
+//	model.norm.weight                              [hidden]
+//	lm_head.weight                                 [vocab, hidden] (absent when tied)
+//
+// Linear weights are [out, in] as in PyTorch. With tied embeddings LMHead is
+// the same slice as Embed, so gradients of both uses add up in one place.
+type Params struct {
+	Embed     []float32
+	Layers    []LayerParams
+	FinalNorm []float32
+	LMHead    []float32
+
+	Mem     []float32 // the single backing allocation
+	tensors []Tensor
+}
+
+// LayerParams are the weights of one decoder layer; optional ones are nil.
+type LayerParams struct {
+	AttnNorm          []float32
+	Wq, Wk, Wv, Wo    []float32
+	Bq, Bk, Bv, Bo    []float32
+	QNorm, KNorm      []float32
+	MLPNorm           []float32
+	WGate, WUp, WDown []float32
+}
+
+// Tensor is a named view of part of a Params allocation.
+type Tensor struct {
+	Name  string
+	Shape []int
+	Data  []float32
+}
+
+type tensorSpec struct {
+	name  string
+	shape []int
+	field func(p *Params) *[]float32
+}
+
+func (s tensorSpec) size() int64 {
+	n := int64(1)
+	for _, d := range s.shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// tensorSpecs lists the model's tensors in Hugging Face order.
+func (c Config) tensorSpecs() []tensorSpec {
+	D, I, V, hd := c.HiddenSize, c.IntermediateSize, c.VocabSize, c.HeadDim
+	qd, kvd := c.NumHeads*hd, c.NumKVHeads*hd
+	specs := []tensorSpec{{"model.embed_tokens.weight", []int{V, D}, func(p *Params) *[]float32 { return &p.Embed }}}
+	for l := 0; l < c.NumLayers; l++ {
+		pre := fmt.Sprintf("model.layers.%d.", l)
+		lp := func(get func(*LayerParams) *[]float32) func(*Params) *[]float32 {
+			return func(p *Params) *[]float32 { return get(&p.Layers[l]) }
+		}
+		add := func(name string, shape []int, get func(*LayerParams) *[]float32) {
+			specs = append(specs, tensorSpec{pre + name, shape, lp(get)})
+		}
+		add("input_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.AttnNorm })
+		add("self_attn.q_proj.weight", []int{qd, D}, func(l *LayerParams) *[]float32 { return &l.Wq })
+		if c.QKVBias {
+			add("self_attn.q_proj.bias", []int{qd}, func(l *LayerParams) *[]float32 { return &l.Bq })
+		}
+		add("self_attn.k_proj.weight", []int{kvd, D}, func(l *LayerParams) *[]float32 { return &l.Wk })
+		if c.QKVBias {
+			add("self_attn.k_proj.bias", []int{kvd}, func(l *LayerParams) *[]float32 { return &l.Bk })
+		}
+		add("self_attn.v_proj.weight", []int{kvd, D}, func(l *LayerParams) *[]float32 { return &l.Wv })
+		if c.QKVBias {
+			add("self_attn.v_proj.bias", []int{kvd}, func(l *LayerParams) *[]float32 { return &l.Bv })
+		}
+		add("self_attn.o_proj.weight", []int{D, qd}, func(l *LayerParams) *[]float32 { return &l.Wo })
+		if c.OBias {
+			add("self_attn.o_proj.bias", []int{D}, func(l *LayerParams) *[]float32 { return &l.Bo })
+		}
+		if c.QKNorm {
+			add("self_attn.q_norm.weight", []int{hd}, func(l *LayerParams) *[]float32 { return &l.QNorm })
+			add("self_attn.k_norm.weight", []int{hd}, func(l *LayerParams) *[]float32 { return &l.KNorm })
+		}
+		add("post_attention_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.MLPNorm })
+		add("mlp.gate_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WGate })
+		add("mlp.up_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WUp })
+		add("mlp.down_proj.weight", []int{D, I}, func(l *LayerParams) *[]float32 { return &l.WDown })
+	}
+	specs = append(specs, tensorSpec{"model.norm.weight", []int{D}, func(p *Params) *[]float32 { return &p.FinalNorm }})
+	if !c.TieWordEmbeddings {
+		specs = append(specs, tensorSpec{"lm_head.weight", []int{V, D}, func(p *Params) *[]float32 { return &p.LMHead }})
+	}
+	return specs
+}
+
+// NewParams allocates zeroed parameters (or gradients) for the configuration.
+func NewParams(c Config) *Params {
+	specs := c.tensorSpecs()
+	var total int64
+	for _, s := range specs {
+		total += s.size()
+	}
+	p := &Params{Layers: make([]LayerParams, c.NumLayers), Mem: make([]float32, total)}
+	off := int64(0)
+	for _, s := range specs {
+		n := s.size()
+		view := p.Mem[off : off+n : off+n]
+		*s.field(p) = view
+		p.tensors = append(p.tensors, Tensor{Name: s.name, Shape: s.shape, Data: view})
+		off += n
+	}
+	if c.TieWordEmbeddings {
+		p.LMHead = p.Embed
+	}
+	return p
+}
+
+// Tensors returns the named tensors in Hugging Face order; a tied lm_head is
+// not listed, as save_pretrained omits it.
+func (p *Params) Tensors() []Tensor { return p.tensors }
+
+// Zero sets every value to 0.
+func (p *Params) Zero() { clear(p.Mem) }
+
+// CopyFrom copies every value of q, which must have the same configuration.
+func (p *Params) CopyFrom(q *Params) { copy(p.Mem, q.Mem) }
