@@ -1,0 +1,194 @@
+#!/usr/bin/python3
+"""Generate reference values for relupo's model tests on architectures the
+shared golden set does not cover: GQA with tied embeddings and another
+rope_theta, Llama 3.1 "llama3" RoPE scaling, Qwen2 (q/k/v biases), Qwen3
+(per-head q/k RMSNorm, explicit head_dim) and Mistral.
+
+The PyTorch model below follows Hugging Face transformers' eager code paths
+(LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM)
+and reuses the shared reference implementation (../shared/reference/llama_ref.py)
+for safetensors I/O and RoPE helpers.
+
+Run from the repository root:
+    /usr/bin/python3 model/testdata/gen_arch.py
+It writes model/testdata/arch/<case>/{config.json,model.safetensors,grads.safetensors}
+and model/testdata/arch/expected.json. Tests read only those files.
+"""
+import json, math, os, sys
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "shared", "reference"))
+import llama_ref as L  # noqa: E402
+
+torch.set_num_threads(1)
+OUT = os.path.join(HERE, "arch")
+
+
+def llama3_inv_freq(cfg, head_dim):
+    inv = L.rope_inv_freq(head_dim, cfg["rope_theta"])
+    rs = cfg.get("rope_scaling")
+    if not rs:
+        return inv
+    # transformers' _compute_llama3_parameters
+    factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+    old = rs["original_max_position_embeddings"]
+    low_wl, high_wl = old / lo, old / hi
+    wavelen = 2 * math.pi / inv
+    inv_l = torch.where(wavelen > low_wl, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    smoothed = (1 - smooth) * inv_l / factor + smooth * inv_l
+    medium = ~(wavelen < high_wl) * ~(wavelen > low_wl)
+    return torch.where(medium, smoothed, inv_l)
+
+
+class Attn(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        D, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        hd = cfg.get("head_dim") or D // H
+        self.H, self.KV, self.hd = H, KV, hd
+        qkv_bias = cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False)
+        o_bias = cfg["model_type"] in ("llama", "qwen3") and cfg.get("attention_bias", False)
+        self.q_proj = nn.Linear(D, H * hd, bias=qkv_bias)
+        self.k_proj = nn.Linear(D, KV * hd, bias=qkv_bias)
+        self.v_proj = nn.Linear(D, KV * hd, bias=qkv_bias)
+        self.o_proj = nn.Linear(H * hd, D, bias=o_bias)
+        self.qk_norm = cfg["model_type"] == "qwen3"
+        if self.qk_norm:
+            self.q_norm = L.LlamaRMSNorm(hd, cfg["rms_norm_eps"])
+            self.k_norm = L.LlamaRMSNorm(hd, cfg["rms_norm_eps"])
+
+    def forward(self, x, cos, sin, mask):
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.H, self.hd)
+        k = self.k_proj(x).view(b, t, self.KV, self.hd)
+        v = self.v_proj(x).view(b, t, self.KV, self.hd).transpose(1, 2)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+        q, k = L.apply_rotary_pos_emb(q, k, cos, sin)
+        k, v = L.repeat_kv(k, self.H // self.KV), L.repeat_kv(v, self.H // self.KV)
+        a = torch.matmul(q, k.transpose(2, 3)) * self.hd ** -0.5 + mask
+        a = F.softmax(a, dim=-1, dtype=torch.float32).to(q.dtype)
+        return self.o_proj(torch.matmul(a, v).transpose(1, 2).reshape(b, t, self.H * self.hd))
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.self_attn = Attn(cfg)
+        self.mlp = L.LlamaMLP(cfg)
+        self.input_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        self.post_attention_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+
+    def forward(self, x, cos, sin, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Inner(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
+        self.layers = nn.ModuleList([Layer(cfg) for _ in range(cfg["num_hidden_layers"])])
+        self.norm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+
+
+class CausalLM(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = cfg
+        self.model = Inner(cfg)
+        self.lm_head = nn.Linear(cfg["hidden_size"], cfg["vocab_size"], bias=False)
+        if cfg.get("tie_word_embeddings"):
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, ids):
+        b, t = ids.shape
+        cfg = self.config
+        hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+        inv = llama3_inv_freq(cfg, hd)
+        freqs = torch.arange(t, dtype=torch.int64)[None, :, None].float() * inv
+        emb = torch.cat((freqs, freqs), -1)
+        cos, sin = emb.cos(), emb.sin()
+        mask = L.build_mask(None, t, torch.float32)
+        x = self.model.embed_tokens(ids)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask)
+        return self.lm_head(self.model.norm(x))
+
+    def hf_state_dict(self):
+        sd = {k: v.detach() for k, v in self.state_dict().items()}
+        if self.config.get("tie_word_embeddings"):
+            sd.pop("lm_head.weight")
+        return sd
+
+
+def base(**kw):
+    cfg = dict(L.DEFAULT_CONFIG, vocab_size=96, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+               num_attention_heads=6, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=256)
+    cfg.update(kw)
+    return cfg
+
+
+CASES = {
+    "llama-gqa-tied": base(tie_word_embeddings=True, rope_theta=500000.0, num_hidden_layers=3),
+    "llama3-rope": base(rope_theta=500000.0, head_dim=16, num_attention_heads=3, num_key_value_heads=1,
+                        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                      "high_freq_factor": 4.0, "original_max_position_embeddings": 64}),
+    "qwen2": base(model_type="qwen2", architectures=["Qwen2ForCausalLM"], rope_theta=1000000.0,
+                  use_sliding_window=False, sliding_window=4096),
+    "qwen3": base(model_type="qwen3", architectures=["Qwen3ForCausalLM"], head_dim=16, num_attention_heads=4,
+                  num_key_value_heads=2, tie_word_embeddings=True, attention_bias=False, use_sliding_window=False),
+    "mistral": base(model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=4096,
+                    num_attention_heads=4, num_key_value_heads=4),
+}
+for c in CASES.values():
+    c.pop("attention_bias", None) if c["model_type"] in ("qwen2", "mistral") else None
+
+# Sequences: (prompt, response) pairs of ids; positions restart for each.
+g = torch.Generator().manual_seed(7)
+SEQS = []
+for plen, rlen in [(5, 7), (1, 9), (12, 4), (0, 6), (20, 17)]:
+    SEQS.append((torch.randint(0, 96, (plen,), generator=g).tolist(), torch.randint(0, 96, (rlen,), generator=g).tolist()))
+# dL/dS per sequence: an arbitrary linear loss L = Σ w_s S_s exercises every path of backward.
+WEIGHTS = [0.7, -1.3, 0.25, 2.0, -0.5]
+
+expected = {"sequences": [{"prompt": p, "response": r} for p, r in SEQS], "dsums": WEIGHTS, "cases": {}}
+for ci, (name, cfg) in enumerate(CASES.items()):
+    torch.manual_seed(0)
+    m = CausalLM(cfg)
+    gen = torch.Generator().manual_seed(100 + ci)
+    with torch.no_grad():
+        for pn, p in m.named_parameters():
+            if pn.endswith("norm.weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.15 * torch.randn(p.shape, generator=gen))
+    total = 0.0
+    sums, counts = [], []
+    for (p, r), w in zip(SEQS, WEIGHTS):
+        ids = torch.tensor([p + r])
+        logits = m(ids)[0, :-1]
+        lp = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0]
+        first = max(len(p), 1)
+        s = lp[first - 1:].sum()
+        sums.append(float(s))
+        counts.append(len(p) + len(r) - first)
+        total = total + w * s
+    m.zero_grad()
+    total.backward()
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    L.save_safetensors(os.path.join(d, "model.safetensors"), m.hf_state_dict(), {"format": "pt"})
+    grads = {n: p.grad.detach().clone() for n, p in m.named_parameters()}
+    L.save_safetensors(os.path.join(d, "grads.safetensors"), grads)
+    expected["cases"][name] = {"logp_sums": sums, "counts": counts}
+    print(name, sums)
+with open(os.path.join(OUT, "expected.json"), "w") as f:
+    json.dump(expected, f, indent=1)
