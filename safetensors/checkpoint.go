@@ -87,12 +87,12 @@ func readIndex(path string) (map[string]string, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return fail("index is not valid JSON: %v", err)
+			return fail("index is not valid JSON: %v", jsonErr(err))
 		}
 		if tok != "weight_map" {
 			var skip json.RawMessage
 			if err := dec.Decode(&skip); err != nil {
-				return fail("index is not valid JSON: %v", err)
+				return fail("index is not valid JSON: %v", jsonErr(err))
 			}
 			continue
 		}
@@ -106,7 +106,7 @@ func readIndex(path string) (map[string]string, error) {
 		for dec.More() {
 			tok, err := dec.Token()
 			if err != nil {
-				return fail("index is not valid JSON: %v", err)
+				return fail("index is not valid JSON: %v", jsonErr(err))
 			}
 			name, _ := tok.(string)
 			var shard string
@@ -119,11 +119,11 @@ func readIndex(path string) (map[string]string, error) {
 			weightMap[name] = shard
 		}
 		if _, err := dec.Token(); err != nil {
-			return fail("index is not valid JSON: %v", err)
+			return fail("index is not valid JSON: %v", jsonErr(err))
 		}
 	}
 	if _, err := dec.Token(); err != nil {
-		return fail("index is not valid JSON: %v", err)
+		return fail("index is not valid JSON: %v", jsonErr(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return fail("index has data after its JSON object")

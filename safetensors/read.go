@@ -156,7 +156,7 @@ func parseHeader(hdr []byte, dataLen int64) ([]TensorInfo, map[string]string, er
 	dec := json.NewDecoder(bytes.NewReader(hdr))
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, nil, fmt.Errorf("header is not valid JSON: %v", err)
+		return nil, nil, fmt.Errorf("header is not valid JSON: %v", jsonErr(err))
 	}
 	if tok != json.Delim('{') {
 		return nil, nil, errors.New("header is not a JSON object")
@@ -169,7 +169,7 @@ func parseHeader(hdr []byte, dataLen int64) ([]TensorInfo, map[string]string, er
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, nil, fmt.Errorf("header is not valid JSON: %v", err)
+			return nil, nil, fmt.Errorf("header is not valid JSON: %v", jsonErr(err))
 		}
 		name, ok := tok.(string)
 		if !ok {
@@ -184,7 +184,7 @@ func parseHeader(hdr []byte, dataLen int64) ([]TensorInfo, map[string]string, er
 		seen[name] = true
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, nil, fmt.Errorf("header is not valid JSON: %v", err)
+			return nil, nil, fmt.Errorf("header is not valid JSON: %v", jsonErr(err))
 		}
 		if name == metadataKey {
 			if isNull(raw) {
@@ -202,7 +202,7 @@ func parseHeader(hdr []byte, dataLen int64) ([]TensorInfo, map[string]string, er
 		infos = append(infos, ti)
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, nil, fmt.Errorf("header is not valid JSON: %v", err)
+		return nil, nil, fmt.Errorf("header is not valid JSON: %v", jsonErr(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, nil, errors.New("header has data after its JSON object")
@@ -211,6 +211,14 @@ func parseHeader(hdr []byte, dataLen int64) ([]TensorInfo, map[string]string, er
 		return nil, nil, err
 	}
 	return infos, meta, nil
+}
+
+// jsonErr makes the decoder's bare EOF errors readable.
+func jsonErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("unexpected end of JSON")
+	}
+	return err
 }
 
 func isNull(raw json.RawMessage) bool {
@@ -288,7 +296,7 @@ func objectFields(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, fmt.Errorf("entry is not valid JSON: %v", err)
+			return nil, fmt.Errorf("entry is not valid JSON: %v", jsonErr(err))
 		}
 		k, _ := tok.(string)
 		if _, dup := fields[k]; dup {
@@ -296,7 +304,7 @@ func objectFields(raw json.RawMessage) (map[string]json.RawMessage, error) {
 		}
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("entry is not valid JSON: %v", err)
+			return nil, fmt.Errorf("entry is not valid JSON: %v", jsonErr(err))
 		}
 		fields[k] = v
 	}
