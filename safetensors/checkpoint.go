@@ -135,7 +135,7 @@ func readIndex(path string) (map[string]string, error) {
 }
 
 // openShards opens the shards a weight map names and checks them against it.
-func openShards(dir, indexPath string, weightMap map[string]string) (c *Checkpoint, err error) {
+func openShards(dir, indexPath string, weightMap map[string]string) (_ *Checkpoint, err error) {
 	fail := func(format string, args ...any) (*Checkpoint, error) {
 		return nil, fmt.Errorf("safetensors: %s: %s", indexPath, fmt.Sprintf(format, args...))
 	}
@@ -152,7 +152,7 @@ func openShards(dir, indexPath string, weightMap map[string]string) (c *Checkpoi
 	}
 	slices.Sort(shardNames)
 
-	c = &Checkpoint{dir: dir, where: make(map[string]*File, len(weightMap))}
+	c := &Checkpoint{dir: dir, where: make(map[string]*File, len(weightMap))}
 	defer func() {
 		if err != nil {
 			c.Close()
