@@ -1,0 +1,162 @@
+package data
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+)
+
+// Source is one file of a dataset mixture.
+type Source struct {
+	// Path is the file to read.
+	Path string
+	// Fraction is the share of the file's rows to use, in [0, 1]: LoadAll
+	// keeps the rows with index below floor(Fraction·rows), where rows
+	// counts every record of the file, skipped ones included. This is what
+	// the alignment handbook's dataset mixer does (select the first
+	// int(fraction·len(dataset)) rows, before concatenating and shuffling).
+	// The zero Source has Fraction 0 and selects nothing; ParseMixture sets
+	// 1 when the spec gives no fraction.
+	Fraction float64
+}
+
+// String formats s as ParseMixture reads it.
+func (s Source) String() string {
+	if s.Fraction == 1 {
+		return s.Path
+	}
+	return s.Path + ":" + strconv.FormatFloat(s.Fraction, 'g', -1, 64)
+}
+
+// ParseMixture parses a comma-separated list of files, each optionally
+// followed by ":fraction", for example "a.jsonl:0.5,b.parquet". A file
+// without a fraction is used whole. Fractions must lie in [0, 1]. The text
+// after a file's last colon is taken as a fraction only when it parses as a
+// number, so paths may contain colons; they may not contain commas.
+func ParseMixture(spec string) ([]Source, error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, fmt.Errorf("data: empty dataset mixture")
+	}
+	var out []Source
+	for item := range strings.SplitSeq(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return nil, fmt.Errorf("data: mixture %q: empty entry", spec)
+		}
+		src := Source{Path: item, Fraction: 1}
+		if i := strings.LastIndexByte(item, ':'); i >= 0 {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(item[i+1:]), 64); err == nil {
+				src = Source{Path: strings.TrimSpace(item[:i]), Fraction: f}
+				if src.Path == "" {
+					return nil, fmt.Errorf("data: mixture entry %q: no file", item)
+				}
+				if !(f >= 0 && f <= 1) {
+					return nil, fmt.Errorf("data: mixture entry %q: fraction %v is not in [0, 1]", item, f)
+				}
+			}
+		}
+		out = append(out, src)
+	}
+	return out, nil
+}
+
+// LoadAll reads every source in order and returns their Pairs concatenated,
+// each source cut to its Fraction (see Source.Fraction). It stops early,
+// with ctx's error, when ctx is done. Skipped records are reported to
+// opts.OnSkip only when they fall within a source's fraction.
+func LoadAll(ctx context.Context, sources []Source, opts Options) ([]Pair, error) {
+	var all []Pair
+	for _, src := range sources {
+		if !(src.Fraction >= 0 && src.Fraction <= 1) {
+			return nil, fmt.Errorf("data: %s: fraction %v is not in [0, 1]", src.Path, src.Fraction)
+		}
+		pairs, err := loadSource(ctx, src, opts)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, pairs...)
+	}
+	return all, nil
+}
+
+func loadSource(ctx context.Context, src Source, opts Options) ([]Pair, error) {
+	type indexed struct {
+		record int // 0-based index of the record in the file
+		skip   error
+		pair   Pair
+	}
+	var got []indexed
+	inner := opts
+	var r *Reader
+	inner.OnSkip = func(err error) { got = append(got, indexed{record: r.Records() - 1, skip: err}) }
+	r, err := Open(src.Path, inner)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("data: %s: %w", src.Path, err)
+		}
+		p, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		got = append(got, indexed{record: r.Records() - 1, pair: p})
+	}
+	keep := int(math.Floor(src.Fraction * float64(r.Records())))
+	pairs := make([]Pair, 0, len(got))
+	for _, g := range got {
+		if g.record >= keep {
+			break
+		}
+		if g.skip != nil {
+			if opts.OnSkip != nil {
+				opts.OnSkip(g.skip)
+			}
+			continue
+		}
+		pairs = append(pairs, g.pair)
+	}
+	return pairs, nil
+}
+
+// SplitEval holds out ceil(ratio·len(pairs)) pairs, chosen at random with
+// the given seed, as an evaluation split (the size rule of Hugging Face's
+// train_test_split). The split depends only on len(pairs), ratio and seed.
+// Both halves keep the input order. A ratio of 0 or less gives no
+// evaluation pairs; ratio must be below 1 so some training pairs remain,
+// else the result is clamped to leave one (when there is one).
+func SplitEval(pairs []Pair, ratio float64, seed int64) (train, eval []Pair) {
+	n := len(pairs)
+	if n == 0 || !(ratio > 0) {
+		return pairs, nil
+	}
+	k := int(math.Ceil(ratio * float64(n)))
+	k = min(k, n-1)
+	if k <= 0 {
+		return pairs, nil
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed_e7a1))
+	held := make([]bool, n)
+	for _, i := range rng.Perm(n)[:k] {
+		held[i] = true
+	}
+	train = make([]Pair, 0, n-k)
+	eval = make([]Pair, 0, k)
+	for i, p := range pairs {
+		if held[i] {
+			eval = append(eval, p)
+		} else {
+			train = append(train, p)
+		}
+	}
+	return train, eval
+}
