@@ -117,7 +117,7 @@ func newFile(path string, r io.ReaderAt, size int64) (*File, error) {
 		return fail("file is %d bytes, too short to hold the 8-byte header length", size)
 	}
 	var lenBuf [8]byte
-	if _, err := r.ReadAt(lenBuf[:], 0); err != nil {
+	if err := readAt(r, lenBuf[:], 0); err != nil {
 		return fail("reading header length: %v", err)
 	}
 	n := binary.LittleEndian.Uint64(lenBuf[:])
@@ -128,7 +128,7 @@ func newFile(path string, r io.ReaderAt, size int64) (*File, error) {
 		return fail("header length %d exceeds the %d bytes that follow it in the file", n, size-8)
 	}
 	hdr := make([]byte, n)
-	if _, err := r.ReadAt(hdr, 8); err != nil {
+	if err := readAt(r, hdr, 8); err != nil {
 		return fail("reading header: %v", err)
 	}
 	dataOff := 8 + int64(n)
@@ -397,10 +397,26 @@ func (f *File) Raw(name string) ([]byte, error) {
 		return nil, err
 	}
 	buf := make([]byte, ti.ByteSize()) // bounded by the file size, checked in Open
-	if _, err := f.r.ReadAt(buf, ti.Begin); err != nil {
+	if err := readAt(f.r, buf, ti.Begin); err != nil {
 		return nil, fmt.Errorf("safetensors: %s: tensor %q: %w", f.path, name, err)
 	}
 	return buf, nil
+}
+
+// readAt fills buf from r at off. A reader may report io.EOF along with a
+// full buffer at the end of the file; that is success.
+func readAt(r io.ReaderAt, buf []byte, off int64) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	n, err := r.ReadAt(buf, off)
+	if n == len(buf) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF // the file shrank after Open
+	}
+	return err
 }
 
 // each reads the tensor's data in chunks of whole elements and calls fn with
@@ -410,7 +426,7 @@ func (f *File) each(ti TensorInfo, fn func(chunk []byte, first int)) error {
 	buf := make([]byte, min(ti.ByteSize(), chunkSize))
 	for off := ti.Begin; off < ti.End; {
 		chunk := buf[:min(int64(len(buf)), ti.End-off)]
-		if _, err := f.r.ReadAt(chunk, off); err != nil {
+		if err := readAt(f.r, chunk, off); err != nil {
 			return fmt.Errorf("safetensors: %s: tensor %q: %w", f.path, ti.Name, err)
 		}
 		fn(chunk, int((off-ti.Begin)/size))
