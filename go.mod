@@ -1,8 +1,9 @@
 module github.com/relupo/relupo
 
-go 1.26
+go 1.26.0
 
 require (
+	github.com/ardanlabs/jinja v1.8.0
 	github.com/dlclark/regexp2 v1.11.5
 	github.com/parquet-go/parquet-go v0.32.0
 	golang.org/x/text v0.44.0
