@@ -44,11 +44,11 @@ type casesFile struct {
 		After     [][]int32 `json:"after"`
 	} `json:"clip"`
 	Schedules []struct {
-		Kind    string    `json:"kind"`
-		BaseLR  float64   `json:"base_lr"`
-		Warmup  int       `json:"warmup"`
-		Total   int       `json:"total"`
-		LRs     []float64 `json:"lrs"`
+		Kind   string    `json:"kind"`
+		BaseLR float64   `json:"base_lr"`
+		Warmup int       `json:"warmup"`
+		Total  int       `json:"total"`
+		LRs    []float64 `json:"lrs"`
 	} `json:"schedules"`
 	Warmup []struct {
 		Steps int     `json:"warmup_steps"`
@@ -473,4 +473,38 @@ func readF32Safetensors(t *testing.T, path string) map[string][]float32 {
 		out[name] = v
 	}
 	return out
+}
+
+func TestFMA32Random(t *testing.T) {
+	// A deterministic sweep over magnitudes, compared with exact arithmetic.
+	x := uint32(12345)
+	next := func() float32 {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		f := math.Float32frombits(x&0x807fffff | uint32(100+x%60)<<23) // exponents 2^-27 .. 2^32
+		return f
+	}
+	for i := 0; i < 20000; i++ {
+		a, b, c := next(), next(), next()
+		if got, want := fma32(a, b, c), exactFMA32(a, b, c); got != want {
+			t.Fatalf("fma32(%v, %v, %v) = %v, want %v", a, b, c, got, want)
+		}
+	}
+}
+
+func BenchmarkAdamWStep(b *testing.B) {
+	const n = 1 << 20
+	p := Param{Name: "w", Data: make([]float32, n), Grad: make([]float32, n)}
+	for i := range p.Grad {
+		p.Grad[i] = float32(i%97) * 1e-3
+	}
+	opt := NewAdamW()
+	opt.WeightDecay = 0.01
+	b.SetBytes(n * 4)
+	for b.Loop() {
+		if err := opt.Step([]Param{p}, 1e-3); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
