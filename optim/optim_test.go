@@ -508,3 +508,30 @@ func BenchmarkAdamWStep(b *testing.B) {
 		}
 	}
 }
+
+// TestAdamWParallelSplit checks that a tensor large enough to be split
+// across goroutines gets exactly the sequential result.
+func TestAdamWParallelSplit(t *testing.T) {
+	n := 3*parallelMin + 17
+	data, grad := make([]float32, n), make([]float32, n)
+	for i := range data {
+		data[i] = float32(math.Sin(float64(i)))
+		grad[i] = float32(math.Cos(float64(3*i))) * 1e-2
+	}
+	want := append([]float32(nil), data...)
+	m, v := make([]float32, n), make([]float32, n)
+	opt := NewAdamW()
+	opt.WeightDecay = 0.1
+	ps := []Param{{Name: "w", Data: data, Grad: grad}}
+	for step := 1; step <= 2; step++ {
+		if err := opt.Step(ps, 1e-3); err != nil {
+			t.Fatal(err)
+		}
+		bc1, bc2 := 1-math.Pow(0.9, float64(step)), 1-math.Pow(0.999, float64(step))
+		adamKernel(want, grad, m, v, true, float32(1-1e-3*0.1), adamConsts{
+			b1: 0.9, omb1: float32(1 - 0.9), b2: 0.999, omb2: float32(1 - 0.999), eps: 1e-8,
+			negStep: float32(-(1e-3 / bc1)), bc2sqrt: float32(math.Sqrt(bc2)),
+		})
+	}
+	checkBits(t, "w", data, want, 0)
+}

@@ -208,7 +208,9 @@ type Result struct {
 	//   - rewards/chosen, rewards/rejected: batch means of the implicit
 	//     rewards. For repo, repo++ and simpo they are β·A(y) (average
 	//     log-probs, no reference), as the official SimPO/RePO trainer logs
-	//     them. For dpo, hinge, dpo+repo and dpo+repo++ they are
+	//     them; for RePO β enters nowhere else. (The project's PyTorch
+	//     reference, losses_ref.py, logs RePO rewards β-free; Beta = 1
+	//     reproduces those values.) For dpo, hinge, dpo+repo and dpo+repo++ they are
 	//     β·(S − S_ref) on sums (TRL DPOTrainer); for ipo they are
 	//     β·(A − A_ref) on averages (TRL with loss_type "ipo").
 	//   - rewards/margins: mean of chosen minus rejected reward.
