@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Tensor is one tensor to write. Data holds the elements in row-major order
@@ -43,6 +44,9 @@ var shardName = regexp.MustCompile(`^model-[0-9]{5}-of-[0-9]{5}\.safetensors$`)
 func (t *Tensor) byteSize() (int64, error) {
 	if t.Name == metadataKey {
 		return 0, fmt.Errorf("tensor name %q is reserved for metadata", t.Name)
+	}
+	if !utf8.ValidString(t.Name) {
+		return 0, fmt.Errorf("tensor name %q is not valid UTF-8", t.Name)
 	}
 	if !t.DType.IsFloat() {
 		return 0, fmt.Errorf("tensor %q: cannot write dtype %q from float32 data (want F32, F16, BF16 or F64)", t.Name, t.DType)
@@ -126,29 +130,41 @@ func encode(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 		return err
 	}
 	buf := make([]byte, 0, 64<<10)
-	le := binary.LittleEndian
 	for _, t := range sorted {
-		for _, v := range t.Data {
-			switch t.DType {
-			case F32:
-				buf = le.AppendUint32(buf, math.Float32bits(v))
-			case F16:
-				buf = le.AppendUint16(buf, F32ToF16(v))
-			case BF16:
-				buf = le.AppendUint16(buf, F32ToBF16(v))
-			case F64:
-				buf = le.AppendUint64(buf, math.Float64bits(float64(v)))
+		for data := t.Data; len(data) > 0; {
+			n := min(len(data), cap(buf)/t.DType.Size())
+			buf = appendData(buf[:0], t.DType, data[:n])
+			if _, err := w.Write(buf); err != nil {
+				return err
 			}
-			if len(buf) > cap(buf)-8 {
-				if _, err := w.Write(buf); err != nil {
-					return err
-				}
-				buf = buf[:0]
-			}
+			data = data[n:]
 		}
 	}
-	_, err := w.Write(buf)
-	return err
+	return nil
+}
+
+// appendData appends vals converted to dtype, little-endian, to buf.
+func appendData(buf []byte, dtype DType, vals []float32) []byte {
+	le := binary.LittleEndian
+	switch dtype {
+	case F32:
+		for _, v := range vals {
+			buf = le.AppendUint32(buf, math.Float32bits(v))
+		}
+	case F16:
+		for _, v := range vals {
+			buf = le.AppendUint16(buf, F32ToF16(v))
+		}
+	case BF16:
+		for _, v := range vals {
+			buf = le.AppendUint16(buf, F32ToBF16(v))
+		}
+	case F64:
+		for _, v := range vals {
+			buf = le.AppendUint64(buf, math.Float64bits(float64(v)))
+		}
+	}
+	return buf
 }
 
 // Write writes tensors, sorted by name, and metadata (omitted when empty) as
@@ -239,6 +255,9 @@ type index struct {
 // the index, model-*-of-*.safetensors shards) are removed, so loaders never
 // mix two saves.
 func WriteCheckpoint(dir string, tensors []Tensor, metadata map[string]string, maxShardBytes int64) error {
+	if dir == "" {
+		dir = "."
+	}
 	fail := func(err error) error { return fmt.Errorf("safetensors: %s: %w", dir, err) }
 	sizes := make([]int64, len(tensors))
 	var total int64

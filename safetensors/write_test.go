@@ -150,6 +150,7 @@ func TestWriteErrors(t *testing.T) {
 		{"data does not match shape", []Tensor{{Name: "a", DType: F32, Shape: []int{2, 3}, Data: make([]float32, 5)}}, "shape [2 3] needs 6 elements but Data has 5"},
 		{"negative dimension", []Tensor{{Name: "a", DType: F32, Shape: []int{-1}, Data: nil}}, "negative dimension"},
 		{"overflowing shape", []Tensor{{Name: "a", DType: F32, Shape: []int{1 << 40, 1 << 40}, Data: nil}}, "too many elements"},
+		{"name not UTF-8", []Tensor{{Name: "w\xff", DType: F32, Shape: []int{1}, Data: []float32{1}}}, "not valid UTF-8"},
 		{"reserved name", []Tensor{{Name: "__metadata__", DType: F32, Shape: []int{1}, Data: []float32{1}}}, "reserved"},
 	}
 	for _, tt := range tests {
