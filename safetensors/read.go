@@ -102,7 +102,7 @@ func newFile(path string, r io.ReaderAt, size int64) (*File, error) {
 	}
 	var lenBuf [8]byte
 	if err := readAt(r, lenBuf[:], 0); err != nil {
-		return fail("reading header length: %v", err)
+		return nil, fmt.Errorf("safetensors: %s: reading header length: %w", path, err)
 	}
 	n := binary.LittleEndian.Uint64(lenBuf[:])
 	if n > maxHeaderSize {
@@ -113,7 +113,7 @@ func newFile(path string, r io.ReaderAt, size int64) (*File, error) {
 	}
 	hdr := make([]byte, n)
 	if err := readAt(r, hdr, 8); err != nil {
-		return fail("reading header: %v", err)
+		return nil, fmt.Errorf("safetensors: %s: reading header: %w", path, err)
 	}
 	dataOff := 8 + int64(n)
 	infos, meta, err := parseHeader(hdr, size-dataOff)
