@@ -40,6 +40,7 @@ func newRootCmd() *cobra.Command {
 	})
 	// Each subcommand lives in its own file as newXxxCmd.
 	root.AddCommand(
+		newTokenizeCmd(),
 		newLogpsCmd(),
 	)
 	return root
