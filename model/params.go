@@ -1,6 +1,10 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+)
 
 // Params holds every weight of the model (or, used as gradients, every
 // gradient) in one float32 allocation. The named fields are views into it in
@@ -141,3 +145,24 @@ func (p *Params) Zero() { clear(p.Mem) }
 
 // CopyFrom copies every value of q, which must have the same configuration.
 func (p *Params) CopyFrom(q *Params) { copy(p.Mem, q.Mem) }
+
+// Init fills the parameters as transformers initializes a new Llama:
+// every weight matrix and the embedding from N(0, std²), biases with 0 and
+// normalization weights with 1. The values depend only on seed.
+func (p *Params) Init(seed uint64, std float64) {
+	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	for _, t := range p.tensors {
+		switch {
+		case strings.HasSuffix(t.Name, "norm.weight"):
+			for i := range t.Data {
+				t.Data[i] = 1
+			}
+		case strings.HasSuffix(t.Name, ".bias"):
+			clear(t.Data)
+		default:
+			for i := range t.Data {
+				t.Data[i] = float32(r.NormFloat64() * std)
+			}
+		}
+	}
+}

@@ -1,0 +1,254 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relupo/relupo/internal/atomicfile"
+	"github.com/relupo/relupo/optim"
+	"github.com/relupo/relupo/safetensors"
+)
+
+// A checkpoint is a folder OUTPUT_DIR/checkpoint-STEP holding
+//
+//	config.json, model.safetensors   the float32 weights (transformers loads it)
+//	optimizer.safetensors            AdamW moments and step counts
+//	trainer_state.json               the State: step, epoch, data position, log window
+//
+// It is written under a temporary name and renamed when complete, so a kill
+// at any moment leaves either the previous checkpoints or the new one, never
+// a partial one.
+
+const stateFile = "trainer_state.json"
+
+func checkpointDir(out string, step int) string {
+	return filepath.Join(out, "checkpoint-"+strconv.Itoa(step))
+}
+
+func (t *Trainer) saveCheckpoint() error {
+	out := t.Opts.OutputDir
+	dir := checkpointDir(out, t.state.GlobalStep)
+	tmp := dir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	fail := func(err error) error {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("checkpoint: step %d not saved (the previous checkpoints are intact): %w", t.state.GlobalStep, err)
+	}
+	if err := t.Policy.Save(tmp, safetensors.F32, 0); err != nil {
+		return fail(err)
+	}
+	var ts []safetensors.Tensor
+	for _, st := range t.opt.State() {
+		ts = append(ts, safetensors.Tensor{Name: st.Name, DType: safetensors.F32, Shape: []int{len(st.Data)}, Data: st.Data})
+	}
+	if err := safetensors.Write(filepath.Join(tmp, "optimizer.safetensors"), ts, nil); err != nil {
+		return fail(err)
+	}
+	b, err := json.MarshalIndent(t.state, "", "  ")
+	if err != nil {
+		return fail(err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(tmp, stateFile), b); err != nil {
+		return fail(err)
+	}
+	if err := os.RemoveAll(dir); err != nil { // an older save of the same step
+		return fail(err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fail(err)
+	}
+	if err := atomicfile.SyncDir(out); err != nil {
+		return fail(err)
+	}
+	return t.pruneCheckpoints()
+}
+
+// checkpoints lists the complete checkpoint folders of out by step.
+func checkpoints(out string) ([]int, error) {
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		return nil, err
+	}
+	var steps []int
+	for _, e := range entries {
+		s, ok := strings.CutPrefix(e.Name(), "checkpoint-")
+		n, err := strconv.Atoi(s)
+		if !ok || err != nil || !e.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(out, e.Name(), stateFile)); err == nil {
+			steps = append(steps, n)
+		}
+	}
+	sort.Ints(steps)
+	return steps, nil
+}
+
+func (t *Trainer) pruneCheckpoints() error {
+	limit := t.Opts.SaveTotalLimit
+	if limit <= 0 {
+		return nil
+	}
+	steps, err := checkpoints(t.Opts.OutputDir)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	for len(steps) > limit {
+		if err := os.RemoveAll(checkpointDir(t.Opts.OutputDir, steps[0])); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		steps = steps[1:]
+	}
+	return nil
+}
+
+// ResolveCheckpoint turns --resume-from-checkpoint into a folder: "latest"
+// (or "true", as HF accepts) means the newest complete checkpoint in out.
+func ResolveCheckpoint(spec, out string) (string, error) {
+	if spec != "latest" && spec != "true" {
+		return spec, nil
+	}
+	steps, err := checkpoints(out)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("resume: %w", err)
+	}
+	if len(steps) == 0 {
+		return "", fmt.Errorf("resume: no checkpoint-N folder with a %s in %s", stateFile, out)
+	}
+	return checkpointDir(out, steps[len(steps)-1]), nil
+}
+
+func (t *Trainer) resume() error {
+	dir, err := ResolveCheckpoint(t.Opts.ResumeFrom, t.Opts.OutputDir)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("resume: %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	switch {
+	case st.NumExamples != len(t.Train):
+		return fmt.Errorf("resume: %s was made with %d training pairs, this run has %d: resume needs the same data", dir, st.NumExamples, len(t.Train))
+	case st.MaxSteps != t.plan.maxSteps:
+		return fmt.Errorf("resume: %s was made for %d steps, this run plans %d: resume needs the same epochs, batch size and accumulation", dir, st.MaxSteps, t.plan.maxSteps)
+	case st.LossType != t.state.LossType:
+		return fmt.Errorf("resume: %s was made with loss %s, this run uses %s", dir, st.LossType, t.state.LossType)
+	case st.GlobalStep < 0 || st.GlobalStep > st.MaxSteps || st.Micro < 0 || st.Micro >= t.plan.microPerEpoch || st.Epoch < 0:
+		return fmt.Errorf("resume: %s: inconsistent state %+v", dir, st)
+	}
+	ck, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	err = t.Policy.LoadWeights(ck)
+	ck.Close()
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, "optimizer.safetensors"))
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	defer f.Close()
+	var sts []optim.StateTensor
+	for _, name := range f.Names() {
+		d, err := f.Float32(name)
+		if err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		sts = append(sts, optim.StateTensor{Name: name, Data: d})
+	}
+	if err := t.opt.LoadState(t.params(), sts); err != nil {
+		return fmt.Errorf("resume: %s: %w", dir, err)
+	}
+	t.state = st
+	return t.metrics.truncateAfter(st.GlobalStep)
+}
+
+// tokenizerFiles are copied from the input model folder into the output,
+// so that the result loads with AutoTokenizer as well as AutoModel.
+var tokenizerFiles = []string{
+	"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+	"tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "generation_config.json",
+}
+
+func (t *Trainer) saveFinal(sum Summary) error {
+	out := t.Opts.OutputDir
+	if err := t.Policy.Save(out, t.SaveDType, 0); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if t.ModelDir != "" {
+		for _, name := range tokenizerFiles {
+			if err := copyFile(filepath.Join(t.ModelDir, name), filepath.Join(out, name)); err != nil {
+				return fmt.Errorf("save: %w", err)
+			}
+		}
+	}
+	return atomicfile.WriteFile(filepath.Join(out, "README.md"), []byte(t.modelCard(sum)))
+}
+
+// copyFile copies src to dst atomically; a missing src is not an error.
+func copyFile(src, dst string) error {
+	f, err := os.Open(src)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return atomicfile.Write(dst, func(w io.Writer) error {
+		_, err := io.Copy(w, f)
+		return err
+	})
+}
+
+func (t *Trainer) modelCard(sum Summary) string {
+	o := t.Opts
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "---\nlibrary_name: transformers\ntags:\n- relupo\n- %s\n---\n\n", o.LossType)
+	fmt.Fprintf(&sb, "# %s\n\nTrained with relupo (loss `%s`) from `%s` on %s.\n\n", filepath.Base(filepath.Clean(o.OutputDir)), o.LossType, o.Model, time.Now().UTC().Format("2006-01-02"))
+	sb.WriteString("## Recipe\n\n| key | value |\n|---|---|\n")
+	rows := [][2]string{
+		{"loss_type", o.LossType}, {"beta", fmt.Sprint(o.Beta)}, {"gamma_beta_ratio", fmt.Sprint(o.GammaBetaRatio)},
+		{"learning_rate", fmt.Sprint(o.LearningRate)}, {"lr_scheduler_type", o.LRSchedulerType},
+		{"warmup_steps", fmt.Sprint(t.plan.warmup)}, {"weight_decay", fmt.Sprint(o.WeightDecay)},
+		{"max_grad_norm", fmt.Sprint(o.MaxGradNorm)}, {"per_device_train_batch_size", fmt.Sprint(o.PerDeviceTrainBatchSize)},
+		{"gradient_accumulation_steps", fmt.Sprint(o.GradientAccumulationSteps)}, {"max_steps", fmt.Sprint(t.plan.maxSteps)},
+		{"max_length", fmt.Sprint(o.MaxLength)}, {"max_prompt_length", fmt.Sprint(o.MaxPromptLength)},
+		{"seed", fmt.Sprint(o.Seed)}, {"training pairs", fmt.Sprint(len(t.Train))},
+		{"data", strings.Join(o.Data, ", ")},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(&sb, "| %s | %s |\n", r[0], r[1])
+	}
+	fmt.Fprintf(&sb, "\n## Results\n\n- steps: %d\n- mean training loss: %.6g\n", sum.Steps, sum.TrainLoss)
+	keys := make([]string, 0, len(sum.Eval))
+	for k := range sum.Eval {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&sb, "- %s: %.6g\n", k, sum.Eval[k])
+	}
+	sb.WriteString("\nThe per-step metrics are in `metrics.jsonl`.\n")
+	return sb.String()
+}
