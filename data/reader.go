@@ -123,7 +123,7 @@ func (r *Reader) initText(rd io.Reader) error {
 	if b, _ := br.Peek(2); len(b) == 2 && b[0] == 0x1f && b[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return fmt.Errorf("data: %s: gzip: %w", r.name, err)
+			return fmt.Errorf("data: %s: %w", r.name, err)
 		}
 		r.closers = append(r.closers, zr)
 		br = bufio.NewReaderSize(zr, 1<<16)
