@@ -190,5 +190,5 @@ func (c cancelAt) Step(step int, _ Row) {
 		c.cancel()
 	}
 }
-func (c cancelAt) Log(Row)  {}
+func (c cancelAt) Log(Row) {}
 func (c cancelAt) Finish() {}
