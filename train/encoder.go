@@ -6,6 +6,6 @@ import (
 
 // NewEncoder returns the text pipeline for a model folder, or nil when the
 // folder has no tokenizer (then only pre-tokenized data can be used).
-func NewEncoder(dir string, c model.Config) (Encoder, error) {
+func NewEncoder(o Options, c model.Config) (Encoder, error) {
 	return nil, nil
 }

@@ -138,7 +138,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 		return nil, err
 	}
 	sd, _ := saveDType(o.SaveDType, dtype)
-	enc, err := NewEncoder(o.Model, policy.Config)
+	enc, err := NewEncoder(o, policy.Config)
 	if err != nil {
 		return nil, err
 	}
