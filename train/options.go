@@ -120,12 +120,13 @@ func optionFields() []optionField {
 	return out
 }
 
-// BindFlags registers a flag for every option on fs, with o's values as
-// defaults; parsing fs then writes into o.
-func (o *Options) BindFlags(fs *pflag.FlagSet) {
+// BindFlags registers a flag for every option on fs (or only for the
+// options whose YAML keys are listed), with o's values as defaults; parsing
+// fs then writes into o.
+func (o *Options) BindFlags(fs *pflag.FlagSet, keys ...string) {
 	v := reflect.ValueOf(o).Elem()
 	for _, f := range optionFields() {
-		if f.flag == "-" {
+		if f.flag == "-" || len(keys) > 0 && !slicesContains(keys, f.key) {
 			continue
 		}
 		names := []string{f.flag}

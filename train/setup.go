@@ -175,7 +175,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 	lc := pref.Config{LossType: o.LossType, Beta: o.Beta, Gamma: o.GammaBetaRatio}
 	var ref [][2]float64
 	if lc.NeedsReference() {
-		if ref, err = t.referenceLogps(trainEx, warn); err != nil {
+		if ref, err = t.referenceLogps(trainEx); err != nil {
 			return nil, err
 		}
 	}
@@ -183,7 +183,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 	if len(evalEx) == 0 && o.EvalSplitRatio > 0 {
 		t.Train, t.Ref, evalEx, t.EvalRef = splitEval(trainEx, ref, o.EvalSplitRatio, o.Seed)
 	} else if len(evalEx) > 0 && lc.NeedsReference() {
-		if t.EvalRef, err = t.referenceFor(evalEx, o.RefModel); err != nil {
+		if t.EvalRef, err = ReferenceLogps(o, policy, evalEx, t.Pool); err != nil {
 			return nil, err
 		}
 	}
@@ -216,32 +216,62 @@ func splitEval(exs []Example, ref [][2]float64, ratio float64, seed int) (tr []E
 	return
 }
 
-// refCache is where the reference log-probs of the training data are kept,
-// so a resumed run reuses them instead of needing the initial policy.
-const refCache = "ref_logps.jsonl"
-
-// referenceLogps returns [chosen, rejected] reference sums for every
-// training example: from the data's own columns when every record has them,
-// from --ref-logps, from the cache of an earlier run in output_dir, or by
-// running the reference model (by default the initial policy) once.
-func (t *Trainer) referenceLogps(exs []Example, warn func(string)) ([][2]float64, error) {
-	o := t.Opts
-	all := true
-	for _, e := range exs {
+// refFromData returns the reference sums carried by the records (TRL's
+// ref_chosen_logps and ref_rejected_logps columns) when every record has them.
+func refFromData(exs []Example) [][2]float64 {
+	out := make([][2]float64, len(exs))
+	for i, e := range exs {
 		if e.RefChosen == nil || e.RefRejected == nil {
-			all = false
-			break
+			return nil
 		}
+		out[i] = [2]float64{*e.RefChosen, *e.RefRejected}
 	}
-	if all {
-		out := make([][2]float64, len(exs))
-		for i, e := range exs {
-			out[i] = [2]float64{*e.RefChosen, *e.RefRejected}
-		}
-		return out, nil
+	return out
+}
+
+// ReferenceLogps returns [chosen, rejected] reference log-prob sums for
+// every example: from the records' own columns when all have them, from the
+// --ref-logps file, or by running the reference model (o.RefModel, or the
+// policy itself when that is empty) once over the examples.
+func ReferenceLogps(o Options, policy *model.Model, exs []Example, pool *kernels.Pool) ([][2]float64, error) {
+	if ref := refFromData(exs); ref != nil {
+		return ref, nil
 	}
 	if o.RefLogps != "" {
 		return readLogps(o.RefLogps, len(exs))
+	}
+	m := policy
+	if o.RefModel != "" {
+		r, _, err := model.Load(o.RefModel)
+		if err != nil {
+			return nil, fmt.Errorf("reference model: %w", err)
+		}
+		if r.Config.VocabSize != m.Config.VocabSize {
+			return nil, fmt.Errorf("reference model %s has vocab_size %d, the policy %d: they must share a tokenizer", o.RefModel, r.Config.VocabSize, m.Config.VocabSize)
+		}
+		m = r
+	}
+	out := make([][2]float64, len(exs))
+	ws := &model.Workspace{Pool: pool}
+	err := Logps(m, ws, exs, o.PerDeviceEvalBatchSize, func(lo int, lp PairLogps) {
+		for i := range lp.Chosen {
+			out[lo+i] = [2]float64{lp.Chosen[i], lp.Rejected[i]}
+		}
+	})
+	return out, err
+}
+
+// refCache is where a run keeps the reference log-probs of its training
+// data, so that a resumed run reuses them instead of needing the initial
+// policy again.
+const refCache = "ref_logps.jsonl"
+
+// referenceLogps is ReferenceLogps for the training data, computed once:
+// a resumed run reads the values its first run cached in output_dir.
+func (t *Trainer) referenceLogps(exs []Example) ([][2]float64, error) {
+	o := t.Opts
+	if refFromData(exs) != nil || o.RefLogps != "" {
+		return ReferenceLogps(o, t.Policy, exs, t.Pool)
 	}
 	cache := filepath.Join(o.OutputDir, refCache)
 	if o.ResumeFrom != "" {
@@ -249,7 +279,7 @@ func (t *Trainer) referenceLogps(exs []Example, warn func(string)) ([][2]float64
 			return ref, nil
 		}
 	}
-	ref, err := t.referenceFor(exs, o.RefModel)
+	ref, err := ReferenceLogps(o, t.Policy, exs, t.Pool)
 	if err != nil {
 		return nil, err
 	}
@@ -260,30 +290,6 @@ func (t *Trainer) referenceLogps(exs []Example, warn func(string)) ([][2]float64
 		return nil, err
 	}
 	return ref, nil
-}
-
-// referenceFor runs the reference model (refDir, or the current policy when
-// empty) over the examples.
-func (t *Trainer) referenceFor(exs []Example, refDir string) ([][2]float64, error) {
-	m := t.Policy
-	if refDir != "" {
-		r, _, err := model.Load(refDir)
-		if err != nil {
-			return nil, fmt.Errorf("reference model: %w", err)
-		}
-		if r.Config.VocabSize != m.Config.VocabSize {
-			return nil, fmt.Errorf("reference model %s has vocab_size %d, the policy %d: they must share a tokenizer", refDir, r.Config.VocabSize, m.Config.VocabSize)
-		}
-		m = r
-	}
-	out := make([][2]float64, len(exs))
-	ws := &model.Workspace{Pool: t.Pool}
-	err := Logps(m, ws, exs, t.Opts.PerDeviceEvalBatchSize, func(lo int, lp PairLogps) {
-		for i := range lp.Chosen {
-			out[lo+i] = [2]float64{lp.Chosen[i], lp.Rejected[i]}
-		}
-	})
-	return out, err
 }
 
 // LogpsLine is one line of `relupo logps` output and of --ref-logps files.

@@ -42,6 +42,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newTokenizeCmd(),
 		newLogpsCmd(),
+		newTrainCmd(),
+		newEvalCmd(),
 	)
 	return root
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/relupo/relupo/train"
+	"github.com/spf13/cobra"
+)
+
+func newTrainCmd() *cobra.Command {
+	opts := train.DefaultOptions()
+	var config string
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "train --model DIR --data FILE [flags]",
+		Short: "Align a model with preference pairs (RePO by default)",
+		Long: `Trains a Hugging Face model folder on preference pairs with RePO (or SimPO, DPO,
+IPO, hinge, RePO++ and the DPO-based RePO variants), with the semantics of the
+Hugging Face Trainer. Every flag is also a YAML key (the flag with '_' for '-'),
+so the official SimPO/RePO recipes run with --config recipe.yaml; flags given on
+the command line override the file, and keys relupo does not use are listed in
+one warning.
+
+Writes OUTPUT_DIR/metrics.jsonl (TRL metric names), OUTPUT_DIR/checkpoint-STEP/
+every --save-steps, and finally the trained model (config.json, model.safetensors
+in the input's dtype, tokenizer files, README.md) into OUTPUT_DIR. On SIGINT or
+SIGTERM it finishes the step, writes a checkpoint and exits with code 1, saying
+how to resume.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if config != "" {
+				unused, err := opts.ApplyYAML(config, cmd.Flags())
+				if err != nil {
+					return usageError{err}
+				}
+				if len(unused) > 0 {
+					fmt.Fprintf(os.Stderr, "relupo: warning: %s: keys not used by relupo: %s\n", config, strings.Join(unused, ", "))
+				}
+			}
+			if err := opts.Validate(); err != nil {
+				return usageError{err}
+			}
+			warn := func(msg string) { fmt.Fprintf(os.Stderr, "relupo: %s\n", msg) }
+			ctx := cmd.Context()
+			t, err := train.Setup(ctx, opts, warn)
+			if err != nil {
+				return err
+			}
+			defer t.Pool.Close()
+			t.Progress = newProgress(os.Stderr)
+			fmt.Fprintf(os.Stderr, "relupo: %s on %d pairs (%d held out), %s model with %d parameters\n",
+				opts.LossType, len(t.Train), len(t.Eval), t.Policy.Config.ModelType, t.Policy.Config.NumParams())
+			sum, err := t.Run(ctx)
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(sum)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps in %.1fs, mean loss %.4g; model written to %s\n", sum.Steps, sum.Seconds, sum.TrainLoss, sum.OutputDir)
+			if len(sum.Eval) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "eval: %s\n", summarize(sum.Eval))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "YAML recipe (SimPO/RePO/TRL keys); command-line flags override it")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the final summary as one JSON object")
+	opts.BindFlags(cmd.Flags())
+	return cmd
+}
