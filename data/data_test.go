@@ -383,6 +383,9 @@ func TestSkipAndStrict(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	if r.Format() != FormatAuto {
+		t.Fatalf("Format before the first record: %q", r.Format())
+	}
 	got, _, err := drain(r, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,8 @@ func TestRecordErrors(t *testing.T) {
 			want: `:2: invalid JSON: invalid character '}' looking for beginning of value`},
 		{name: "truncated last line", file: "a.jsonl", data: okStd + "\n\n" + `{"prompt": "p"`,
 			want: `:3: invalid JSON: unexpected EOF`},
+		{name: "pretty-printed object", file: "o.json", data: "{\n  \"prompt\": \"p\"\n}\n",
+			want: `:1: invalid JSON: unexpected EOF (JSON Lines hold one record per line; a JSON file must hold a top-level array of records)`},
 		{name: "two objects on a line", file: "a.jsonl", data: okStd + " " + okStd + "\n",
 			want: `:1: invalid JSON: more data after the object`},
 		{name: "not an object", file: "a.jsonl", data: okStd + "\n[1, 2]\n",

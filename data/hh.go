@@ -3,6 +3,7 @@ package data
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -60,5 +61,5 @@ func splitHH(chosen, rejected string) (prompt []Message, c, r Message, err error
 	if ok, i := sameMessages(cp, rp); !ok {
 		return nil, Message{}, Message{}, fmt.Errorf("%w (chosen has %d turns, rejected %d, first difference at turn %d)", ErrDivergentTranscripts, len(cm), len(rm), i)
 	}
-	return cp, cm[len(cm)-1], rm[len(rm)-1], nil
+	return slices.Clip(cp), cm[len(cm)-1], rm[len(rm)-1], nil
 }

@@ -14,19 +14,18 @@ import (
 type Source struct {
 	// Path is the file to read.
 	Path string
-	// Fraction is the share of the file's rows to use, in [0, 1]: LoadAll
-	// keeps the rows with index below floor(Fraction·rows), where rows
-	// counts every record of the file, skipped ones included. This is what
-	// the alignment handbook's dataset mixer does (select the first
-	// int(fraction·len(dataset)) rows, before concatenating and shuffling).
-	// The zero Source has Fraction 0 and selects nothing; ParseMixture sets
-	// 1 when the spec gives no fraction.
+	// Fraction is the share of the file's rows to use, in (0, 1]; 0 means
+	// the whole file. LoadAll keeps the rows with index below
+	// floor(Fraction·rows), where rows counts every record of the file,
+	// skipped ones included. This is what the alignment handbook's dataset
+	// mixer does (select the first int(fraction·len(dataset)) rows, before
+	// concatenating and shuffling).
 	Fraction float64
 }
 
 // String formats s as ParseMixture reads it.
 func (s Source) String() string {
-	if s.Fraction == 1 {
+	if s.Fraction == 0 || s.Fraction == 1 {
 		return s.Path
 	}
 	return s.Path + ":" + strconv.FormatFloat(s.Fraction, 'g', -1, 64)
@@ -34,7 +33,7 @@ func (s Source) String() string {
 
 // ParseMixture parses a comma-separated list of files, each optionally
 // followed by ":fraction", for example "a.jsonl:0.5,b.parquet". A file
-// without a fraction is used whole. Fractions must lie in [0, 1]. The text
+// without a fraction is used whole. Fractions must lie in (0, 1]. The text
 // after a file's last colon is taken as a fraction only when it parses as a
 // number, so paths may contain colons; they may not contain commas.
 func ParseMixture(spec string) ([]Source, error) {
@@ -54,8 +53,8 @@ func ParseMixture(spec string) ([]Source, error) {
 				if src.Path == "" {
 					return nil, fmt.Errorf("data: mixture entry %q: no file", item)
 				}
-				if !(f >= 0 && f <= 1) {
-					return nil, fmt.Errorf("data: mixture entry %q: fraction %v is not in [0, 1]", item, f)
+				if !(f > 0 && f <= 1) {
+					return nil, fmt.Errorf("data: mixture entry %q: fraction %v is not in (0, 1]", item, f)
 				}
 			}
 		}
@@ -71,8 +70,11 @@ func ParseMixture(spec string) ([]Source, error) {
 func LoadAll(ctx context.Context, sources []Source, opts Options) ([]Pair, error) {
 	var all []Pair
 	for _, src := range sources {
-		if !(src.Fraction >= 0 && src.Fraction <= 1) {
-			return nil, fmt.Errorf("data: %s: fraction %v is not in [0, 1]", src.Path, src.Fraction)
+		if src.Fraction == 0 {
+			src.Fraction = 1
+		}
+		if !(src.Fraction > 0 && src.Fraction <= 1) {
+			return nil, fmt.Errorf("data: %s: fraction %v is not in (0, 1]", src.Path, src.Fraction)
 		}
 		pairs, err := loadSource(ctx, src, opts)
 		if err != nil {

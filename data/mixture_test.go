@@ -20,15 +20,15 @@ func TestParseMixture(t *testing.T) {
 		{"a.jsonl", []Source{{"a.jsonl", 1}}, ""},
 		{"a.jsonl:0.5,b.parquet", []Source{{"a.jsonl", 0.5}, {"b.parquet", 1}}, ""},
 		{" a.jsonl : 0.25 , b.json:1 ", []Source{{"a.jsonl", 0.25}, {"b.json", 1}}, ""},
-		{"a.jsonl:0", []Source{{"a.jsonl", 0}}, ""},
+		{"a.jsonl:0", nil, `data: mixture entry "a.jsonl:0": fraction 0 is not in (0, 1]`},
 		{"dir:with:colons/a.jsonl:1e-1", []Source{{"dir:with:colons/a.jsonl", 0.1}}, ""},
 		{"C:/data/a.jsonl", []Source{{"C:/data/a.jsonl", 1}}, ""},
 		{"a.jsonl:", []Source{{"a.jsonl:", 1}}, ""}, // no number after the colon: part of the name
 		{"", nil, "data: empty dataset mixture"},
 		{"a.jsonl,,b.jsonl", nil, `data: mixture "a.jsonl,,b.jsonl": empty entry`},
-		{"a.jsonl:-0.5", nil, `data: mixture entry "a.jsonl:-0.5": fraction -0.5 is not in [0, 1]`},
-		{"a.jsonl:1.5", nil, `data: mixture entry "a.jsonl:1.5": fraction 1.5 is not in [0, 1]`},
-		{"a.jsonl:NaN", nil, `data: mixture entry "a.jsonl:NaN": fraction NaN is not in [0, 1]`},
+		{"a.jsonl:-0.5", nil, `data: mixture entry "a.jsonl:-0.5": fraction -0.5 is not in (0, 1]`},
+		{"a.jsonl:1.5", nil, `data: mixture entry "a.jsonl:1.5": fraction 1.5 is not in (0, 1]`},
+		{"a.jsonl:NaN", nil, `data: mixture entry "a.jsonl:NaN": fraction NaN is not in (0, 1]`},
 		{":0.5", nil, `data: mixture entry ":0.5": no file`},
 	}
 	for _, tt := range tests {
@@ -98,8 +98,8 @@ func TestLoadAllFractions(t *testing.T) {
 		// skipped records, as the mixer counts rows before any filtering.
 		{[]Source{{a, 0.5}}, []string{"p0", "p2"}, 1},
 		{[]Source{{a, 1}}, []string{"p0", "p2", "p3", "p4", "p6"}, 2},
-		{[]Source{{a, 0.99}}, []string{"p0", "p2", "p3", "p4"}, 2}, // floor(6.93) = 6
-		{[]Source{{a, 0}, {b, 1}}, []string{"p0", "p1", "p2"}, 0},
+		{[]Source{{a, 0.99}}, []string{"p0", "p2", "p3", "p4"}, 2},    // floor(6.93) = 6
+		{[]Source{{Path: b}}, []string{"p0", "p1", "p2"}, 0},          // zero Fraction: whole file
 		{[]Source{{b, 0.7}, {a, 0.3}}, []string{"p0", "p1", "p0"}, 1}, // floor(2.1) = 2, floor(2.1) = 2
 		{[]Source{{b, 1}, {b, 1}}, []string{"p0", "p1", "p2", "p0", "p1", "p2"}, 0},
 		{nil, nil, 0},
@@ -118,7 +118,7 @@ func TestLoadAllFractions(t *testing.T) {
 	}
 
 	t.Run("errors", func(t *testing.T) {
-		if _, err := LoadAll(context.Background(), []Source{{a, 2}}, Options{}); err == nil || !strings.Contains(err.Error(), "fraction 2 is not in [0, 1]") {
+		if _, err := LoadAll(context.Background(), []Source{{a, 2}}, Options{}); err == nil || !strings.Contains(err.Error(), "fraction 2 is not in (0, 1]") {
 			t.Errorf("fraction 2: %v", err)
 		}
 		if _, err := LoadAll(context.Background(), []Source{{a, 1}}, Options{Strict: true}); err == nil || err.Error() != "data: "+a+":2: trl-standard: chosen: empty response" {

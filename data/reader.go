@@ -37,7 +37,7 @@ type Options struct {
 type Reader struct {
 	name   string
 	opts   Options
-	format Format // resolved on the first record when auto
+	format Format // FormatAuto until detected on the first record
 
 	closers []io.Closer
 	src     recordSource
@@ -66,7 +66,7 @@ func Open(path string, opts Options) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
-	r := &Reader{name: path, opts: opts, closers: []io.Closer{f}}
+	r := &Reader{name: path, opts: opts, format: opts.Format, closers: []io.Closer{f}}
 	var magic [4]byte
 	n, err := io.ReadFull(f, magic[:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
@@ -108,7 +108,7 @@ func NewReader(rd io.Reader, name string, opts Options) (*Reader, error) {
 	if _, err := ParseFormat(string(opts.Format)); err != nil {
 		return nil, err
 	}
-	r := &Reader{name: name, opts: opts}
+	r := &Reader{name: name, opts: opts, format: opts.Format}
 	if err := r.initText(rd); err != nil {
 		r.Close()
 		return nil, err
@@ -161,8 +161,9 @@ func (r *Reader) initText(rd io.Reader) error {
 	}
 }
 
-// Format returns the format records are read with: the Options' format, or
-// once the first record has been read the detected one.
+// Format returns the format records are read with: the Options' format,
+// which is FormatAuto until the first record has been read and the format
+// detected.
 func (r *Reader) Format() Format { return r.format }
 
 // Records returns how many records have been read, skipped ones included.
@@ -189,16 +190,13 @@ func (r *Reader) Next() (Pair, error) {
 			return Pair{}, err
 		}
 		r.records++
-		if r.format == "" || r.format == FormatAuto {
-			r.format = r.opts.Format
-			if r.format == FormatAuto {
-				f, err := detectFormat(rec)
-				if err != nil {
-					r.err = &RecordError{Source: src, Err: err}
-					return Pair{}, r.err
-				}
-				r.format = f
+		if r.format == FormatAuto {
+			f, err := detectFormat(rec)
+			if err != nil {
+				r.err = &RecordError{Source: src, Err: err}
+				return Pair{}, r.err
 			}
+			r.format = f
 		}
 		p, err := normalize(rec, r.format)
 		if err != nil {
@@ -264,6 +262,8 @@ type jsonlSource struct {
 	line int
 	buf  []byte
 	done bool
+	// decoded is set once a record has been decoded.
+	decoded bool
 }
 
 func (s *jsonlSource) next() (record, string, error) {
@@ -278,8 +278,12 @@ func (s *jsonlSource) next() (record, string, error) {
 		}
 		rec, err := decodeObject(line)
 		if err != nil {
+			if !s.decoded && errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("%w (JSON Lines hold one record per line; a JSON file must hold a top-level array of records)", err)
+			}
 			return nil, "", &RecordError{Source: src, Err: err}
 		}
+		s.decoded = true
 		return rec, src, nil
 	}
 }

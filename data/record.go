@@ -316,7 +316,7 @@ func splitChosenRejected(rec record) (prefix []Message, chosen, rejected Message
 	if ok, i := sameMessages(cp, rp); !ok {
 		return nil, Message{}, Message{}, fmt.Errorf("chosen and rejected differ before their last message (chosen has %d leading messages, rejected %d, first difference at message %d)", len(cp), len(rp), i)
 	}
-	return cp, c, r, nil
+	return slices.Clip(cp), c, r, nil
 }
 
 func normConversational(rec record) (Pair, error) {
