@@ -44,6 +44,7 @@ func newRootCmd() *cobra.Command {
 		newLogpsCmd(),
 		newTrainCmd(),
 		newEvalCmd(),
+		newQuickstartCmd(),
 	)
 	return root
 }

@@ -1,0 +1,134 @@
+// Package quickstart is relupo's self-contained demonstration: it builds a
+// small Llama and a synthetic preference task in memory, measures held-out
+// preference accuracy, trains with RePO and measures it again.
+//
+// The task ("remember the prompt"): a prompt is a set of 4 to 8 distinct
+// symbols out of 61, in random order. The chosen response lists those same
+// symbols in ascending order; the rejected response lists as many symbols
+// that do not occur in the prompt, also in ascending order. Both responses
+// are sorted, so their order says nothing; the only way to prefer the chosen
+// one is to attend to the prompt. A randomly initialized model prefers
+// either about half of the time; RePO training drives held-out accuracy up.
+package quickstart
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/model"
+	"github.com/relupo/relupo/pref"
+	"github.com/relupo/relupo/train"
+)
+
+// Vocabulary layout: 0 pad, 1 BOS, 2 EOS, 3.. symbols.
+const (
+	vocab    = 64
+	firstSym = 3
+)
+
+// Config is the small Llama the quickstart trains.
+func Config() model.Config {
+	return model.Config{
+		ModelType: "llama", VocabSize: vocab, HiddenSize: 64, IntermediateSize: 160, NumLayers: 2,
+		NumHeads: 4, NumKVHeads: 2, HeadDim: 16, RMSNormEps: 1e-6, RopeTheta: 10000, MaxPositionEmbeddings: 64,
+		BOSTokenID: 1, EOSTokenIDs: []int{2}, PadTokenID: 0, DType: "float32",
+		Raw: map[string]any{
+			"architectures": []any{"LlamaForCausalLM"}, "model_type": "llama", "vocab_size": vocab, "hidden_size": 64,
+			"intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+			"head_dim": 16, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 64,
+			"hidden_act": "silu", "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+			"torch_dtype": "float32",
+		},
+	}
+}
+
+// Task returns n pairs of the task, drawn from seed.
+func Task(n int, seed uint64) []train.Example {
+	r := rand.New(rand.NewPCG(seed, 7))
+	syms := vocab - firstSym
+	out := make([]train.Example, n)
+	for i := range out {
+		k := 4 + r.IntN(5)
+		perm := r.Perm(syms)
+		prompt := make([]int32, 0, k+1)
+		prompt = append(prompt, 1) // BOS
+		for _, s := range perm[:k] {
+			prompt = append(prompt, int32(firstSym+s))
+		}
+		chosen := sortedSyms(perm[:k])
+		rejected := sortedSyms(perm[k : 2*k])
+		out[i] = train.Example{Prompt: prompt, Chosen: chosen, Rejected: rejected, Source: "quickstart"}
+	}
+	return out
+}
+
+func sortedSyms(s []int) []int32 {
+	out := make([]int32, 0, len(s)+1)
+	for _, v := range s {
+		out = append(out, int32(firstSym+v))
+	}
+	slices.Sort(out)
+	return append(out, 2) // EOS
+}
+
+// Result is the quickstart's summary.
+type Result struct {
+	AccuracyBefore float64 `json:"accuracy_before"`
+	AccuracyAfter  float64 `json:"accuracy_after"`
+	OutputDir      string  `json:"output_dir"`
+	Seconds        float64 `json:"seconds"`
+	Steps          int     `json:"steps"`
+}
+
+// Options size the run.
+type Options struct {
+	OutputDir  string
+	Epochs     float64
+	TrainPairs int
+	EvalPairs  int
+	Threads    int
+	Progress   train.Progress
+}
+
+// Run trains the quickstart model and reports accuracy before and after.
+func Run(ctx context.Context, o Options) (Result, error) {
+	start := time.Now()
+	m := model.New(Config())
+	m.Params.Init(1, 0.02)
+	pool := kernels.NewPool(o.Threads)
+	defer pool.Close()
+
+	to := train.DefaultOptions()
+	to.Model = "quickstart (built in memory)"
+	to.Data = []string{"quickstart task (built in memory)"}
+	to.OutputDir = o.OutputDir
+	to.LossType, to.GammaBetaRatio, to.Beta = "repo", 0.5, 2
+	to.LearningRate, to.LRSchedulerType, to.WarmupRatio = 3e-3, "cosine", 0.1
+	to.PerDeviceTrainBatchSize, to.PerDeviceEvalBatchSize = 8, 32
+	to.NumTrainEpochs = o.Epochs
+	to.LoggingSteps = 10
+	to.EvalSteps = 50
+
+	tr := &train.Trainer{Opts: to, Policy: m, Train: Task(o.TrainPairs, 1), Eval: Task(o.EvalPairs, 2),
+		SaveDType: "F32", Pool: pool, Progress: o.Progress}
+	lc := pref.Config{LossType: "repo", Beta: 2, Gamma: 0.5}
+	ws := &model.Workspace{Pool: pool}
+	before, err := train.Evaluate(m, ws, tr.Eval, nil, lc, 32)
+	if err != nil {
+		return Result{}, err
+	}
+	sum, err := tr.Run(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{
+		AccuracyBefore: before["rewards/accuracies"],
+		AccuracyAfter:  sum.Eval["eval_rewards/accuracies"],
+		OutputDir:      o.OutputDir,
+		Seconds:        time.Since(start).Seconds(),
+		Steps:          sum.Steps,
+	}, nil
+}
