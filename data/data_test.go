@@ -78,9 +78,9 @@ func TestFormats(t *testing.T) {
 			file:   "implicit.jsonl",
 			format: FormatImplicit,
 			want: []Pair{
-				{Prompt: []Message{user("The sky is")}, Chosen: assistant(" blue."), Rejected: assistant(" green."), Source: "implicit.jsonl:1"},
+				{Prompt: []Message{user("The sky is")}, Chosen: assistant(" blue."), Rejected: assistant(" green."), PlainText: true, Source: "implicit.jsonl:1"},
 				{Prompt: []Message{user("What color is the sky?")}, Chosen: assistant("It is blue."), Rejected: assistant("It is green."), Source: "implicit.jsonl:2"},
-				{Prompt: []Message{user("Café")}, Chosen: assistant(" au lait"), Rejected: assistant(" noir"), Source: "implicit.jsonl:3"},
+				{Prompt: []Message{user("Café")}, Chosen: assistant(" au lait"), Rejected: assistant(" noir"), PlainText: true, Source: "implicit.jsonl:3"},
 			},
 		},
 		{
@@ -129,6 +129,9 @@ func TestFormats(t *testing.T) {
 				want := make([]Pair, len(tt.want))
 				for i, p := range tt.want {
 					p.Format = tt.format
+					if tt.format == FormatStandard {
+						p.PlainText = true
+					}
 					p.Source = filepath.Join("testdata", p.Source)
 					want[i] = p
 				}
@@ -340,7 +343,7 @@ func TestNewReaderGzip(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	want := []Pair{{Prompt: []Message{user("p")}, Chosen: assistant("c"), Rejected: assistant("r"), Format: FormatStandard, Source: "mem:record 0"}}
+	want := []Pair{{Prompt: []Message{user("p")}, Chosen: assistant("c"), Rejected: assistant("r"), PlainText: true, Format: FormatStandard, Source: "mem:record 0"}}
 	comparePairs(t, got, want)
 }
 

@@ -90,6 +90,12 @@ func checkPair(t *testing.T, p Pair, fm Format) {
 			t.Fatalf("%s: invalid UTF-8 %q", fm, m.Content)
 		}
 	}
+	if p.PlainText && fm != FormatStandard && fm != FormatImplicit {
+		t.Fatalf("%s: PlainText set on a conversation", fm)
+	}
+	if fm == FormatStandard && !p.PlainText {
+		t.Fatalf("%s: PlainText not set", fm)
+	}
 	if p.Chosen.Role != "assistant" || p.Rejected.Role != "assistant" {
 		t.Fatalf("%s: response roles %q %q", fm, p.Chosen.Role, p.Rejected.Role)
 	}

@@ -95,9 +95,13 @@ type Pair struct {
 	// and ref_rejected_logps), or nil when the record has none.
 	RefChosenLogps, RefRejectedLogps *float64
 
-	// Format is the format the record was read with. FormatStandard and
-	// FormatImplicit records hold plain text, which TRL tokenizes without a
-	// chat template; the messages then only carry the text.
+	// PlainText reports that the record holds plain text rather than a
+	// conversation: FormatStandard records, and FormatImplicit records whose
+	// chosen and rejected are strings. TRL tokenizes such text without a
+	// chat template; Prompt then holds one user message and the responses
+	// carry the text verbatim.
+	PlainText bool
+	// Format is the format the record was read with.
 	Format Format
 	// Source names the record for messages: "file:line", "file:record N"
 	// or "file:row N".

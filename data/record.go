@@ -227,9 +227,10 @@ func normStandard(rec record) (Pair, error) {
 		return Pair{}, errors.New("empty prompt")
 	}
 	return Pair{
-		Prompt:   []Message{{Role: "user", Content: prompt}},
-		Chosen:   Message{Role: "assistant", Content: chosen},
-		Rejected: Message{Role: "assistant", Content: rejected},
+		Prompt:    []Message{{Role: "user", Content: prompt}},
+		Chosen:    Message{Role: "assistant", Content: chosen},
+		Rejected:  Message{Role: "assistant", Content: rejected},
+		PlainText: true,
 	}, nil
 }
 
@@ -359,9 +360,10 @@ func normImplicit(rec record) (Pair, error) {
 		return Pair{}, errors.New("chosen and rejected share no prompt (no common prefix)")
 	}
 	return Pair{
-		Prompt:   []Message{{Role: "user", Content: prompt}},
-		Chosen:   Message{Role: "assistant", Content: cr},
-		Rejected: Message{Role: "assistant", Content: rr},
+		Prompt:    []Message{{Role: "user", Content: prompt}},
+		Chosen:    Message{Role: "assistant", Content: cr},
+		Rejected:  Message{Role: "assistant", Content: rr},
+		PlainText: true,
 	}, nil
 }
 
