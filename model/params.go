@@ -166,3 +166,14 @@ func (p *Params) Init(seed uint64, std float64) {
 		}
 	}
 }
+
+// Tensors lists the names and shapes of the configuration's parameters in
+// Hugging Face order, without allocating them (Data is nil).
+func (c Config) Tensors() []Tensor {
+	specs := c.tensorSpecs()
+	out := make([]Tensor, len(specs))
+	for i, s := range specs {
+		out[i] = Tensor{Name: s.name, Shape: s.shape}
+	}
+	return out
+}

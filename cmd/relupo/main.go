@@ -45,6 +45,7 @@ func newRootCmd() *cobra.Command {
 		newTrainCmd(),
 		newEvalCmd(),
 		newQuickstartCmd(),
+		newBenchCmd(),
 	)
 	return root
 }

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/model"
+	"github.com/relupo/relupo/optim"
+	"github.com/relupo/relupo/pref"
+	"github.com/spf13/cobra"
+)
+
+// benchPresets mirror ../shared/reference/bench_train.py exactly.
+var benchPresets = map[string]struct {
+	cfg model.Config
+	seq int
+}{
+	"30m": {model.Config{ModelType: "llama", VocabSize: 8192, HiddenSize: 512, IntermediateSize: 1376, NumLayers: 8,
+		NumHeads: 8, NumKVHeads: 8, HeadDim: 64, RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 2048}, 512},
+	"135m": {model.Config{ModelType: "llama", VocabSize: 49152, HiddenSize: 576, IntermediateSize: 1536, NumLayers: 30,
+		NumHeads: 9, NumKVHeads: 3, HeadDim: 64, RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 2048, TieWordEmbeddings: true}, 256},
+}
+
+func newBenchCmd() *cobra.Command {
+	var (
+		preset, mode, shape string
+		steps, pairs, seq   int
+		threads             int
+		jsonOut             bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench [--preset 30m|135m] [--mode train|ref-forward]",
+		Short: "Measure training-step throughput on a preset model shape",
+		Long: `Times training steps the way ../shared/reference/bench_train.py does for PyTorch, so
+the two can be run side by side: a randomly initialized Llama of the preset's shape,
+2 pairs = 4 sequences of --seq tokens (the first quarter of each is prompt), and one
+step = forward, RePO loss (every pair active), backward and AdamW.
+
+  30m:  vocab 8192, hidden 512, intermediate 1376, 8 layers, 8 heads, 8 kv heads, seq 512
+  135m: vocab 49152, hidden 576, intermediate 1536, 30 layers, 9 heads, 3 kv heads, tied, seq 256
+
+--shape V,D,I,L,H,KV sets an explicit shape instead. --mode ref-forward times the
+no-gradient forward pass a reference model needs. FLOPs are counted as the script
+does: 6·N_matmul·tokens + 12·L·D·T·tokens. With --json the last line is one JSON
+object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, ok := benchPresets[preset]
+			if !ok {
+				return usagef("bench: unknown --preset %q (30m or 135m)", preset)
+			}
+			cfg, T := p.cfg, p.seq
+			if shape != "" {
+				var err error
+				if cfg, err = parseShape(shape); err != nil {
+					return usageError{err}
+				}
+			}
+			if seq > 0 {
+				T = seq
+			}
+			if mode != "train" && mode != "ref-forward" {
+				return usagef("bench: unknown --mode %q (train or ref-forward)", mode)
+			}
+			if steps < 1 || pairs < 1 || T < 2 {
+				return usagef("bench: --steps, --pairs must be ≥ 1 and --seq ≥ 2")
+			}
+			pool := kernels.NewPool(threads)
+			defer pool.Close()
+			m := model.New(cfg)
+			m.Params.Init(0, 0.02)
+			r := rand.New(rand.NewPCG(0, 0))
+			b := &model.Batch{}
+			for s := 0; s < 2*pairs; s++ {
+				ids := make([]int32, T)
+				for i := range ids {
+					ids[i] = int32(3 + r.IntN(cfg.VocabSize-3))
+				}
+				b.Add(ids[:T/4], ids[T/4:])
+			}
+			ws := &model.Workspace{Pool: pool}
+			grads := model.NewParams(cfg)
+			opt := optim.NewAdamW()
+			var params []optim.Param
+			for i, t := range m.Params.Tensors() {
+				params = append(params, optim.Param{Name: t.Name, Data: t.Data, Grad: grads.Tensors()[i].Data})
+			}
+			step := func() error {
+				sums, counts, err := m.Forward(ws, b)
+				if err != nil {
+					return err
+				}
+				if mode == "ref-forward" {
+					return nil
+				}
+				in := pref.Inputs{ChosenLogps: sums[:pairs], RejectedLogps: sums[pairs:]}
+				for i := 0; i < 2*pairs; i++ {
+					if i < pairs {
+						in.ChosenTokens = append(in.ChosenTokens, float64(counts[i]))
+					} else {
+						in.RejectedTokens = append(in.RejectedTokens, float64(counts[i]))
+					}
+				}
+				res, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 10}, in)
+				if err != nil {
+					return err
+				}
+				grads.Zero()
+				if err := m.Backward(ws, b, append(res.DChosen, res.DRejected...), grads); err != nil {
+					return err
+				}
+				return opt.Step(params, 1e-5)
+			}
+			tokens := 2 * pairs * T
+			flops := benchFlops(cfg, T, tokens, mode)
+			t0 := time.Now()
+			if err := step(); err != nil { // warm-up
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "[%s %s] warm-up step %.2fs\n", preset, mode, time.Since(t0).Seconds())
+			var times []float64
+			for i := 0; i < steps; i++ {
+				t := time.Now()
+				if err := step(); err != nil {
+					return err
+				}
+				times = append(times, time.Since(t).Seconds())
+				fmt.Fprintf(os.Stderr, "[%s %s] step %d: %.3fs\n", preset, mode, i+1, times[i])
+			}
+			slices.Sort(times)
+			med := times[len(times)/2]
+			res := map[string]any{
+				"preset": preset, "mode": mode, "threads": pool.Workers(), "seq_len": T, "sequences": 2 * pairs,
+				"tokens_per_step": tokens, "params_total": cfg.NumParams(), "flops_per_step_G": flops / 1e9,
+				"steps_measured": len(times), "step_s_median": med, "step_s_min": times[0],
+				"tokens_per_s": float64(tokens) / med, "gflops": flops / med / 1e9, "peak_rss_GB": peakRSSGB(),
+				"kernels": kernels.Describe(), "go": runtime.Version(),
+			}
+			if jsonOut {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %.0f tokens/s, %.3fs/step (median of %d), %.1f GFLOP/s, peak RSS %.2f GB\n",
+				preset, mode, res["tokens_per_s"], med, len(times), res["gflops"], res["peak_rss_GB"])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&preset, "preset", "30m", "model shape: 30m or 135m")
+	f.StringVar(&shape, "shape", "", "explicit shape V,D,I,L,H,KV (vocab, hidden, intermediate, layers, heads, kv heads)")
+	f.StringVar(&mode, "mode", "train", "train or ref-forward")
+	f.IntVar(&steps, "steps", 3, "timed steps after one warm-up step")
+	f.IntVar(&pairs, "pairs", 2, "preference pairs per step (2 sequences each)")
+	f.IntVar(&seq, "seq", 0, "tokens per sequence (default: the preset's)")
+	f.IntVar(&threads, "threads", 0, "worker threads (0: all cores)")
+	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object on the last line")
+	return cmd
+}
+
+// benchFlops counts a step's FLOPs as bench_train.py does.
+func benchFlops(c model.Config, T, tokens int, mode string) float64 {
+	var mm int64
+	for _, t := range c.Tensors() {
+		if strings.HasSuffix(t.Name, "proj.weight") || t.Name == "lm_head.weight" {
+			mm += int64(t.Shape[0] * t.Shape[1])
+		}
+	}
+	if c.TieWordEmbeddings {
+		mm += int64(c.VocabSize * c.HiddenSize)
+	}
+	f := 6*float64(mm)*float64(tokens) + 12*float64(c.NumLayers*c.HiddenSize*T)*float64(tokens)
+	if mode == "ref-forward" {
+		f /= 3
+	}
+	return f
+}
+
+func parseShape(s string) (model.Config, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) != 6 {
+		return model.Config{}, fmt.Errorf("bench: --shape wants V,D,I,L,H,KV, got %q", s)
+	}
+	v := make([]int, 6)
+	for i, p := range parts {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 {
+			return model.Config{}, fmt.Errorf("bench: --shape: %q is not a positive integer", p)
+		}
+		v[i] = n
+	}
+	if v[1]%v[4] != 0 || v[4]%v[5] != 0 {
+		return model.Config{}, fmt.Errorf("bench: --shape: hidden must be a multiple of heads, and heads of kv heads")
+	}
+	return model.Config{ModelType: "llama", VocabSize: v[0], HiddenSize: v[1], IntermediateSize: v[2], NumLayers: v[3],
+		NumHeads: v[4], NumKVHeads: v[5], HeadDim: v[1] / v[4], RMSNormEps: 1e-5, RopeTheta: 10000}, nil
+}
+
+// peakRSSGB is the process's resident-memory high-water mark (VmHWM), in GB.
+func peakRSSGB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return float64(kb) / 1e6
+		}
+	}
+	return 0
+}
