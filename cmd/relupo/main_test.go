@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests drive the real binary, because exit codes and stderr are the
+// contract with the user.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "relupo-cli")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "relupo")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building relupo: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// relupo runs the binary and returns stdout, stderr and the exit code.
+func relupo(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return so.String(), se.String(), code
+}
+
+// tinyModel is a Llama checked into the repository (generated with PyTorch
+// for the model tests), and pairs writes pre-tokenized pairs for it.
+const tinyModel = "../../model/testdata/arch/llama-gqa-tied"
+
+func pairs(t *testing.T, n int) string {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"prompt_input_ids": [%d, %d, %d], "chosen_input_ids": [%d, %d], "rejected_input_ids": [%d, %d, %d]}`+"\n",
+			3+i%50, 7, 11+i%30, 20+i%40, 5, 30+i%20, 6, 9)
+	}
+	path := filepath.Join(t.TempDir(), "pairs.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestExitCodes(t *testing.T) {
+	data := pairs(t, 4)
+	out := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"unknown command", []string{"fly"}, 2, "unknown command"},
+		{"unknown flag", []string{"train", "--bogus"}, 2, "unknown flag: --bogus"},
+		{"bad flag value", []string{"train", "--learning-rate", "fast"}, 2, "invalid argument"},
+		{"unknown loss", []string{"train", "--model", tinyModel, "--data", data, "--loss-type", "kto"}, 2, `unknown loss type "kto"`},
+		{"missing model", []string{"train", "--data", data}, 2, "--model) is required"},
+		{"model folder without weights", []string{"logps", "--model", t.TempDir(), "--data", data}, 1, "config.json"},
+		{"missing data file", []string{"logps", "--model", tinyModel, "--data", "nope.jsonl"}, 1, "nope.jsonl: no such file"},
+		{"bad yaml", []string{"train", "--config", badYAML(t)}, 2, "config:"},
+		{"ok", []string{"train", "--model", tinyModel, "--data", data, "--output-dir", out, "--max-steps", "1"}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := relupo(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.stderr) {
+				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, stderr, tc.code, tc.stderr)
+			}
+			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic:") {
+				t.Fatalf("stack trace shown to the user:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// relupo logps writes one line per pair, in input order, with the counts
+// of label tokens.
+func TestLogpsCommand(t *testing.T) {
+	data := pairs(t, 5)
+	stdout, stderr, code := relupo(t, "logps", "--model", tinyModel, "--data", data)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want 5", len(lines))
+	}
+	for _, l := range lines {
+		var r struct {
+			C, R   float64 `json:"-"`
+			CL     float64 `json:"chosen_logps"`
+			RL     float64 `json:"rejected_logps"`
+			CT, RT int     `json:"-"`
+			CTok   int     `json:"chosen_tokens"`
+			RTok   int     `json:"rejected_tokens"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.CTok != 2 || r.RTok != 3 || !(r.CL < 0) || !(r.RL < 0) {
+			t.Fatalf("unexpected line %s", l)
+		}
+	}
+}
+
+func badYAML(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "recipe.yaml")
+	if err := os.WriteFile(path, []byte("learning_rate: [1e-6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// interruptAfter starts relupo, waits until metrics.jsonl has more than
+// minStep steps logged, sends SIGINT and returns stderr and the last logged step.
+func interruptAfter(t *testing.T, out string, minStep int, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for lastStep(filepath.Join(out, "metrics.jsonl")) <= minStep {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no progress: %s", se.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1; stderr:\n%s", err, se.String())
+	}
+	return se.String(), lastStep(filepath.Join(out, "metrics.jsonl"))
+}
+
+func lastStep(metrics string) int {
+	b, _ := os.ReadFile(metrics)
+	step := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		var r struct{ Step int }
+		if json.Unmarshal([]byte(l), &r) == nil && r.Step > step {
+			step = r.Step
+		}
+	}
+	return step
+}
+
+// SIGINT mid-run finishes the step, writes a checkpoint, exits 1 saying how
+// to resume; a resumed run continues from that checkpoint.
+func TestSIGINTWritesResumableCheckpoint(t *testing.T) {
+	data := pairs(t, 64)
+	out := t.TempDir()
+	args := []string{"train", "--model", tinyModel, "--data", data, "--output-dir", out,
+		"--max-steps", "100000", "--logging-steps", "1", "--per-device-train-batch-size", "2", "--threads", "1"}
+	stderr, _ := interruptAfter(t, out, 3, args...)
+	if !strings.Contains(stderr, "resume with --resume-from-checkpoint") {
+		t.Fatalf("stderr does not say how to resume:\n%s", stderr)
+	}
+	entries, _ := filepath.Glob(filepath.Join(out, "checkpoint-*"))
+	if len(entries) != 1 || strings.HasSuffix(entries[0], ".tmp") {
+		t.Fatalf("checkpoints: %v", entries)
+	}
+	var saved int
+	fmt.Sscanf(filepath.Base(entries[0]), "checkpoint-%d", &saved)
+	if saved < 4 {
+		t.Fatalf("checkpoint at step %d, want ≥ 4", saved)
+	}
+	// The resumed run starts from the checkpoint (metrics beyond it are
+	// dropped) and goes on past it.
+	stderr, last := interruptAfter(t, out, saved+2, append(args, "--resume-from-checkpoint", "latest")...)
+	if !strings.Contains(stderr, fmt.Sprintf("starting at %d", saved)) || last <= saved+2 {
+		t.Fatalf("resumed run: last step %d, stderr:\n%s", last, stderr)
+	}
+}
