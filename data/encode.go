@@ -138,7 +138,10 @@ func (e *Encoder) texts(p Pair) (prompt, chosen, rejected string, err error) {
 	if len(p.Prompt) == 0 {
 		return "", "", "", errors.New("empty prompt")
 	}
-	if plainText(p) {
+	if p.PlainText {
+		if len(p.Prompt) != 1 {
+			return "", "", "", fmt.Errorf("plain-text record with %d prompt messages, want 1", len(p.Prompt))
+		}
 		return p.Prompt[0].Content, p.Chosen.Content, p.Rejected.Content, nil
 	}
 	if e.tmpl == nil {
@@ -172,19 +175,6 @@ func (e *Encoder) texts(p Pair) (prompt, chosen, rejected string, err error) {
 		return "", "", "", err
 	}
 	return prompt, chosen, rejected, nil
-}
-
-// plainText reports whether p holds TRL "standard" text, tokenized without a
-// chat template: FormatStandard records, and FormatImplicit records made of
-// strings (their prompt is one user message).
-func plainText(p Pair) bool {
-	switch p.Format {
-	case FormatStandard:
-		return true
-	case FormatImplicit:
-		return len(p.Prompt) == 1 && p.Prompt[0].Role == "user"
-	}
-	return false
 }
 
 // clip shortens s for an error message.

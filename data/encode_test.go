@@ -57,7 +57,7 @@ func (c *pipelineCase) pair() Pair {
 	if c.PlainText {
 		f = FormatStandard
 	}
-	return Pair{Prompt: c.Prompt, Chosen: c.Chosen, Rejected: c.Rejected, Format: f, Source: c.Name}
+	return Pair{Prompt: c.Prompt, Chosen: c.Chosen, Rejected: c.Rejected, PlainText: c.PlainText, Format: f, Source: c.Name}
 }
 
 func loadPipelineCases(t *testing.T) []pipelineCase {

@@ -29,8 +29,8 @@
 // is rendered with the generation prompt, so the assistant header belongs to
 // the prompt and only the assistant's content and end-of-turn are scored.
 //
-// Plain-text records ([FormatStandard], and [FormatImplicit] records whose
-// prompt is one user message) use no template: the prompt and response
+// Plain-text records ([Pair.PlainText]: TRL's standard format and implicit
+// prompts of strings) use no template: the prompt and response
 // strings are tokenized as they are.
 //
 // The texts are then tokenized as build_tokenized_answer does: the prompt
