@@ -177,3 +177,27 @@ func (c Config) Tensors() []Tensor {
 	}
 	return out
 }
+
+// MemoryEstimate is an upper bound, in bytes, of what the model needs to
+// process micro-batches of up to tokens tokens: the float32 weights, and
+// for training their gradients, the two AdamW moments, the activations
+// Forward saves and Backward's scratch space. It ignores the Go runtime's
+// own overhead (a few tens of MB).
+func (c Config) MemoryEstimate(tokens int, training bool) int64 {
+	D, I, H, KV, hd, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.NumHeads), int64(c.NumKVHeads), int64(c.HeadDim), int64(c.VocabSize)
+	n := int64(tokens)
+	params := c.NumParams()
+	perLayer := 5*D + 3*I + 2*H*hd + 2*KV*hd + H + 2 // x, xn1, xn2, x2, (rstd), gate/up/h, q, att, k, v, lse
+	if c.QKNorm {
+		perLayer += H*hd + KV*hd + H + KV
+	}
+	acts := n * (int64(c.NumLayers)*perLayer + 3*D)
+	logits := 2 * int64(64) * (V + D) // the chunked logits and their inputs
+	floats := params + acts + logits
+	if training {
+		floats += 3 * params                         // gradients, exp_avg, exp_avg_sq
+		floats += n * (2*D + 2*H*hd + 2*KV*hd + 3*I) // backward scratch
+		floats += int64(64) * V                      // the recomputed logits chunk
+	}
+	return 4 * floats
+}

@@ -99,9 +99,39 @@ func (e *Example) Check() error {
 	return nil
 }
 
+// LoadOptions say how LoadExamplesWith turns records into examples.
+type LoadOptions struct {
+	// Format is the record format (data.FormatAuto detects it per file).
+	Format data.Format
+	// Encoder tokenizes text records; nil when every record is
+	// pre-tokenized.
+	Encoder Encoder
+	// MaxLength, MaxPromptLength and TruncationMode are the truncation of
+	// Example.Truncate.
+	MaxLength, MaxPromptLength int
+	TruncationMode             string
+	// SkipInvalid skips the records that cannot be trained on (a text that
+	// cannot be encoded, a response left without tokens to score) instead
+	// of stopping at the first; each is reported to OnSkip.
+	SkipInvalid bool
+	// OnSkip, when set, receives the error of every skipped record: those
+	// the data reader skips (see data.Options.OnSkip) and, with SkipInvalid,
+	// the invalid ones.
+	OnSkip func(error)
+}
+
 // LoadExamples reads every source (with its fraction), converts the pairs
-// and truncates them. Skipped records are reported through onSkip.
+// and truncates them. Skipped records are reported through onSkip. It is
+// LoadExamplesWith without SkipInvalid.
 func LoadExamples(ctx context.Context, sources []data.Source, format data.Format, enc Encoder, maxLength, maxPromptLength int, mode string, onSkip func(error)) ([]Example, error) {
+	return LoadExamplesWith(ctx, sources, LoadOptions{
+		Format: format, Encoder: enc, MaxLength: maxLength, MaxPromptLength: maxPromptLength, TruncationMode: mode, OnSkip: onSkip,
+	})
+}
+
+// LoadExamplesWith reads every source (with its fraction), converts the
+// pairs and truncates them, as lo says.
+func LoadExamplesWith(ctx context.Context, sources []data.Source, lo LoadOptions) ([]Example, error) {
 	for _, s := range sources {
 		st, err := os.Stat(s.Path)
 		switch {
@@ -113,19 +143,27 @@ func LoadExamples(ctx context.Context, sources []data.Source, format data.Format
 			return nil, fmt.Errorf("data: %s is a folder; give the data files inside it", s.Path)
 		}
 	}
-	pairs, err := data.LoadAll(ctx, sources, data.Options{Format: format, OnSkip: onSkip})
+	pairs, err := data.LoadAll(ctx, sources, data.Options{Format: lo.Format, OnSkip: lo.OnSkip})
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Example, 0, len(pairs))
 	for _, p := range pairs {
-		e, err := FromPair(p, enc)
-		if err != nil {
-			return nil, err
+		e, err := FromPair(p, lo.Encoder)
+		if err == nil {
+			e.Truncate(lo.MaxLength, lo.MaxPromptLength, lo.TruncationMode)
+			err = e.Check()
 		}
-		e.Truncate(maxLength, maxPromptLength, mode)
-		if err := e.Check(); err != nil {
-			return nil, err
+		if err != nil {
+			// A text record without a tokenizer is a setup error, never
+			// skipped.
+			if !lo.SkipInvalid || !p.Tokenized && lo.Encoder == nil {
+				return nil, err
+			}
+			if lo.OnSkip != nil {
+				lo.OnSkip(err)
+			}
+			continue
 		}
 		out = append(out, e)
 	}

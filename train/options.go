@@ -67,7 +67,9 @@ type Options struct {
 	CompletionOnlyAssistantContent bool   `key:"completion_only_assistant_content" help:"TRL's convention: the assistant header belongs to the prompt (add_generation_prompt), so only the assistant's content is scored"`
 	SkipInvalid                    bool   `key:"skip_invalid" help:"skip records that cannot be trained on (counted in the summary) instead of stopping"`
 
-	Threads int `key:"threads" help:"worker threads (0: all cores)"`
+	SkipNonfiniteSteps bool `key:"skip_nonfinite_steps" help:"skip (and count) a step whose loss or gradient is not finite, instead of stopping"`
+	Force              bool `key:"force" help:"run even when the memory estimate exceeds the available memory"`
+	Threads            int  `key:"threads" help:"worker threads (0: all cores)"`
 }
 
 // DefaultOptions are the defaults of a run: RePO with γ = 0.5 and the

@@ -154,7 +154,9 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 	if err != nil {
 		return nil, err
 	}
-	trainEx, err := LoadExamples(ctx, srcs, format, enc, o.MaxLength, o.MaxPromptLength, o.TruncationMode, onSkip)
+	lo := LoadOptions{Format: format, Encoder: enc, MaxLength: o.MaxLength, MaxPromptLength: o.MaxPromptLength,
+		TruncationMode: o.TruncationMode, SkipInvalid: o.SkipInvalid, OnSkip: onSkip}
+	trainEx, err := LoadExamplesWith(ctx, srcs, lo)
 	if err != nil {
 		return nil, err
 	}
@@ -164,14 +166,18 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 		if err != nil {
 			return nil, err
 		}
-		if evalEx, err = LoadExamples(ctx, esrcs, format, enc, o.MaxLength, o.MaxPromptLength, o.TruncationMode, onSkip); err != nil {
+		if evalEx, err = LoadExamplesWith(ctx, esrcs, lo); err != nil {
 			return nil, err
 		}
 	}
 	if skipped > 5 {
 		warn(fmt.Sprintf("skipped %d records in all", skipped))
 	}
-	t := &Trainer{Opts: o, Policy: policy, SaveDType: sd, ModelDir: o.Model, Pool: kernels.NewPool(o.Threads)}
+	t := &Trainer{Opts: o, Policy: policy, SaveDType: sd, ModelDir: o.Model, Train: trainEx, Eval: evalEx}
+	if err := t.preflight(availableMemory()); err != nil {
+		return nil, err
+	}
+	t.Pool = kernels.NewPool(o.Threads)
 	lc := pref.Config{LossType: o.LossType, Beta: o.Beta, Gamma: o.GammaBetaRatio}
 	var ref [][2]float64
 	if lc.NeedsReference() {

@@ -80,6 +80,8 @@ type State struct {
 	NumExamples int    `json:"num_examples"`
 	MaxSteps    int    `json:"max_steps"`
 	LossType    string `json:"loss_type"`
+	// NonfiniteSkipped counts the steps skipped for a non-finite value.
+	NonfiniteSkipped int `json:"nonfinite_skipped"`
 }
 
 func (t *Trainer) makePlan() (plan, error) {
@@ -138,11 +140,13 @@ func (t *Trainer) params() []optim.Param {
 
 // Summary is what a finished run reports.
 type Summary struct {
-	Steps     int     `json:"steps"`
-	TrainLoss float64 `json:"train_loss"`
-	Seconds   float64 `json:"seconds"`
-	OutputDir string  `json:"output_dir"`
-	Eval      Row     `json:"eval,omitempty"`
+	Steps int `json:"steps"`
+	// NonfiniteSkipped counts steps skipped with skip_nonfinite_steps.
+	NonfiniteSkipped int     `json:"nonfinite_skipped,omitempty"`
+	TrainLoss        float64 `json:"train_loss"`
+	Seconds          float64 `json:"seconds"`
+	OutputDir        string  `json:"output_dir"`
+	Eval             Row     `json:"eval,omitempty"`
 }
 
 // Run trains until max_steps, then writes the final model. When ctx is
@@ -188,12 +192,14 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 	stepsRun := 0
 	for t.state.GlobalStep < t.plan.maxSteps {
 		stepStart := time.Now()
-		loss, tokens, err := t.step()
+		loss, tokens, skipped, err := t.step()
 		if err != nil {
 			return Summary{}, err
 		}
-		lossTotal += loss
-		stepsRun++
+		if !skipped {
+			lossTotal += loss
+			stepsRun++
+		}
 		w := &t.state.Window
 		w.LossSum += loss
 		w.Steps++
@@ -227,7 +233,7 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 			return Summary{}, fmt.Errorf("%w at step %d of %d; checkpoint written to %s; resume with --resume-from-checkpoint %s", ErrInterrupted, step, t.plan.maxSteps, dir, dir)
 		}
 	}
-	sum := Summary{Steps: t.state.GlobalStep, OutputDir: o.OutputDir}
+	sum := Summary{Steps: t.state.GlobalStep, OutputDir: o.OutputDir, NonfiniteSkipped: t.state.NonfiniteSkipped}
 	if stepsRun > 0 {
 		sum.TrainLoss = lossTotal / float64(stepsRun)
 	}
@@ -246,14 +252,20 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 // step runs one optimizer step: up to gradient_accumulation_steps
 // micro-batches (fewer at the end of an epoch), each contributing its mean
 // loss divided by gradient_accumulation_steps, then clipping and AdamW.
-func (t *Trainer) step() (loss float64, tokens int64, err error) {
+// A non-finite log-prob, loss or gradient norm stops the run with an error
+// naming the step and its records, or, with skip_nonfinite_steps, skips the
+// update (the step and its data still count) and reports skipped = true.
+func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 	o, st := t.Opts, &t.state
 	g := o.GradientAccumulationSteps
 	order := epochOrder(o.Seed, st.Epoch, len(t.Train))
 	group := min(g, t.plan.microPerEpoch-st.Micro)
 	lc := t.lossConfig(st.GlobalStep)
 	t.grads.Zero()
-	for j := 0; j < group; j++ {
+	var records []Example
+	var metrics []map[string]float64
+	nonfinite := ""
+	for j := 0; j < group && nonfinite == ""; j++ {
 		mb := st.Micro + j
 		lo := mb * o.PerDeviceTrainBatchSize
 		hi := min(lo+o.PerDeviceTrainBatchSize, len(t.Train))
@@ -265,13 +277,18 @@ func (t *Trainer) step() (loss float64, tokens int64, err error) {
 				ref = append(ref, t.Ref[idx])
 			}
 		}
+		records = append(records, exs...)
 		b, lp, err := forwardPairs(t.Policy, t.ws, exs)
 		if err != nil {
-			return 0, 0, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
+			return 0, 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
+		}
+		if !allFinite(lp.Chosen) || !allFinite(lp.Rejected) {
+			nonfinite = "log-probs"
+			break
 		}
 		res, err := pref.Compute(lc, inputs(lp, ref))
 		if err != nil {
-			return 0, 0, fmt.Errorf("train: step %d, records %s: %w", st.GlobalStep+1, sources(exs), err)
+			return 0, 0, false, fmt.Errorf("train: step %d, records %s: %w", st.GlobalStep+1, sources(exs), err)
 		}
 		mbLoss := res.Loss
 		dChosen := res.DChosen
@@ -291,7 +308,8 @@ func (t *Trainer) step() (loss float64, tokens int64, err error) {
 			}
 		}
 		if math.IsNaN(mbLoss) || math.IsInf(mbLoss, 0) {
-			return 0, 0, fmt.Errorf("train: step %d: non-finite loss %v on records %s", st.GlobalStep+1, mbLoss, sources(exs))
+			nonfinite = fmt.Sprintf("loss (%v)", mbLoss)
+			break
 		}
 		dSums := make([]float64, 0, 2*len(exs))
 		for _, d := range dChosen {
@@ -301,18 +319,30 @@ func (t *Trainer) step() (loss float64, tokens int64, err error) {
 			dSums = append(dSums, d/float64(g))
 		}
 		if err := t.Policy.Backward(t.ws, b, dSums, t.grads); err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		loss += mbLoss / float64(g)
 		tokens += int64(len(b.Tokens))
-		st.Window.addMicro(res.Metrics)
+		metrics = append(metrics, res.Metrics)
 	}
-	norm := optim.ClipGradNorm(gradSlices(t.grads), o.MaxGradNorm)
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return 0, 0, fmt.Errorf("train: step %d: non-finite gradient norm %v", st.GlobalStep+1, norm)
+	var norm float64
+	if nonfinite == "" {
+		norm = optim.ClipGradNorm(gradSlices(t.grads), o.MaxGradNorm)
+		if math.IsNaN(norm) || math.IsInf(norm, 0) {
+			nonfinite = fmt.Sprintf("gradient norm (%v)", norm)
+		}
 	}
-	if err := t.opt.Step(t.params(), t.sched(st.GlobalStep)); err != nil {
-		return 0, 0, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
+	if nonfinite != "" {
+		if !o.SkipNonfiniteSteps {
+			return 0, 0, false, fmt.Errorf("train: step %d: non-finite %s on records %s; stopping (the last checkpoint is intact; --skip-nonfinite-steps skips such steps instead)", st.GlobalStep+1, nonfinite, sources(records))
+		}
+		st.NonfiniteSkipped++
+		t.grads.Zero()
+	} else if err := t.opt.Step(t.params(), t.sched(st.GlobalStep)); err != nil {
+		return 0, 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
+	}
+	for _, m := range metrics {
+		st.Window.addMicro(m)
 	}
 	st.Window.GradNorm = norm
 	st.GlobalStep++
@@ -321,7 +351,16 @@ func (t *Trainer) step() (loss float64, tokens int64, err error) {
 		st.Epoch++
 		st.Micro = 0
 	}
-	return loss, tokens, nil
+	return loss, tokens, nonfinite != "", nil
+}
+
+func allFinite(xs []float64) bool {
+	for _, x := range xs {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func gradSlices(p *model.Params) [][]float32 {
@@ -353,6 +392,9 @@ func (t *Trainer) log() error {
 	r["step"] = float64(t.state.GlobalStep)
 	r["epoch"] = t.epochFloat()
 	r["learning_rate"] = t.sched(t.state.GlobalStep) // the rate of the next step, as HF logs it
+	if t.state.NonfiniteSkipped > 0 {
+		r["nonfinite_skipped"] = float64(t.state.NonfiniteSkipped)
+	}
 	if !math.IsNaN(t.Opts.GammaEnd) {
 		r["gamma"] = t.lossConfig(t.state.GlobalStep - 1).Gamma
 	}

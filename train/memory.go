@@ -1,0 +1,57 @@
+package train
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// availableMemory reads MemAvailable from /proc/meminfo, in bytes; 0 when
+// it cannot be known (then no pre-flight refusal is made).
+func availableMemory() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// maxMicroTokens bounds the tokens of one micro-batch: the batch's longest
+// pairs, each counted as prompt + chosen and prompt + rejected.
+func maxMicroTokens(exs []Example, batch int) int {
+	sizes := make([]int, len(exs))
+	for i, e := range exs {
+		sizes[i] = 2*len(e.Prompt) + len(e.Chosen) + len(e.Rejected)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(sizes)))
+	total := 0
+	for _, s := range sizes[:min(batch, len(sizes))] {
+		total += s
+	}
+	return total
+}
+
+// preflight refuses a run whose estimated peak memory exceeds what the
+// machine has available, unless force is set.
+func (t *Trainer) preflight(available int64) error {
+	tokens := max(maxMicroTokens(t.Train, t.Opts.PerDeviceTrainBatchSize), maxMicroTokens(t.Eval, t.Opts.PerDeviceEvalBatchSize))
+	need := t.Policy.Config.MemoryEstimate(tokens, true)
+	if available <= 0 || need <= available || t.Opts.Force {
+		return nil
+	}
+	return fmt.Errorf("memory pre-flight: this run needs about %.1f GB (weights, gradients, AdamW moments and activations for micro-batches of up to %d tokens) but %.1f GB is available; lower --per-device-train-batch-size or --max-length, or pass --force to try anyway",
+		float64(need)/1e9, tokens, float64(available)/1e9)
+}
