@@ -132,19 +132,34 @@ func loadSource(ctx context.Context, src Source, opts Options) ([]Pair, error) {
 
 // SplitEval holds out ceil(ratio·len(pairs)) pairs, chosen at random with
 // the given seed, as an evaluation split (the size rule of Hugging Face's
-// train_test_split). The split depends only on len(pairs), ratio and seed.
-// Both halves keep the input order. A ratio of 0 or less gives no
-// evaluation pairs; ratio must be below 1 so some training pairs remain,
-// else the result is clamped to leave one (when there is one).
+// train_test_split). The split depends only on len(pairs), ratio and seed
+// (see [HeldOut]). Both halves keep the input order.
 func SplitEval(pairs []Pair, ratio float64, seed int64) (train, eval []Pair) {
-	n := len(pairs)
-	if n == 0 || !(ratio > 0) {
+	held := HeldOut(len(pairs), ratio, seed)
+	if held == nil {
 		return pairs, nil
 	}
-	k := int(math.Ceil(ratio * float64(n)))
-	k = min(k, n-1)
+	for i, p := range pairs {
+		if held[i] {
+			eval = append(eval, p)
+		} else {
+			train = append(train, p)
+		}
+	}
+	return train, eval
+}
+
+// HeldOut marks which of n records an evaluation split of the given ratio
+// and seed holds out: ceil(ratio·n) of them, at random. It returns nil when
+// nothing is held out: n is 0, or ratio is 0 or less. A ratio of 1 or more
+// is clamped so that one training record remains.
+func HeldOut(n int, ratio float64, seed int64) []bool {
+	if n == 0 || !(ratio > 0) {
+		return nil
+	}
+	k := min(int(math.Ceil(ratio*float64(n))), n-1)
 	if k <= 0 {
-		return pairs, nil
+		return nil
 	}
 	// A partial Fisher-Yates shuffle driven by PCG, whose output the
 	// math/rand/v2 documentation fixes, so that a split never changes with
@@ -160,14 +175,5 @@ func SplitEval(pairs []Pair, ratio float64, seed int64) (train, eval []Pair) {
 		perm[i], perm[j] = perm[j], perm[i]
 		held[perm[i]] = true
 	}
-	train = make([]Pair, 0, n-k)
-	eval = make([]Pair, 0, k)
-	for i, p := range pairs {
-		if held[i] {
-			eval = append(eval, p)
-		} else {
-			train = append(train, p)
-		}
-	}
-	return train, eval
+	return held
 }

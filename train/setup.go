@@ -198,16 +198,11 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 }
 
 // splitEval holds out a seeded fraction of the examples (with their
-// reference values) for evaluation.
+// reference values) for evaluation, as data.SplitEval does for pairs.
 func splitEval(exs []Example, ref [][2]float64, ratio float64, seed int) (tr []Example, trRef [][2]float64, ev []Example, evRef [][2]float64) {
-	order := epochOrder(seed, -1, len(exs))
-	nEval := int(math.Round(ratio * float64(len(exs))))
-	held := map[int]bool{}
-	for _, i := range order[:nEval] {
-		held[i] = true
-	}
+	held := data.HeldOut(len(exs), ratio, int64(seed))
 	for i, e := range exs {
-		if held[i] {
+		if held != nil && held[i] {
 			ev = append(ev, e)
 			if ref != nil {
 				evRef = append(evRef, ref[i])
@@ -219,7 +214,7 @@ func splitEval(exs []Example, ref [][2]float64, ratio float64, seed int) (tr []E
 			}
 		}
 	}
-	return
+	return tr, trRef, ev, evRef
 }
 
 // refFromData returns the reference sums carried by the records (TRL's
