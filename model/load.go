@@ -26,6 +26,12 @@ func Load(dir string) (*Model, safetensors.DType, error) {
 		return nil, "", fmt.Errorf("model: %w", err)
 	}
 	defer ck.Close()
+	// Check names and shapes before allocating: the checkpoint's sizes are
+	// bounded by its files, so a config.json cannot make relupo allocate
+	// more than the weights on disk justify.
+	if err := cfg.checkCheckpoint(ck); err != nil {
+		return nil, "", err
+	}
 	m := New(cfg)
 	if err := m.LoadWeights(ck); err != nil {
 		return nil, "", err
@@ -47,8 +53,24 @@ func (c Config) ignoredTensor(name string) bool {
 // shapes. A missing tensor, a shape mismatch, or a tensor the architecture
 // does not have (for example a bias the config did not announce) is an error.
 func (m *Model) LoadWeights(ck *safetensors.Checkpoint) error {
-	want := map[string]bool{}
+	if err := m.Config.checkCheckpoint(ck); err != nil {
+		return err
+	}
 	for _, t := range m.Params.Tensors() {
+		data, err := ck.Float32(t.Name)
+		if err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+		copy(t.Data, data)
+	}
+	return nil
+}
+
+// checkCheckpoint verifies that the checkpoint holds exactly the tensors the
+// configuration implies, with the right shapes and floating dtypes.
+func (c Config) checkCheckpoint(ck *safetensors.Checkpoint) error {
+	want := map[string]bool{}
+	for _, t := range c.Tensors() {
 		want[t.Name] = true
 		info, ok := ck.Info(t.Name)
 		if !ok {
@@ -57,15 +79,13 @@ func (m *Model) LoadWeights(ck *safetensors.Checkpoint) error {
 		if !slices.Equal(info.Shape, t.Shape) {
 			return fmt.Errorf("model: %s: tensor %q has shape %v, config.json implies %v", ck.Dir(), t.Name, info.Shape, t.Shape)
 		}
-		data, err := ck.Float32(t.Name)
-		if err != nil {
-			return fmt.Errorf("model: %w", err)
+		if !info.DType.IsFloat() {
+			return fmt.Errorf("model: %s: tensor %q has dtype %s; weights must be F32, F16 or BF16", ck.Dir(), t.Name, info.DType)
 		}
-		copy(t.Data, data)
 	}
 	for _, name := range ck.Names() {
-		if !want[name] && !m.Config.ignoredTensor(name) {
-			return fmt.Errorf("model: %s: unexpected tensor %q for a %s model with this config.json", ck.Dir(), name, m.Config.ModelType)
+		if !want[name] && !c.ignoredTensor(name) {
+			return fmt.Errorf("model: %s: unexpected tensor %q for a %s model with this config.json", ck.Dir(), name, c.ModelType)
 		}
 	}
 	return nil
