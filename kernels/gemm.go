@@ -21,6 +21,23 @@ func MatMulNT(p *Pool, c, a, b, bias []float32, m, n, k int) {
 	if bias != nil {
 		checkLen("MatMulNT bias", bias, n)
 	}
+	if path := gemmImpl; path != nil {
+		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b: b, ldb: k, bT: true,
+			m: m, n: n, k: k, overwrite: true, bias: bias}
+		if n*k > prepackLimit && m*k <= prepackLimit {
+			// A wide, short product (the logits of a chunk of tokens):
+			// compute Cᵀ = B·Aᵀ, reading the large B in place and packing
+			// the small A.
+			g = gemmArgs{c: c, ldc: n, a: b, rsA: k, csA: 1, b: a, ldb: k, bT: true,
+				m: n, n: m, k: k, overwrite: true, bias: bias, transC: true}
+		}
+		g.run(p, path)
+		return
+	}
+	matMulNTGo(p, c, a, b, bias, m, n, k)
+}
+
+func matMulNTGo(p *Pool, c, a, b, bias []float32, m, n, k int) {
 	jBlocks := (n + nbBlock - 1) / nbBlock
 	iBlocks := (m + 63) / 64
 	p.For(jBlocks*iBlocks, func(t int) {
@@ -100,6 +117,15 @@ func MatMulNNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 	checkLen("MatMulNNAcc C", c, m*n)
 	checkLen("MatMulNNAcc A", a, m*k)
 	checkLen("MatMulNNAcc B", b, k*n)
+	if path := gemmImpl; path != nil {
+		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b: b, ldb: n, m: m, n: n, k: k}
+		g.run(p, path)
+		return
+	}
+	matMulNNAccGo(p, c, a, b, m, n, k)
+}
+
+func matMulNNAccGo(p *Pool, c, a, b []float32, m, n, k int) {
 	jBlocks := (n + ncBlock - 1) / ncBlock
 	iBlocks := (m + 15) / 16
 	p.For(iBlocks*jBlocks, func(t int) {
@@ -131,6 +157,15 @@ func MatMulTNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 	checkLen("MatMulTNAcc C", c, m*n)
 	checkLen("MatMulTNAcc A", a, k*m)
 	checkLen("MatMulTNAcc B", b, k*n)
+	if path := gemmImpl; path != nil {
+		g := gemmArgs{c: c, ldc: n, a: a, rsA: 1, csA: m, b: b, ldb: n, m: m, n: n, k: k}
+		g.run(p, path)
+		return
+	}
+	matMulTNAccGo(p, c, a, b, m, n, k)
+}
+
+func matMulTNAccGo(p *Pool, c, a, b []float32, m, n, k int) {
 	jBlocks := (n + ncBlock - 1) / ncBlock
 	iBlocks := (m + 15) / 16
 	p.For(iBlocks*jBlocks, func(t int) {

@@ -112,6 +112,3 @@ func (p *Pool) ForRange(n, grain int, fn func(lo, hi int)) {
 		fn(lo, min(lo+size, n))
 	})
 }
-
-// Describe names the kernel implementation in use, for benchmark reports.
-func Describe() string { return "portable Go" }

@@ -1,0 +1,48 @@
+package kernels
+
+import "os"
+
+// The matrix products run on one of three paths, chosen once when the
+// package initializes:
+//
+//   - "avx512": AVX-512 micro-kernels of 12×32 (amd64 with AVX-512 F),
+//   - "avx2":   AVX2+FMA micro-kernels of 6×16 (amd64 with AVX2 and FMA),
+//   - "generic": the portable Go loops, on every other CPU.
+//
+// The best path the CPU supports is used unless the environment variable
+// RELUPO_KERNELS names another (generic, avx2 or avx512), which is useful to
+// compare or test paths. A path the CPU lacks falls back to the best one it
+// has below it. [Describe] reports the path in use.
+var gemmImpl *gemmPath
+
+func init() { gemmImpl = selectPath(os.Getenv("RELUPO_KERNELS")) }
+
+// selectPath returns the path named by want ("" for the best one), or the
+// best supported path below it; nil means the portable Go loops.
+func selectPath(want string) *gemmPath {
+	paths := gemmPaths()
+	switch want {
+	case "generic", "go", "portable":
+		return nil
+	case "avx2":
+		for _, p := range paths {
+			if p.name == "avx2" {
+				return p
+			}
+		}
+		return nil
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	return paths[0]
+}
+
+// Describe names the kernel implementation in use, for benchmark reports:
+// "avx512", "avx2" or "portable Go".
+func Describe() string {
+	if gemmImpl == nil {
+		return "portable Go"
+	}
+	return gemmImpl.name
+}

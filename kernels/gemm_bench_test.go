@@ -1,0 +1,67 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchShapes are the products of a training step of the 30m and 135m
+// presets with 1024 tokens, and of a 64-token logits chunk, named by layer.
+// m, n, k are as passed to the function (MatMulNT: C[m,n] = A[m,k]·B[n,k]ᵀ;
+// MatMulNNAcc: C[m,n] += A[m,k]·B[k,n]; MatMulTNAcc: C[m,n] += A[k,m]ᵀ·B[k,n]).
+var benchShapes = []struct {
+	name, variant string
+	m, n, k       int
+}{
+	{"30m/qkvo/fwd", "NT", 1024, 512, 512},
+	{"30m/gateup/fwd", "NT", 1024, 1376, 512},
+	{"30m/down/fwd", "NT", 1024, 512, 1376},
+	{"30m/gateup/dx", "NN", 1024, 512, 1376},
+	{"30m/down/dx", "NN", 1024, 1376, 512},
+	{"30m/gateup/dW", "TN", 1376, 512, 1024},
+	{"30m/down/dW", "TN", 512, 1376, 1024},
+	{"30m/logits/fwd", "NT", 64, 8192, 512},
+	{"30m/logits/dx", "NN", 64, 512, 8192},
+	{"30m/logits/dW", "TN", 8192, 512, 64},
+	{"135m/q/fwd", "NT", 1024, 576, 576},
+	{"135m/kv/fwd", "NT", 1024, 192, 576},
+	{"135m/gateup/fwd", "NT", 1024, 1536, 576},
+	{"135m/down/fwd", "NT", 1024, 576, 1536},
+	{"135m/kv/dx", "NN", 1024, 576, 192},
+	{"135m/gateup/dx", "NN", 1024, 576, 1536},
+	{"135m/down/dx", "NN", 1024, 1536, 576},
+	{"135m/kv/dW", "TN", 192, 576, 1024},
+	{"135m/gateup/dW", "TN", 1536, 576, 1024},
+	{"135m/down/dW", "TN", 576, 1536, 1024},
+	{"135m/logits/fwd", "NT", 64, 49152, 576},
+	{"135m/logits/dx", "NN", 64, 576, 49152},
+	{"135m/logits/dW", "TN", 49152, 576, 64},
+	{"square/1024", "NT", 1024, 1024, 1024},
+}
+
+// BenchmarkMatMul runs every shape on the path in use (see RELUPO_KERNELS)
+// with a pool of GOMAXPROCS workers and reports GFLOP/s (2·m·n·k per call).
+func BenchmarkMatMul(b *testing.B) {
+	p := NewPool(0)
+	defer p.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, s := range benchShapes {
+		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", s.name, s.variant, s.m, s.n, s.k), func(b *testing.B) {
+			x := randSlice(r, s.m*s.k)
+			y := randSlice(r, s.n*s.k)
+			c := make([]float32, s.m*s.n)
+			for b.Loop() {
+				switch s.variant {
+				case "NT":
+					MatMulNT(p, c, x, y, nil, s.m, s.n, s.k)
+				case "NN":
+					MatMulNNAcc(p, c, x, y, s.m, s.n, s.k)
+				case "TN":
+					MatMulTNAcc(p, c, x, y, s.m, s.n, s.k)
+				}
+			}
+			b.ReportMetric(2*float64(s.m)*float64(s.n)*float64(s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

@@ -1,0 +1,229 @@
+package kernels
+
+import "sync"
+
+// This file holds the cache-blocked driver of the assembly micro-kernels
+// (GotoBLAS/BLIS-style). One product C (+)= op(A)·op(B) of m×k by k×n:
+//
+//   - op(A) is never copied: the kernels read A[i, l] at a[i·rsA + l·csA],
+//     which serves A (NT, NN) and Aᵀ (TN) alike.
+//   - op(B) is packed into panels of nr columns, kc rows each, so that the
+//     kernel streams a panel linearly from L1. If B is small (k·n ≤
+//     prepackLimit) it is packed once for the whole product, by all workers;
+//     otherwise each task packs its own columns, one kc-block at a time.
+//   - C is cut into tasks of mT rows × nT columns that the pool's workers take
+//     in turn. Within a task, for each kc-block: for each block of mc rows
+//     (kept in L2), for each panel (in L1), for each mr rows: one kernel call.
+
+const (
+	gemmKC    = 256 // depth of a block: a 256×32 panel is 32 KiB
+	gemmMC    = 192 // rows of A per block, kept in L2 across panels
+	gemmMaxNT = 512 // widest task
+	gemmMaxMT = 576 // tallest task
+)
+
+// prepackLimit is the most elements of B packed once for a whole product (a
+// variable so that tests can reach the per-task packing).
+var prepackLimit = 1 << 22
+
+// gemmPath is one set of micro-kernels: kernel computes C[rows×cols] +=
+// op(A)[rows×kc]·Bp[kc×cols] (rows ≤ mr, cols ≤ nr) with byte strides, and the
+// pack functions write a kc×nr panel from B's rows (packN, op(B)[l, j] =
+// src[l·ld + j]) or from Bᵀ's rows (packT, op(B)[l, j] = src[j·ld + l]),
+// zero-filling columns past cols.
+type gemmPath struct {
+	name   string
+	mr, nr int
+	kernel func(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int)
+	packN  func(dst, src []float32, ld, kc, cols int)
+	packT  func(dst, src []float32, ld, kc, cols int)
+}
+
+// gemmArgs describes C (+)= op(A)·op(B) for the blocked driver.
+type gemmArgs struct {
+	c        []float32
+	ldc      int
+	a        []float32
+	rsA, csA int // op(A)[i, l] = a[i·rsA + l·csA]
+	b        []float32
+	ldb      int  // op(B)[l, j] = b[l·ldb + j], or b[j·ldb + l] if bT
+	bT       bool // B is stored transposed ([n, k])
+	m, n, k  int
+	// overwrite sets C = product (+ bias) instead of accumulating.
+	overwrite bool
+	bias      []float32 // with overwrite: bias[j] (bias[i] if transC), or nil
+	// transC stores element (i, j) of the product at c[j·ldc + i].
+	transC bool
+}
+
+var bufPool sync.Pool
+
+func getBuf(n int) *[]float32 {
+	if v, ok := bufPool.Get().(*[]float32); ok && cap(*v) >= n {
+		*v = (*v)[:n]
+		return v
+	}
+	s := make([]float32, n)
+	return &s
+}
+
+func putBuf(b *[]float32) { bufPool.Put(b) }
+
+// packPanel packs columns [j0, j0+nr) ∩ [0, n) of op(B), rows [l0, l0+kc),
+// into dst.
+func (g *gemmArgs) packPanel(path *gemmPath, dst []float32, j0, l0, kc int) {
+	cols := min(path.nr, g.n-j0)
+	if g.bT {
+		path.packT(dst, g.b[j0*g.ldb+l0:], g.ldb, kc, cols)
+	} else {
+		path.packN(dst, g.b[l0*g.ldb+j0:], g.ldb, kc, cols)
+	}
+}
+
+func roundUp(x, to int) int { return (x + to - 1) / to * to }
+
+func (g *gemmArgs) run(p *Pool, path *gemmPath) {
+	m, n, k := g.m, g.n, g.k
+	if m == 0 || n == 0 {
+		return
+	}
+	mr, nr := path.mr, path.nr
+	nPan := (n + nr - 1) / nr
+	var packed []float32
+	if k*n <= prepackLimit && k > 0 {
+		pb := getBuf(nPan * k * nr)
+		defer putBuf(pb)
+		packed = *pb
+		p.For(nPan, func(q int) {
+			g.packPanel(path, packed[q*k*nr:(q+1)*k*nr], q*nr, 0, k)
+		})
+	}
+	w := p.Workers()
+	want := 3 * w // tasks, so that a slow worker does not hold up the rest
+	if w == 1 {
+		want = 1
+	}
+	var mT, nT int
+	if packed != nil {
+		nT = min(roundUp(n, nr), gemmMaxNT)
+		nTasks := (n + nT - 1) / nT
+		mTasks := max(1, (want+nTasks-1)/nTasks)
+		mT = roundUp((m+mTasks-1)/mTasks, mr)
+	} else {
+		// Each task packs its own columns of B: give it all the rows it can
+		// use, so that B is packed as few times as possible.
+		nT = max(nr, roundUp((n+want-1)/want, nr))
+		nT = min(nT, gemmMaxNT)
+		nTasks := (n + nT - 1) / nT
+		mTasks := max(1, (want+nTasks-1)/nTasks)
+		mT = roundUp((m+mTasks-1)/mTasks, mr)
+	}
+	maxMT := gemmMaxMT
+	if g.transC {
+		maxMT = 256 // the task's transposed tile stays in L2
+	}
+	mT = min(mT, roundUp(maxMT, mr))
+	mTasks, nTasks := (m+mT-1)/mT, (n+nT-1)/nT
+	p.For(mTasks*nTasks, func(t int) {
+		i0, j0 := (t/nTasks)*mT, (t%nTasks)*nT
+		g.task(path, packed, i0, min(i0+mT, m), j0, min(j0+nT, n))
+	})
+}
+
+// task computes rows [i0, i1) and columns [j0, j1) of C.
+func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
+	mr, nr, k := path.mr, path.nr, g.k
+	c, ldc, ci0, cj0 := g.c, g.ldc, 0, 0
+	var tb *[]float32
+	if g.transC {
+		// Accumulate into a zeroed tile and transpose it into C at the end.
+		tb = getBuf((i1 - i0) * (j1 - j0))
+		defer putBuf(tb)
+		c, ldc, ci0, cj0 = *tb, j1-j0, i0, j0
+		clear(c)
+	} else if g.overwrite {
+		for i := i0; i < i1; i++ {
+			row := c[i*ldc+j0 : i*ldc+j1]
+			if g.bias != nil {
+				copy(row, g.bias[j0:j1])
+			} else {
+				clear(row)
+			}
+		}
+	}
+	var own []float32
+	if packed == nil && k > 0 {
+		ob := getBuf((j1 - j0 + nr - 1) / nr * nr * min(k, gemmKC))
+		defer putBuf(ob)
+		own = *ob
+	}
+	for l0 := 0; l0 < k; l0 += gemmKC {
+		kc := min(gemmKC, k-l0)
+		if own != nil {
+			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
+				g.packPanel(path, own[q*kc*nr:(q+1)*kc*nr], j, l0, kc)
+			}
+		}
+		for ic := i0; ic < i1; ic += gemmMC {
+			ie := min(ic+gemmMC, i1)
+			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
+				var bp *float32
+				if own != nil {
+					bp = &own[q*kc*nr]
+				} else {
+					bp = &packed[(j/nr)*k*nr+l0*nr]
+				}
+				cols := min(nr, j1-j)
+				for i := ic; i < ie; i += mr {
+					path.kernel(min(mr, ie-i), &g.a[i*g.rsA+l0*g.csA], 4*g.rsA, 4*g.csA,
+						bp, 4*nr, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kc, cols)
+				}
+			}
+		}
+	}
+	if g.transC {
+		t, w := *tb, j1-j0
+		for j := j0; j < j1; j++ {
+			dst := g.c[j*g.ldc+i0 : j*g.ldc+i1]
+			src := t[j-j0:]
+			switch {
+			case !g.overwrite:
+				for i := range dst {
+					dst[i] += src[i*w]
+				}
+			case g.bias != nil:
+				bias := g.bias[i0:i1]
+				for i := range dst {
+					dst[i] = src[i*w] + bias[i]
+				}
+			default:
+				for i := range dst {
+					dst[i] = src[i*w]
+				}
+			}
+		}
+	}
+}
+
+// packNGo and packTGo are the portable panel packers (any nr = len(dst)/kc).
+func packNGo(dst, src []float32, ld, kc, cols int) {
+	nr := len(dst) / kc
+	for l := 0; l < kc; l++ {
+		d := dst[l*nr : l*nr+nr]
+		copy(d, src[l*ld:l*ld+cols])
+		clear(d[cols:])
+	}
+}
+
+func packTGo(dst, src []float32, ld, kc, cols int) {
+	nr := len(dst) / kc
+	if cols < nr {
+		clear(dst)
+	}
+	for j := 0; j < cols; j++ {
+		s := src[j*ld : j*ld+kc]
+		for l, v := range s {
+			dst[l*nr+j] = v
+		}
+	}
+}
