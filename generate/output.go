@@ -1,0 +1,208 @@
+package generate
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// The output formats.
+const (
+	FormatJSONL      = "jsonl"
+	FormatAlpacaEval = "alpaca_eval"
+	FormatArenaHard  = "arena_hard"
+)
+
+// Meta is what the output formats record about the run.
+type Meta struct {
+	// Generator names the model: AlpacaEval's "generator", Arena-Hard's
+	// "model_id" / "model".
+	Generator string
+	// Time stamps Arena-Hard answers ("tstamp"); the zero time means now.
+	Time time.Time
+}
+
+// CheckFormat reports, before any generation, whether every record carries
+// what the format needs: AlpacaEval needs an instruction, Arena-Hard a
+// question_id or uid.
+func CheckFormat(format string, recs []Record) error {
+	switch format {
+	case FormatJSONL:
+	case FormatAlpacaEval:
+		for _, r := range recs {
+			if r.InputIDs != nil {
+				return fmt.Errorf("%s: the alpaca_eval format needs an instruction; pre-tokenized prompts have none", r.Where)
+			}
+		}
+	case FormatArenaHard:
+		for _, r := range recs {
+			if r.QuestionID == nil && r.UID == "" {
+				return fmt.Errorf(`%s: the arena_hard format needs a "question_id" (Arena-Hard v0.1) or "uid" (current layout)`, r.Where)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown format %q (jsonl, alpaca_eval or arena_hard)", format)
+	}
+	return nil
+}
+
+// JSONLRecord is one line of the jsonl format.
+type JSONLRecord struct {
+	OutputIDs    []int  `json:"output_ids"`
+	Output       string `json:"output"`
+	FinishReason string `json:"finish_reason"`
+	// Instruction is the user's request for text prompts, so that the
+	// judge can match answers across files.
+	Instruction string `json:"instruction,omitempty"`
+}
+
+// AlpacaEvalRecord is one item of the JSON list AlpacaEval reads as model
+// outputs (the layout of its reference outputs files).
+type AlpacaEvalRecord struct {
+	Instruction string `json:"instruction"`
+	Output      string `json:"output"`
+	Generator   string `json:"generator"`
+	// Dataset is AlpacaEval's subset (helpful_base, koala, oasst,
+	// selfinstruct, vicuna), copied from the input record; left out when
+	// the input had none.
+	Dataset string `json:"dataset,omitempty"`
+}
+
+// ArenaHardV01Answer is a line of an Arena-Hard v0.1 model_answer file, as
+// its gen_answer.py writes it.
+type ArenaHardV01Answer struct {
+	QuestionID   json.RawMessage   `json:"question_id"`
+	AnswerID     string            `json:"answer_id"`
+	ModelID      string            `json:"model_id"`
+	Choices      []ArenaHardChoice `json:"choices"`
+	Tstamp       float64           `json:"tstamp"`
+	ConvMetadata ArenaHardMeta     `json:"conv_metadata"`
+}
+
+// ArenaHardChoice is one sampled answer of a v0.1 record.
+type ArenaHardChoice struct {
+	Index int             `json:"index"`
+	Turns []ArenaHardTurn `json:"turns"`
+}
+
+// ArenaHardTurn is one answered turn.
+type ArenaHardTurn struct {
+	Content  string `json:"content"`
+	TokenLen int    `json:"token_len"`
+}
+
+// ArenaHardMeta carries the answer length Arena-Hard's style control reads.
+type ArenaHardMeta struct {
+	TokenLen int `json:"token_len"`
+}
+
+// ArenaHardAnswer is a line of a model_answer file in Arena-Hard's current
+// layout (questions keyed by "uid"): the conversation with the assistant's
+// content as {"answer": ...}.
+type ArenaHardAnswer struct {
+	UID      string             `json:"uid"`
+	AnsID    string             `json:"ans_id"`
+	Model    string             `json:"model"`
+	Messages []ArenaHardMessage `json:"messages"`
+	Tstamp   float64            `json:"tstamp"`
+	Metadata ArenaHardMeta      `json:"metadata"`
+}
+
+// ArenaHardMessage is a message of an ArenaHardAnswer: the user's content
+// is a string, the assistant's {"answer": ...}.
+type ArenaHardMessage struct {
+	Role    string `json:"role"`
+	Content any    `json:"content"`
+}
+
+// Write writes the answers res to recs in the format: "jsonl" (one
+// JSONLRecord per line), "alpaca_eval" (a JSON list of AlpacaEvalRecord) or
+// "arena_hard" (one answer per line, in the layout of the input question:
+// ArenaHardV01Answer for a question_id, ArenaHardAnswer for a uid).
+//
+// In the alpaca_eval and arena_hard formats the output text has leading
+// and trailing white space removed, as the suites' own generation scripts
+// do; Arena-Hard's token_len is the number of generated tokens by the
+// model's tokenizer (the suite counts with tiktoken's gpt-4o encoding,
+// which relupo does not ship).
+func Write(w io.Writer, format string, recs []Record, res []Result, meta Meta) error {
+	if len(recs) != len(res) {
+		return fmt.Errorf("generate: %d results for %d records", len(res), len(recs))
+	}
+	if err := CheckFormat(format, recs); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	now := meta.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	tstamp := float64(now.UnixNano()) / 1e9
+	switch format {
+	case FormatJSONL:
+		for i, r := range res {
+			ids := r.OutputIDs
+			if ids == nil {
+				ids = []int{}
+			}
+			if err := enc.Encode(JSONLRecord{OutputIDs: ids, Output: r.Text, FinishReason: r.FinishReason, Instruction: recs[i].Instruction}); err != nil {
+				return err
+			}
+		}
+	case FormatAlpacaEval:
+		out := make([]AlpacaEvalRecord, len(res))
+		for i, r := range res {
+			out[i] = AlpacaEvalRecord{Instruction: recs[i].Instruction, Output: strings.TrimSpace(r.Text), Generator: meta.Generator, Dataset: recs[i].Dataset}
+		}
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	case FormatArenaHard:
+		for i, r := range res {
+			rec, text := recs[i], strings.TrimSpace(r.Text)
+			var v any
+			if rec.UID != "" {
+				v = ArenaHardAnswer{
+					UID: rec.UID, AnsID: answerID(meta.Generator, rec.UID, text), Model: meta.Generator,
+					Messages: []ArenaHardMessage{
+						{Role: "user", Content: rec.Instruction},
+						{Role: "assistant", Content: map[string]string{"answer": text}},
+					},
+					Tstamp: tstamp, Metadata: ArenaHardMeta{TokenLen: r.TextTokens},
+				}
+			} else {
+				v = ArenaHardV01Answer{
+					QuestionID: rec.QuestionID, AnswerID: answerID(meta.Generator, string(rec.QuestionID), text), ModelID: meta.Generator,
+					Choices:      []ArenaHardChoice{{Index: 0, Turns: []ArenaHardTurn{{Content: text, TokenLen: r.TextTokens}}}},
+					Tstamp:       tstamp,
+					ConvMetadata: ArenaHardMeta{TokenLen: r.TextTokens},
+				}
+			}
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// answerID is a 22-character id in the alphabet of the shortuuid ids
+// Arena-Hard writes, derived from the model, the question and the answer so
+// that the same answer always gets the same id.
+func answerID(parts ...string) string {
+	const alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	n := new(big.Int).SetBytes(h[:])
+	base := big.NewInt(int64(len(alphabet)))
+	var b [22]byte
+	m := new(big.Int)
+	for i := range b {
+		n.DivMod(n, base, m)
+		b[i] = alphabet[m.Int64()]
+	}
+	return string(b[:])
+}
