@@ -37,7 +37,7 @@ func newBenchCmd() *cobra.Command {
 		jsonOut             bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [--preset 30m|135m] [--mode train|ref-forward]",
+		Use:   "bench [--preset 30m|135m] [--mode train|ref-forward|decode]",
 		Short: "Measure training-step throughput on a preset model shape",
 		Long: `Times training steps the way ../shared/reference/bench_train.py does for PyTorch, so
 the two can be run side by side: a randomly initialized Llama of the preset's shape,
@@ -48,7 +48,9 @@ step = forward, RePO loss (every pair active), backward and AdamW.
   135m: vocab 49152, hidden 576, intermediate 1536, 30 layers, 9 heads, 3 kv heads, tied, seq 256
 
 --shape V,D,I,L,H,KV sets an explicit shape instead. --mode ref-forward times the
-no-gradient forward pass a reference model needs. FLOPs are counted as the script
+no-gradient forward pass a reference model needs. --mode decode times KV-cache
+decoding: 2·pairs sequences prefilled with seq/4 tokens, then seq/4 greedy tokens each,
+reporting decoded tokens/s (and prefill tokens/s). FLOPs are counted as the script
 does: 6·N_matmul·tokens + 12·L·D·T·tokens. With --json the last line is one JSON
 object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 		Args: cobra.NoArgs,
@@ -67,14 +69,17 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 			if seq > 0 {
 				T = seq
 			}
-			if mode != "train" && mode != "ref-forward" {
-				return usagef("bench: unknown --mode %q (train or ref-forward)", mode)
+			if mode != "train" && mode != "ref-forward" && mode != "decode" {
+				return usagef("bench: unknown --mode %q (train, ref-forward or decode)", mode)
 			}
 			if steps < 1 || pairs < 1 || T < 2 {
 				return usagef("bench: --steps, --pairs must be ≥ 1 and --seq ≥ 2")
 			}
 			pool := kernels.NewPool(threads)
 			defer pool.Close()
+			if mode == "decode" { // KV-cache decoding; see generate.go
+				return runDecodeBench(cmd, cfg, preset, T, pairs, steps, pool, jsonOut)
+			}
 			m := model.New(cfg)
 			m.Params.Init(0, 0.02)
 			r := rand.New(rand.NewPCG(0, 0))
@@ -155,7 +160,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f := cmd.Flags()
 	f.StringVar(&preset, "preset", "30m", "model shape: 30m or 135m")
 	f.StringVar(&shape, "shape", "", "explicit shape V,D,I,L,H,KV (vocab, hidden, intermediate, layers, heads, kv heads)")
-	f.StringVar(&mode, "mode", "train", "train or ref-forward")
+	f.StringVar(&mode, "mode", "train", "train, ref-forward or decode")
 	f.IntVar(&steps, "steps", 3, "timed steps after one warm-up step")
 	f.IntVar(&pairs, "pairs", 2, "preference pairs per step (2 sequences each)")
 	f.IntVar(&seq, "seq", 0, "tokens per sequence (default: the preset's)")
