@@ -46,6 +46,7 @@ func newRootCmd() *cobra.Command {
 		newEvalCmd(),
 		newQuickstartCmd(),
 		newBenchCmd(),
+		newGenerateCmd(),
 		newDataCmd(),
 	)
 	return root
