@@ -2,13 +2,11 @@ package model
 
 import (
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/relupo/relupo/kernels"
-	"github.com/relupo/relupo/safetensors"
 )
 
 // The architectures beyond the shared golden model (GQA with tied
@@ -57,30 +55,7 @@ func TestArchitecturesAgainstPyTorch(t *testing.T) {
 			if err := m.Backward(ws, batch, exp.DSums, grads); err != nil {
 				t.Fatal(err)
 			}
-			f, err := safetensors.Open(filepath.Join(dir, "grads.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if len(f.Names()) != len(grads.Tensors()) {
-				t.Errorf("PyTorch has %d gradient tensors, we have %d", len(f.Names()), len(grads.Tensors()))
-			}
-			for _, tn := range grads.Tensors() {
-				want, err := f.Float32(tn.Name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var scale float64
-				for _, w := range want {
-					scale = math.Max(scale, math.Abs(float64(w)))
-				}
-				for i, w := range want {
-					if e := math.Abs(float64(tn.Data[i]-w)) / scale; e > 1e-4 {
-						t.Errorf("%s[%d]: grad %.6g, want %.6g (error %.2g of max %.3g)", tn.Name, i, tn.Data[i], w, e, scale)
-						break
-					}
-				}
-			}
+			compareGrads(t, grads, filepath.Join(dir, "grads.safetensors"))
 		})
 	}
 }

@@ -102,8 +102,10 @@ type Workspace struct {
 	labelTok []int32 // the label token
 	labelSeq []int   // the sequence each label belongs to
 	labelLse []float32
-	cos, sin []float32
-	maxPos   int
+	// the label rows of one logit chunk and their logits
+	chunkX, chunkLogits []float32
+	cos, sin            []float32
+	maxPos              int
 
 	// backward scratch
 	dx, dxn, dq, dk, dv, datt, dgate, dup, dh []float32
@@ -181,8 +183,8 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 	N := len(b.Tokens)
 	ws.reserve(c, N)
 	m.trunk(ws, b)
-	p, P := ws.Pool, m.Params
-	D, V := c.HiddenSize, c.VocabSize
+	p := ws.Pool
+	V := c.VocabSize
 
 	// Labels: token t of sequence s (t ≥ max(prompt, 1)) scored at row t−1.
 	ws.labelRow, ws.labelTok, ws.labelSeq = ws.labelRow[:0], ws.labelTok[:0], ws.labelSeq[:0]
@@ -199,15 +201,9 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 	L := len(ws.labelRow)
 	ws.labelLse = grow(ws.labelLse, L)
 	sums = make([]float64, b.NumSeqs())
-	xs := make([]float32, logitChunk*D)
-	logits := make([]float32, logitChunk*V)
 	for c0 := 0; c0 < L; c0 += logitChunk {
 		r := min(logitChunk, L-c0)
-		for i := 0; i < r; i++ {
-			row := ws.labelRow[c0+i]
-			copy(xs[i*D:(i+1)*D], ws.xnF[row*D:(row+1)*D])
-		}
-		kernels.MatMulNT(p, logits[:r*V], xs[:r*D], P.LMHead, nil, r, V, D)
+		logits := m.chunkLogits(ws, c0, r)
 		lp := make([]float32, r)
 		p.For(r, func(i int) {
 			lse := kernels.LogSumExp(logits[i*V : (i+1)*V])
@@ -219,6 +215,20 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 		}
 	}
 	return sums, counts, nil
+}
+
+// chunkLogits gathers the final hidden states of label rows c0..c0+r into
+// ws.chunkX and returns their logits [r, vocab] (in ws.chunkLogits).
+func (m *Model) chunkLogits(ws *Workspace, c0, r int) []float32 {
+	D, V := m.Config.HiddenSize, m.Config.VocabSize
+	ws.chunkX = grow(ws.chunkX, logitChunk*D)
+	ws.chunkLogits = grow(ws.chunkLogits, logitChunk*V)
+	for i := 0; i < r; i++ {
+		row := ws.labelRow[c0+i]
+		copy(ws.chunkX[i*D:(i+1)*D], ws.xnF[row*D:(row+1)*D])
+	}
+	kernels.MatMulNT(ws.Pool, ws.chunkLogits[:r*V], ws.chunkX[:r*D], m.Params.LMHead, nil, r, V, D)
+	return ws.chunkLogits[:r*V]
 }
 
 // trunk runs embedding, every decoder layer and the final norm, leaving the
@@ -294,16 +304,10 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 	// lm_head and log-softmax, recomputing each chunk's logits.
 	clear(dxn)
 	L := len(ws.labelRow)
-	xs := make([]float32, logitChunk*D)
 	dxs := make([]float32, logitChunk*D)
-	logits := make([]float32, logitChunk*V)
 	for c0 := 0; c0 < L; c0 += logitChunk {
 		r := min(logitChunk, L-c0)
-		for i := 0; i < r; i++ {
-			row := ws.labelRow[c0+i]
-			copy(xs[i*D:(i+1)*D], ws.xnF[row*D:(row+1)*D])
-		}
-		kernels.MatMulNT(p, logits[:r*V], xs[:r*D], P.LMHead, nil, r, V, D)
+		logits, xs := m.chunkLogits(ws, c0, r), ws.chunkX
 		p.For(r, func(i int) {
 			g := float32(dSums[ws.labelSeq[c0+i]])
 			kernels.SoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g)
