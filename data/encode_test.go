@@ -393,3 +393,52 @@ func TestTokenizeRow(t *testing.T) {
 		})
 	}
 }
+
+// TestEncodeFormats reads the format test files and checks which texts the
+// encoder tokenizes: plain text verbatim, message lists through the chat
+// template.
+func TestEncodeFormats(t *testing.T) {
+	dir := testutil.SharedPath(t, "fixtures", "models", "tiny-random-llama")
+	e, err := NewEncoder(dir, EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		file                     string
+		record                   int
+		prompt, chosen, rejected string
+	}{
+		{"standard.jsonl", 0, "The sky is", " blue.", " green."},
+		{"implicit.jsonl", 0, "The sky is", " blue.", " green."},
+		{"implicit.jsonl", 1, "<s>[INST] What color is the sky? [/INST]", " It is blue. </s>", " It is green. </s>"},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%s/%d", tc.file, tc.record), func(t *testing.T) {
+			r, err := Open(filepath.Join("testdata", tc.file), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var p Pair
+			for range tc.record + 1 {
+				if p, err = r.Next(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pt, ct, rt, err := e.Texts(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pt != tc.prompt || ct != tc.chosen || rt != tc.rejected {
+				t.Errorf("texts %q %q %q, want %q %q %q", pt, ct, rt, tc.prompt, tc.chosen, tc.rejected)
+			}
+			prompt, chosen, _, err := e.Encode(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if prompt[0] != 1 || chosen[len(chosen)-1] != 2 {
+				t.Errorf("ids %v %v: want BOS first and EOS last", prompt, chosen)
+			}
+		})
+	}
+}
