@@ -21,9 +21,11 @@ import (
 // scripts/run_repo.py) install in place of the tokenizer's own when the
 // model path contains "mistral". A system message is stripped and prepended
 // to the first user turn; a user turn renders as "[INST] content [/INST]"
-// and an assistant turn as a space, the stripped content, a space, then the
-// EOS token. Roles must alternate user/assistant.
-const SimPOMistralTemplate = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'].strip() + '\\n\\n' %}{% else %}{% set loop_messages = messages %}{% set system_message = '' %}{% endif %}{{ bos_token }}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 %}{% set content = system_message + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+// (content stripped) and an assistant turn as a space, the stripped content,
+// a space, then the EOS token. Unlike Mistral's own template it writes no BOS
+// (the tokenization pipeline prepends the BOS id) and does not check that
+// roles alternate; other roles render nothing.
+const SimPOMistralTemplate = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'].strip() + '\\n\\n' %}{% else %}{% set loop_messages = messages %}{% set system_message = '' %}{% endif %}{% for message in loop_messages %}{% if loop.index0 == 0 %}{% set content = system_message + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
 
 // Message is one turn of a conversation.
 type Message struct {

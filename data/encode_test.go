@@ -212,13 +212,12 @@ func TestResponseTextIsLoneAssistantRendering(t *testing.T) {
 		special        map[string]string
 		loneFails      bool
 	}{
-		{"simpo-mistral-official", simpoMistralOfficial, special, false},
+		{"chat.SimPOMistralTemplate", chat.SimPOMistralTemplate, special, false},
 		{"llama3", readTemplate("llama3.jinja"), llama3, false},
 		{"gemma2-simpo", gemma2SimPO, gemma, false},
 		// Templates that check that roles alternate refuse a lone
 		// assistant message.
 		{"llama2", llama2Template, special, true},
-		{"chat.SimPOMistralTemplate", chat.SimPOMistralTemplate, special, true},
 	}
 	for _, tc := range tests {
 		tmpl, err := chat.New(tc.template, tc.special)
@@ -260,8 +259,7 @@ func TestResponseTextIsLoneAssistantRendering(t *testing.T) {
 // BOS, no role check) and the chat_template of
 // training_configs/gemma-2-9b-it-simpo.yaml.
 const (
-	simpoMistralOfficial = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'].strip() + '\\n\\n' %}{% else %}{% set loop_messages = messages %}{% set system_message = '' %}{% endif %}{% for message in loop_messages %}{% if loop.index0 == 0 %}{% set content = system_message + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
-	gemma2SimPO          = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] | trim + '\\n\\n' %}{% set messages = messages[1:] %}{% else %}{% set system_message = '' %}{% endif %}{% for message in messages %}{% if loop.index0 == 0 %}{% set content = system_message + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\\n' + content | trim + '<end_of_turn>\\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}"
+	gemma2SimPO = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] | trim + '\\n\\n' %}{% set messages = messages[1:] %}{% else %}{% set system_message = '' %}{% endif %}{% for message in messages %}{% if loop.index0 == 0 %}{% set content = system_message + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\\n' + content | trim + '<end_of_turn>\\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}"
 	// llama2Template is Llama-2-chat's template (tiny-random-llama's).
 	llama2Template = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% elif USE_DEFAULT_PROMPT == true and not '<<SYS>>' in messages[0]['content'] %}{% set loop_messages = messages %}{% set system_message = 'DEFAULT_SYSTEM_MESSAGE' %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'system' %}{{ '<<SYS>>\\n' + content.strip() + '\\n<</SYS>>\\n\\n' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
 )
@@ -308,7 +306,7 @@ func TestNewEncoderTemplates(t *testing.T) {
 		prompt, response string
 	}{
 		{"", "<s>[INST] q [/INST]", " a </s>"},
-		{TemplateSimPOMistral, "<s>[INST] q [/INST]", " a </s>"},
+		{TemplateSimPOMistral, "[INST] q [/INST]", " a </s>"},
 		{jinja, "<user>q", "<assistant>a"},
 		{"{% for m in messages %}[{{ m['content'] }}]{% endfor %}", "[q]", "[a]"},
 	}
