@@ -138,7 +138,7 @@ func TestLoadExamplesSkipInvalid(t *testing.T) {
 					i := strings.Index(s, "d.jsonl:")
 					skipped = append(skipped, s[i:i+len("d.jsonl:1")])
 				}}
-			exs, err := LoadExamplesWith(context.Background(), srcs, lo)
+			exs, err := LoadExamples(context.Background(), srcs, lo)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
@@ -155,7 +155,7 @@ func TestLoadExamplesSkipInvalid(t *testing.T) {
 	}
 
 	// A text record without a tokenizer is never skipped.
-	_, err = LoadExamplesWith(context.Background(), srcs, LoadOptions{SkipInvalid: true})
+	_, err = LoadExamples(context.Background(), srcs, LoadOptions{SkipInvalid: true})
 	if err == nil || !strings.Contains(err.Error(), "no tokenizer") {
 		t.Errorf("text without a tokenizer: error %v", err)
 	}

@@ -99,7 +99,7 @@ func (e *Example) Check() error {
 	return nil
 }
 
-// LoadOptions say how LoadExamplesWith turns records into examples.
+// LoadOptions say how LoadExamples turns records into examples.
 type LoadOptions struct {
 	// Format is the record format (data.FormatAuto detects it per file).
 	Format data.Format
@@ -114,24 +114,19 @@ type LoadOptions struct {
 	// cannot be encoded, a response left without tokens to score) instead
 	// of stopping at the first; each is reported to OnSkip.
 	SkipInvalid bool
+	// Strict makes the records the data reader would skip (an empty
+	// response, identical responses) errors, so that every input record
+	// yields an example, in order.
+	Strict bool
 	// OnSkip, when set, receives the error of every skipped record: those
 	// the data reader skips (see data.Options.OnSkip) and, with SkipInvalid,
 	// the invalid ones.
 	OnSkip func(error)
 }
 
-// LoadExamples reads every source (with its fraction), converts the pairs
-// and truncates them. Skipped records are reported through onSkip. It is
-// LoadExamplesWith without SkipInvalid.
-func LoadExamples(ctx context.Context, sources []data.Source, format data.Format, enc Encoder, maxLength, maxPromptLength int, mode string, onSkip func(error)) ([]Example, error) {
-	return LoadExamplesWith(ctx, sources, LoadOptions{
-		Format: format, Encoder: enc, MaxLength: maxLength, MaxPromptLength: maxPromptLength, TruncationMode: mode, OnSkip: onSkip,
-	})
-}
-
-// LoadExamplesWith reads every source (with its fraction), converts the
+// LoadExamples reads every source (with its fraction), converts the
 // pairs and truncates them, as lo says.
-func LoadExamplesWith(ctx context.Context, sources []data.Source, lo LoadOptions) ([]Example, error) {
+func LoadExamples(ctx context.Context, sources []data.Source, lo LoadOptions) ([]Example, error) {
 	for _, s := range sources {
 		st, err := os.Stat(s.Path)
 		switch {
@@ -143,7 +138,7 @@ func LoadExamplesWith(ctx context.Context, sources []data.Source, lo LoadOptions
 			return nil, fmt.Errorf("data: %s is a folder; give the data files inside it", s.Path)
 		}
 	}
-	pairs, err := data.LoadAll(ctx, sources, data.Options{Format: lo.Format, OnSkip: lo.OnSkip})
+	pairs, err := data.LoadAll(ctx, sources, data.Options{Format: lo.Format, Strict: lo.Strict, OnSkip: lo.OnSkip})
 	if err != nil {
 		return nil, err
 	}

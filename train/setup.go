@@ -156,7 +156,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 	}
 	lo := LoadOptions{Format: format, Encoder: enc, MaxLength: o.MaxLength, MaxPromptLength: o.MaxPromptLength,
 		TruncationMode: o.TruncationMode, SkipInvalid: o.SkipInvalid, OnSkip: onSkip}
-	trainEx, err := LoadExamplesWith(ctx, srcs, lo)
+	trainEx, err := LoadExamples(ctx, srcs, lo)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 		if err != nil {
 			return nil, err
 		}
-		if evalEx, err = LoadExamplesWith(ctx, esrcs, lo); err != nil {
+		if evalEx, err = LoadExamples(ctx, esrcs, lo); err != nil {
 			return nil, err
 		}
 	}

@@ -30,7 +30,7 @@ mean label counts of the responses. The DPO-family losses need --ref-model or
 			if lc.NeedsReference() && o.RefModel == "" && o.RefLogps == "" {
 				return usagef("eval: loss %s needs --ref-model or --ref-logps", o.LossType)
 			}
-			m, exs, pool, err := loadForInference(cmd, o)
+			m, exs, pool, err := loadForInference(cmd, o, false)
 			if err != nil {
 				return err
 			}
@@ -53,6 +53,6 @@ mean label counts of the responses. The DPO-family losses need --ref-model or
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(row)
 		},
 	}
-	o.BindFlags(cmd.Flags(), append(dataKeys, "loss_type", "beta", "gamma_beta_ratio", "label_smoothing", "ref_model", "ref_logps")...)
+	o.BindFlags(cmd.Flags(), append(dataKeys, "skip_invalid", "loss_type", "beta", "gamma_beta_ratio", "label_smoothing", "ref_model", "ref_logps")...)
 	return cmd
 }

@@ -19,11 +19,14 @@ import (
 // dataKeys are the options that decide how data becomes token ids; logps,
 // eval and train share them so that they build identical rows.
 var dataKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
-	"chat_template", "completion_only_assistant_content", "skip_invalid", "per_device_eval_batch_size", "threads"}
+	"chat_template", "completion_only_assistant_content", "per_device_eval_batch_size", "threads"}
 
 // loadForInference loads the model and the examples of --data for the
 // forward-only commands.
-func loadForInference(cmd *cobra.Command, o train.Options) (*model.Model, []train.Example, *kernels.Pool, error) {
+//
+// With strict, every record must yield a pair (so that output lines match
+// input records); otherwise unusable records are skipped and reported.
+func loadForInference(cmd *cobra.Command, o train.Options, strict bool) (*model.Model, []train.Example, *kernels.Pool, error) {
 	if o.Model == "" {
 		return nil, nil, nil, usagef("%s: --model is required", cmd.Name())
 	}
@@ -46,10 +49,10 @@ func loadForInference(cmd *cobra.Command, o train.Options) (*model.Model, []trai
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	skipped := 0
-	exs, err := train.LoadExamples(cmd.Context(), srcs, format, enc, o.MaxLength, o.MaxPromptLength, o.TruncationMode, func(err error) {
-		skipped++
-		fmt.Fprintf(os.Stderr, "relupo: skipping %v\n", err)
+	exs, err := train.LoadExamples(cmd.Context(), srcs, train.LoadOptions{
+		Format: format, Encoder: enc, MaxLength: o.MaxLength, MaxPromptLength: o.MaxPromptLength, TruncationMode: o.TruncationMode,
+		Strict: strict, SkipInvalid: o.SkipInvalid && !strict,
+		OnSkip: func(err error) { fmt.Fprintf(os.Stderr, "relupo: skipping %v\n", err) },
 	})
 	if err != nil {
 		return nil, nil, nil, err
@@ -70,10 +73,12 @@ where the sums run over the response's label tokens (each scored from the previo
 position; prompt tokens are context only). Pre-tokenized rows (prompt_input_ids,
 chosen_input_ids, rejected_input_ids) are used verbatim, with nothing added; text
 formats go through the model's chat template and tokenizer. No truncation is done
-unless --max-length is given. The output can be given to 'relupo train --ref-logps'.`,
+unless --max-length is given. Every record must yield a pair, so that output lines
+match input records: a record that cannot be scored is an error naming it. The
+output can be given to 'relupo train --ref-logps'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, exs, pool, err := loadForInference(cmd, o)
+			m, exs, pool, err := loadForInference(cmd, o, true)
 			if err != nil {
 				return err
 			}
