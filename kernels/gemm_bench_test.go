@@ -3,8 +3,19 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"syscall"
 	"testing"
 )
+
+// processCPU returns the CPU time the process has used, in seconds (0 where
+// getrusage is missing).
+func processCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
 
 // benchShapes are the products of a training step of the 30m and 135m
 // presets with 1024 tokens, and of a 64-token logits chunk, named by layer.
@@ -41,7 +52,10 @@ var benchShapes = []struct {
 }
 
 // BenchmarkMatMul runs every shape on the path in use (see RELUPO_KERNELS)
-// with a pool of GOMAXPROCS workers and reports GFLOP/s (2·m·n·k per call).
+// with a pool of GOMAXPROCS workers and reports GFLOP/s (2·m·n·k per call)
+// by wall time, and GFLOP/s/core by the CPU time the process used (Linux),
+// which a loaded machine disturbs less: multiply it by the cores for the
+// throughput of an idle machine.
 func BenchmarkMatMul(b *testing.B) {
 	p := NewPool(0)
 	defer p.Close()
@@ -51,6 +65,7 @@ func BenchmarkMatMul(b *testing.B) {
 			x := randSlice(r, s.m*s.k)
 			y := randSlice(r, s.n*s.k)
 			c := make([]float32, s.m*s.n)
+			cpu0 := processCPU()
 			for b.Loop() {
 				switch s.variant {
 				case "NT":
@@ -61,7 +76,13 @@ func BenchmarkMatMul(b *testing.B) {
 					MatMulTNAcc(p, c, x, y, s.m, s.n, s.k)
 				}
 			}
-			b.ReportMetric(2*float64(s.m)*float64(s.n)*float64(s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			flop := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N)
+			b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			if cpu := processCPU() - cpu0; cpu > 0 {
+				// Per core of CPU time actually spent: free of the time
+				// other processes take from the cores.
+				b.ReportMetric(flop/cpu/1e9, "GFLOP/s/core")
+			}
 		})
 	}
 }

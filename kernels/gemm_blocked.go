@@ -15,9 +15,13 @@ import "sync"
 //     in turn. Within a task, for each kc-block: for each block of mc rows
 //     (kept in L2), for each panel (in L1), for each mr rows: one kernel call.
 
+// Block sizes (variables only so that benchmarks can tune them).
+var (
+	gemmKC = 192 // depth of a block: a 192×32 panel is 24 KiB, in L1 with A's rows
+	gemmMC = 192 // rows of A per block, kept in L2 across panels
+)
+
 const (
-	gemmKC    = 256 // depth of a block: a 256×32 panel is 32 KiB
-	gemmMC    = 192 // rows of A per block, kept in L2 across panels
 	gemmMaxNT = 512 // widest task
 	gemmMaxMT = 576 // tallest task
 )
@@ -157,6 +161,11 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 		defer putBuf(ob)
 		own = *ob
 	}
+	var ap *[]float32
+	if g.rsA == 1 && g.csA > 1 && k > 0 {
+		ap = getBuf(roundUp(gemmMC, mr) * min(k, gemmKC))
+		defer putBuf(ap)
+	}
 	for l0 := 0; l0 < k; l0 += gemmKC {
 		kc := min(gemmKC, k-l0)
 		if own != nil {
@@ -166,6 +175,13 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 		}
 		for ic := i0; ic < i1; ic += gemmMC {
 			ie := min(ic+gemmMC, i1)
+			a, rsA, csA, ai0 := g.a[l0*g.csA:], g.rsA, g.csA, 0
+			if ap != nil {
+				// Aᵀ's rows lie far apart: copy the block into panels of mr
+				// rows, [l][mr], so that the kernel reads it linearly.
+				a, rsA, csA, ai0 = *ap, 1, mr, ic
+				packA(a, g.a[l0*g.csA+ic:], g.csA, kc, ie-ic, mr)
+			}
 			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
 				var bp *float32
 				if own != nil {
@@ -175,7 +191,11 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 				}
 				cols := min(nr, j1-j)
 				for i := ic; i < ie; i += mr {
-					path.kernel(min(mr, ie-i), &g.a[i*g.rsA+l0*g.csA], 4*g.rsA, 4*g.csA,
+					ao := i * rsA
+					if ap != nil {
+						ao = (i - ai0) * kc
+					}
+					path.kernel(min(mr, ie-i), &a[ao], 4*rsA, 4*csA,
 						bp, 4*nr, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kc, cols)
 				}
 			}
@@ -224,6 +244,24 @@ func packTGo(dst, src []float32, ld, kc, cols int) {
 		s := src[j*ld : j*ld+kc]
 		for l, v := range s {
 			dst[l*nr+j] = v
+		}
+	}
+}
+
+// packA copies rows [0, rows) of op(A) = Aᵀ, steps [0, kc), into panels of mr
+// rows: dst[(i/mr)·kc·mr + l·mr + i%mr] = src[l·ld + i].
+func packA(dst, src []float32, ld, kc, rows, mr int) {
+	for p0 := 0; p0 < rows; p0 += mr {
+		d := dst[p0*kc : p0*kc+kc*mr]
+		r := min(mr, rows-p0)
+		if r == 12 && mr == 12 {
+			for l := 0; l < kc; l++ {
+				*(*[12]float32)(d[l*12:]) = *(*[12]float32)(src[l*ld+p0:])
+			}
+			continue
+		}
+		for l := 0; l < kc; l++ {
+			copy(d[l*mr:l*mr+r], src[l*ld+p0:l*ld+p0+r])
 		}
 	}
 }

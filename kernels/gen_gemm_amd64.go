@@ -64,6 +64,15 @@ func avx512Kernel(mr int) {
 	stub(fmt.Sprintf("func gemmK512x%d(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)", mr))
 	p("TEXT ·gemmK512x%d(SB), NOSPLIT, $0-68", mr)
 	prologue(mr)
+	// Fetch the C tile while the loop runs: it is only needed at the end.
+	p("\tMOVQ R11, R13")
+	for r := 0; r < mr; r++ {
+		p("\tPREFETCHT0 (R13)")
+		p("\tPREFETCHT0 64(R13)")
+		if r+1 < mr {
+			p("\tADDQ R12, R13")
+		}
+	}
 	for r := 0; r < 2*mr; r++ {
 		p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
 	}
