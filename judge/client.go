@@ -1,0 +1,170 @@
+package judge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client calls an OpenAI-compatible chat completions endpoint.
+type Client struct {
+	// URL is the endpoint: a server root ("http://127.0.0.1:8000"), its
+	// "/v1" base, or the full ".../chat/completions" address.
+	URL string
+	// Model is the judge model's name, sent as "model".
+	Model string
+	// APIKey, when not empty, is sent as a bearer token. It never appears
+	// in errors.
+	APIKey string
+	// HTTP is the client used; nil means http.DefaultClient.
+	HTTP *http.Client
+	// MaxRetries is how many times a failed request is retried: on 408,
+	// 429 and 5xx answers, on network errors and on timeouts.
+	MaxRetries int
+	// Backoff is the wait before the first retry; it doubles each retry
+	// (with ±25% jitter) up to MaxBackoff. A larger Retry-After is honored.
+	Backoff, MaxBackoff time.Duration
+	// Timeout bounds each attempt; 0 means none beyond ctx.
+	Timeout time.Duration
+	// MaxTokens bounds the reply ("max_tokens"); 0 leaves it out.
+	MaxTokens int
+}
+
+// endpoint returns the chat completions address for c.URL.
+func (c *Client) endpoint() string {
+	u := strings.TrimRight(c.URL, "/")
+	switch {
+	case strings.HasSuffix(u, "/chat/completions"):
+		return u
+	case strings.HasSuffix(u, "/v1"):
+		return u + "/chat/completions"
+	}
+	return u + "/v1/chat/completions"
+}
+
+// statusError is a non-2xx answer.
+type statusError struct {
+	code int
+	body string
+	wait time.Duration // Retry-After
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("judge endpoint answered %d %s: %s", e.code, http.StatusText(e.code), e.body)
+}
+
+func retryable(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.code == http.StatusTooManyRequests || se.code == http.StatusRequestTimeout || se.code >= 500
+	}
+	return true // network errors, timeouts, truncated bodies
+}
+
+// Complete sends messages at temperature 0 and returns the reply's text,
+// retrying transient failures.
+func (c *Client) Complete(ctx context.Context, messages []Message) (string, error) {
+	req := map[string]any{"model": c.Model, "messages": messages, "temperature": 0}
+	if c.MaxTokens > 0 {
+		req["max_tokens"] = c.MaxTokens
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	wait := c.Backoff
+	for attempt := 0; ; attempt++ {
+		reply, err := c.once(ctx, body)
+		if err == nil {
+			return reply, nil
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		if attempt >= c.MaxRetries || !retryable(err) {
+			if attempt > 0 {
+				return "", fmt.Errorf("%w (after %d retries)", err, attempt)
+			}
+			return "", err
+		}
+		d := time.Duration(float64(wait) * (0.75 + 0.5*rand.Float64()))
+		var se *statusError
+		if errors.As(err, &se) && se.wait > d {
+			d = se.wait
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(d):
+		}
+		wait = min(2*wait, max(c.MaxBackoff, c.Backoff))
+	}
+}
+
+// once makes one request.
+func (c *Client) once(ctx context.Context, body []byte) (string, error) {
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(), bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return "", fmt.Errorf("reading the judge's answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		se := &statusError{code: resp.StatusCode, body: snippet(data)}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			se.wait = time.Duration(s) * time.Second
+		}
+		return "", se
+	}
+	var out struct {
+		Choices []struct {
+			Message struct {
+				Content *string `json:"content"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return "", &statusError{code: resp.StatusCode, body: "not a chat completion: " + snippet(data)}
+	}
+	if len(out.Choices) == 0 || out.Choices[0].Message.Content == nil {
+		return "", &statusError{code: http.StatusBadGateway, body: "chat completion without choices[0].message.content: " + snippet(data)}
+	}
+	return *out.Choices[0].Message.Content, nil
+}
+
+// snippet shortens a response body for an error message.
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
