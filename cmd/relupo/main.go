@@ -47,6 +47,7 @@ func newRootCmd() *cobra.Command {
 		newQuickstartCmd(),
 		newBenchCmd(),
 		newGenerateCmd(),
+		newJudgeCmd(),
 		newDataCmd(),
 	)
 	return root
