@@ -13,7 +13,7 @@ func xgetbv() (eax, edx uint32)
 func packN512(dst, src *float32, ld, kc int, mask uint32)
 
 //go:noescape
-func packT512(dst, src *float32, ld, kc int, mask uint32)
+func packT512(dst, src *float32, ld, kc int, mask uint32, ldd int)
 
 // cpuHas reports whether the CPU and the operating system support AVX2 with
 // FMA, and AVX-512 F (with the opmask and upper-ZMM state enabled).
@@ -50,10 +50,10 @@ func gemmPaths() []*gemmPath {
 	avx2, avx512 := cpuHas()
 	var paths []*gemmPath
 	if avx512 {
-		paths = append(paths, &gemmPath{name: "avx512", mr: 12, nr: 32, kernel: kernel512, packN: packNAsm512, packT: packTAsm512})
+		paths = append(paths, &gemmPath{name: "avx512", mr: 12, nr: 32, kernel: kernel512, packN: packNAsm512, packT: packTAsm512, transpose: transposeAsm512})
 	}
 	if avx2 {
-		paths = append(paths, &gemmPath{name: "avx2", mr: 6, nr: 16, kernel: kernel256, packN: packNGo, packT: packTGo})
+		paths = append(paths, &gemmPath{name: "avx2", mr: 6, nr: 16, kernel: kernel256, packN: packNGo, packT: packTGo, transpose: transposeGo})
 	}
 	return paths
 }
@@ -82,7 +82,7 @@ func packNAsm512(dst []float32, src []float32, ld, kc, cols int) {
 
 func packTAsm512(dst []float32, src []float32, ld, kc, cols int) {
 	_ = dst[32*kc-1]
-	packT512(&dst[0], &src[0], 4*ld, kc, colMask32(cols))
+	packT512(&dst[0], &src[0], 4*ld, kc, colMask32(cols), 128)
 }
 
 type kernelFunc256 = func(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
@@ -96,4 +96,15 @@ var maskTable256 = [32]int32{-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 
 func kernel256(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int) {
 	kernels256[rows](a, rsA, csA, b, ldb, c, ldc, kc, &maskTable256[16-min(cols, 16)])
+}
+
+func transposeAsm512(dst, src []float32, ldd, lds, rows, cols int) {
+	if rows == 0 || cols == 0 {
+		return
+	}
+	_ = dst[(cols-1)*ldd+rows-1]
+	_ = src[(rows-1)*lds+cols-1]
+	for i := 0; i < rows; i += 32 {
+		packT512(&dst[i], &src[i*lds], 4*lds, cols, colMask32(rows-i), 4*ldd)
+	}
 }

@@ -34,13 +34,16 @@ var prepackLimit = 1 << 22
 // op(A)[rows×kc]·Bp[kc×cols] (rows ≤ mr, cols ≤ nr) with byte strides, and the
 // pack functions write a kc×nr panel from B's rows (packN, op(B)[l, j] =
 // src[l·ld + j]) or from Bᵀ's rows (packT, op(B)[l, j] = src[j·ld + l]),
-// zero-filling columns past cols.
+// zero-filling columns past cols (or leaving them alone: the kernel never
+// stores the columns past cols).
 type gemmPath struct {
 	name   string
 	mr, nr int
 	kernel func(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int)
 	packN  func(dst, src []float32, ld, kc, cols int)
 	packT  func(dst, src []float32, ld, kc, cols int)
+	// transpose sets dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols.
+	transpose func(dst, src []float32, ldd, lds, rows, cols int)
 }
 
 // gemmArgs describes C (+)= op(A)·op(B) for the blocked driver.
@@ -56,7 +59,8 @@ type gemmArgs struct {
 	// overwrite sets C = product (+ bias) instead of accumulating.
 	overwrite bool
 	bias      []float32 // with overwrite: bias[j] (bias[i] if transC), or nil
-	// transC stores element (i, j) of the product at c[j·ldc + i].
+	// transC stores element (i, j) of the product at c[j·ldc + i]; it
+	// requires overwrite.
 	transC bool
 }
 
@@ -89,6 +93,9 @@ func roundUp(x, to int) int { return (x + to - 1) / to * to }
 func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	m, n, k := g.m, g.n, g.k
 	if m == 0 || n == 0 {
+		return
+	}
+	if g.splitK(p, path) {
 		return
 	}
 	mr, nr := path.mr, path.nr
@@ -132,6 +139,51 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 		i0, j0 := (t/nTasks)*mT, (t%nTasks)*nT
 		g.task(path, packed, i0, min(i0+mT, m), j0, min(j0+nT, n))
 	})
+}
+
+// splitK runs a deep product with a small C (the input gradient of a logits
+// chunk: 64 rows, k = vocabulary) as several products over ranges of k, each
+// into its own copy of C, and then sums the copies into C. Cutting m or n
+// instead would re-read the large A once per task.
+func (g *gemmArgs) splitK(p *Pool, path *gemmPath) bool {
+	w := p.Workers()
+	if w == 1 || g.overwrite || g.transC || g.m*g.n > 1<<17 || g.k < 8*gemmKC {
+		return false
+	}
+	parts := min(2*w, g.k/(4*gemmKC))
+	step := roundUp((g.k+parts-1)/parts, gemmKC)
+	parts = (g.k + step - 1) / step
+	m, n := g.m, g.n
+	bufs := getBuf((parts - 1) * m * n)
+	defer putBuf(bufs)
+	clear(*bufs)
+	p.For(parts, func(s int) {
+		l0 := s * step
+		sub := *g
+		sub.k = min(step, g.k-l0)
+		sub.a = g.a[l0*g.csA:]
+		if g.bT {
+			sub.b = g.b[l0:]
+		} else {
+			sub.b = g.b[l0*g.ldb:]
+		}
+		if s > 0 {
+			sub.c, sub.ldc = (*bufs)[(s-1)*m*n:s*m*n], n
+		}
+		sub.run(nil, path)
+	})
+	p.ForRange(m, 8, func(lo, hi int) {
+		for s := 1; s < parts; s++ {
+			part := (*bufs)[(s-1)*m*n:]
+			for i := lo; i < hi; i++ {
+				c, src := g.c[i*g.ldc:i*g.ldc+n], part[i*n:i*n+n]
+				for j := range c {
+					c[j] += src[j]
+				}
+			}
+		}
+	})
+	return true
 }
 
 // task computes rows [i0, i1) and columns [j0, j1) of C.
@@ -202,26 +254,17 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 		}
 	}
 	if g.transC {
+		// transC is only used to overwrite: C = tileᵀ (+ bias).
 		t, w := *tb, j1-j0
-		for j := j0; j < j1; j++ {
-			dst := g.c[j*g.ldc+i0 : j*g.ldc+i1]
-			src := t[j-j0:]
-			switch {
-			case !g.overwrite:
-				for i := range dst {
-					dst[i] += src[i*w]
-				}
-			case g.bias != nil:
-				bias := g.bias[i0:i1]
-				for i := range dst {
-					dst[i] = src[i*w] + bias[i]
-				}
-			default:
-				for i := range dst {
-					dst[i] = src[i*w]
+		if g.bias != nil {
+			for i := i0; i < i1; i++ {
+				row, b := t[(i-i0)*w:(i-i0+1)*w], g.bias[i]
+				for j := range row {
+					row[j] += b
 				}
 			}
 		}
+		path.transpose(g.c[j0*g.ldc+i0:], t, g.ldc, w, i1-i0, w)
 	}
 }
 
@@ -262,6 +305,15 @@ func packA(dst, src []float32, ld, kc, rows, mr int) {
 		}
 		for l := 0; l < kc; l++ {
 			copy(d[l*mr:l*mr+r], src[l*ld+p0:l*ld+p0+r])
+		}
+	}
+}
+
+func transposeGo(dst, src []float32, ldd, lds, rows, cols int) {
+	for j := 0; j < cols; j++ {
+		d := dst[j*ldd : j*ldd+rows]
+		for i := range d {
+			d[i] = src[i*lds+j]
 		}
 	}
 }

@@ -170,6 +170,8 @@ func TestMatMulLarge(t *testing.T) {
 		{"NT", 64, 1000, 47}, {"NN", 64, 47, 1000}, {"TN", 1000, 47, 64},
 		{"NT", 130, 290, 600}, {"NN", 130, 290, 600}, {"TN", 130, 290, 600},
 		{"NT", 600, 33, 13}, {"NN", 13, 600, 33}, {"TN", 33, 13, 600},
+		// Deep products with a small C, summed over parts of k.
+		{"NN", 13, 40, 2000}, {"TN", 17, 33, 1700}, {"NN", 64, 64, 1537},
 	}
 	for _, path := range testPaths()[1:] {
 		for _, limit := range []int{saved, 1000} {

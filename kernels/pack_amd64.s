@@ -54,17 +54,22 @@ pn_done:
 	VZEROUPPER
 	RET
 
-// func packT512(dst, src *float32, ld, kc int, mask uint32)
-// dst[32l + j] = src[j·ld/4 + l] for the rows j set in mask, else 0: the
-// transpose of 32 rows of a row-major matrix, gathered 16 rows at a time.
-TEXT ·packT512(SB), NOSPLIT, $0-36
+// func packT512(dst, src *float32, ld, kc int, mask uint32, ldd int)
+// dst[l·ldd/4 + j] = src[j·ld/4 + l] for the rows j set in mask (the other
+// columns of dst are left alone): the transpose of up to 32 rows of a
+// row-major matrix, gathered 16 rows at a time. With ldd = 128 it packs a
+// panel of Bᵀ; it also stores a transposed tile of C.
+TEXT ·packT512(SB), NOSPLIT, $0-48
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ ld+16(FP), DX
 	MOVQ kc+24(FP), CX
 	MOVL mask+32(FP), R10
+	MOVQ ldd+40(FP), R8
 	MOVL R10, R11
 	SHRL $16, R11
+	KMOVW R10, K3
+	KMOVW R11, K4
 	MOVQ DX, R9
 	SHLQ $4, R9
 	ADDQ SI, R9
@@ -79,11 +84,11 @@ pt_loop:
 	VPXORD Z1, Z1, Z1
 	VGATHERDPS (SI)(Z2*1), K1, Z0
 	VGATHERDPS (R9)(Z2*1), K2, Z1
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z0, K3, (DI)
+	VMOVUPS Z1, K4, 64(DI)
 	ADDQ $4, SI
 	ADDQ $4, R9
-	ADDQ $128, DI
+	ADDQ R8, DI
 	DECQ CX
 	JNE pt_loop
 pt_done:
