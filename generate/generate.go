@@ -75,9 +75,18 @@ func Run(ctx context.Context, d *model.Decoder, tok Detokenizer, prompts [][]int
 	if opt.MaxNewTokens < 1 {
 		return nil, errors.New("generate: max new tokens must be ≥ 1")
 	}
+	cfg := d.Model.Config
 	for i, p := range prompts {
 		if len(p) == 0 {
 			return nil, fmt.Errorf("generate: prompt %d is empty", i+1)
+		}
+		for _, t := range p {
+			if t < 0 || int(t) >= cfg.VocabSize {
+				return nil, fmt.Errorf("generate: prompt %d: token id %d outside the vocabulary [0, %d)", i+1, t, cfg.VocabSize)
+			}
+		}
+		if cfg.SlidingWindow > 0 && len(p) > cfg.SlidingWindow {
+			return nil, fmt.Errorf("generate: prompt %d has %d tokens, longer than the model's sliding_window %d", i+1, len(p), cfg.SlidingWindow)
 		}
 	}
 	batch := opt.BatchSize
@@ -141,7 +150,11 @@ func Run(ctx context.Context, d *model.Decoder, tok Detokenizer, prompts [][]int
 		}
 		logits, err := d.Forward(caches, in)
 		if err != nil {
-			return nil, fmt.Errorf("generate: prompt %d: %w", active[0].i+1, err)
+			nums := make([]int, len(active))
+			for j, s := range active {
+				nums[j] = s.i + 1
+			}
+			return nil, fmt.Errorf("generate: decoding prompts %v: %w", nums, err)
 		}
 		kept := active[:0]
 		for j, s := range active {

@@ -168,7 +168,7 @@ func TestRunProgressAndErrors(t *testing.T) {
 		{"no new tokens", testPrompts, Options{}, "max new tokens"},
 		{"bad sampling", testPrompts, Options{MaxNewTokens: 1, Sampling: Sampling{TopP: 2}}, "top-p"},
 		{"empty prompt", [][]int32{{1}, {}}, Options{MaxNewTokens: 1}, "prompt 2 is empty"},
-		{"out of vocabulary", [][]int32{{1}, {64}}, Options{MaxNewTokens: 1}, "outside the vocabulary"},
+		{"out of vocabulary", [][]int32{{1}, {64}}, Options{MaxNewTokens: 1}, "prompt 2: token id 64 outside the vocabulary"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Run(context.Background(), d, idText{}, tc.prompts, tc.opt, nil)
