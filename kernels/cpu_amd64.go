@@ -108,3 +108,28 @@ func transposeAsm512(dst, src []float32, ldd, lds, rows, cols int) {
 		packT512(&dst[i], &src[i*lds], 4*lds, cols, colMask32(rows-i), 4*ldd)
 	}
 }
+
+//go:noescape
+func dot512(a, b *float32, n int) float32
+
+//go:noescape
+func axpy512(y, x *float32, a float32, n int)
+
+// dotFast computes Dot with AVX-512 when that path is in use.
+func dotFast(a, b []float32) (float32, bool) {
+	if !vec512 || len(a) < 8 {
+		return 0, false
+	}
+	_ = b[len(a)-1]
+	return dot512(&a[0], &b[0], len(a)), true
+}
+
+// axpyFast computes Axpy with AVX-512 when that path is in use.
+func axpyFast(y []float32, a float32, x []float32) bool {
+	if !vec512 || len(y) < 8 {
+		return false
+	}
+	_ = x[len(y)-1]
+	axpy512(&y[0], &x[0], a, len(y))
+	return true
+}

@@ -13,9 +13,18 @@ import "os"
 // RELUPO_KERNELS names another (generic, avx2 or avx512), which is useful to
 // compare or test paths. A path the CPU lacks falls back to the best one it
 // has below it. [Describe] reports the path in use.
+// Dot and Axpy follow it: AVX-512 loops on the avx512 path, Go otherwise.
 var gemmImpl *gemmPath
 
-func init() { gemmImpl = selectPath(os.Getenv("RELUPO_KERNELS")) }
+// vec512 selects the AVX-512 Dot and Axpy.
+var vec512 bool
+
+func init() { setPath(selectPath(os.Getenv("RELUPO_KERNELS"))) }
+
+func setPath(p *gemmPath) {
+	gemmImpl = p
+	vec512 = p != nil && p.name == "avx512"
+}
 
 // selectPath returns the path named by want ("" for the best one), or the
 // best supported path below it; nil means the portable Go loops.

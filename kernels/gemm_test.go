@@ -23,8 +23,8 @@ func pathName(p *gemmPath) string {
 // withPath runs f with the matrix products forced onto path.
 func withPath(path *gemmPath, f func()) {
 	saved := gemmImpl
-	gemmImpl = path
-	defer func() { gemmImpl = saved }()
+	setPath(path)
+	defer setPath(saved)
 	f()
 }
 
@@ -200,4 +200,39 @@ func TestSelectPath(t *testing.T) {
 		t.Errorf("avx2 selected %s", p.name)
 	}
 	t.Logf("paths on this CPU: default %s", pathName(best))
+}
+
+func TestDotAxpy(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	u := math.Ldexp(1, -24)
+	for _, path := range testPaths() {
+		withPath(path, func() {
+			for n := 0; n <= 140; n++ {
+				a, b, y := randSlice(r, n), randSlice(r, n+3), randSlice(r, n+3)
+				alpha := float32(r.NormFloat64())
+				var want, abs float64
+				for i := range a {
+					want += float64(a[i]) * float64(b[i])
+					abs += math.Abs(float64(a[i]) * float64(b[i]))
+				}
+				if got := Dot(a, b); math.Abs(float64(got)-want) > float64(n+1)*u*abs {
+					t.Errorf("%s: Dot of %d = %v, want %v", pathName(path), n, got, want)
+				}
+				y0 := append([]float32(nil), y...)
+				Axpy(y[:n], alpha, b)
+				for i := range y {
+					want, tol := float64(y0[i]), 0.0
+					if i < n {
+						p := float64(alpha) * float64(b[i])
+						want += p
+						tol = 2 * u * (math.Abs(p) + math.Abs(float64(y0[i])))
+					}
+					if math.Abs(float64(y[i])-want) > tol {
+						t.Errorf("%s: Axpy of %d: y[%d] = %v, want %v", pathName(path), n, i, y[i], want)
+						break
+					}
+				}
+			}
+		})
+	}
 }
