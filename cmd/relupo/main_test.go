@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relupo/relupo/internal/testutil"
 )
 
 // The tests drive the real binary, because exit codes and stderr are the
@@ -203,5 +206,29 @@ func TestSIGINTWritesResumableCheckpoint(t *testing.T) {
 	stderr, last := interruptAfter(t, out, saved+2, append(args, "--resume-from-checkpoint", "latest")...)
 	if !strings.Contains(stderr, fmt.Sprintf("starting at %d", saved)) || last <= saved+2 {
 		t.Fatalf("resumed run: last step %d, stderr:\n%s", last, stderr)
+	}
+}
+
+// relupo eval gives preference accuracy on held-out human-labelled pairs:
+// Anthropic HH transcripts (gzip JSONL) through the fp16 tiny Llama's chat
+// template.
+func TestEvalOnHumanLabels(t *testing.T) {
+	hh := testutil.SharedPath(t, "fixtures", "data", "hh-rlhf-harmless-base-test.jsonl.gz")
+	llama := testutil.SharedPath(t, "fixtures", "models", "tiny-random-llama")
+	stdout, stderr, code := relupo(t, "eval", "--model", llama, "--data", hh+":0.05", "--max-length", "256", "--max-prompt-length", "192", "--skip-invalid")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r map[string]float64
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if r["pairs"] < 100 || r["rewards/accuracies"] < 0 || r["rewards/accuracies"] > 1 || r["lengths/chosen"] <= 0 {
+		t.Fatalf("unexpected result %v", r)
+	}
+	for k, v := range r {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Errorf("%s is %v", k, v)
+		}
 	}
 }
