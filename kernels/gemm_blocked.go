@@ -22,7 +22,7 @@ var (
 )
 
 const (
-	gemmMaxNT = 512 // widest task
+	gemmMaxNT = 768 // widest task
 	gemmMaxMT = 576 // tallest task
 )
 
@@ -116,8 +116,10 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	}
 	var mT, nT int
 	if packed != nil {
-		nT = min(roundUp(n, nr), gemmMaxNT)
-		nTasks := (n + nT - 1) / nT
+		// Equal widths: a narrow last task would redo the packing of Aᵀ
+		// (MatMulTNAcc) and reuse each block of A less.
+		nTasks := (n + gemmMaxNT - 1) / gemmMaxNT
+		nT = roundUp((n+nTasks-1)/nTasks, nr)
 		mTasks := max(1, (want+nTasks-1)/nTasks)
 		mT = roundUp((m+mTasks-1)/mTasks, mr)
 	} else {
