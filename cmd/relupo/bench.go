@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,7 @@ func newBenchCmd() *cobra.Command {
 		steps, pairs, seq   int
 		threads             int
 		jsonOut             bool
+		cpuProfile          string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--preset 30m|135m] [--mode train|ref-forward|decode]",
@@ -131,6 +133,17 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "[%s %s] warm-up step %.2fs\n", preset, mode, time.Since(t0).Seconds())
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("bench: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("bench: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			var times []float64
 			for i := 0; i < steps; i++ {
 				t := time.Now()
@@ -166,6 +179,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f.IntVar(&seq, "seq", 0, "tokens per sequence (default: the preset's)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: all cores)")
 	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object on the last line")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	return cmd
 }
 
