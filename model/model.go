@@ -131,8 +131,12 @@ func grow(s []float32, n int) []float32 {
 	return s[:n]
 }
 
-// logitChunk is how many label rows have their [rows × vocab] logits alive at once.
-const logitChunk = 64
+// logitChunk is how many label rows have their [rows × vocab] logits alive
+// at once: as many as fit in 64 MiB, between 64 and 256. Larger chunks read
+// the lm_head weight (and write its gradient) fewer times per batch.
+func (c Config) logitChunk() int {
+	return min(max((64<<20)/(4*c.VocabSize), 64), 256)
+}
 
 func (ws *Workspace) reserve(c Config, n int) {
 	D, I, H, KV, hd := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim
@@ -173,7 +177,7 @@ func (m *Model) ensureRope(ws *Workspace, positions int) {
 // Forward runs the model over a packed batch, saving activations in ws, and
 // returns for each sequence the sum of the log-probs of its labels (in
 // float64) and the number of labels. It never materializes the logits of the
-// whole batch: they are computed logitChunk label rows at a time, and only at
+// whole batch: they are computed a chunk of label rows at a time, and only at
 // rows that predict a label.
 func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, err error) {
 	c := m.Config
@@ -201,8 +205,9 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 	L := len(ws.labelRow)
 	ws.labelLse = grow(ws.labelLse, L)
 	sums = make([]float64, b.NumSeqs())
-	for c0 := 0; c0 < L; c0 += logitChunk {
-		r := min(logitChunk, L-c0)
+	chunk := c.logitChunk()
+	for c0 := 0; c0 < L; c0 += chunk {
+		r := min(chunk, L-c0)
 		logits := m.chunkLogits(ws, c0, r)
 		lp := make([]float32, r)
 		p.For(r, func(i int) {
@@ -221,8 +226,8 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 // ws.chunkX and returns their logits [r, vocab] (in ws.chunkLogits).
 func (m *Model) chunkLogits(ws *Workspace, c0, r int) []float32 {
 	D, V := m.Config.HiddenSize, m.Config.VocabSize
-	ws.chunkX = grow(ws.chunkX, logitChunk*D)
-	ws.chunkLogits = grow(ws.chunkLogits, logitChunk*V)
+	ws.chunkX = grow(ws.chunkX, r*D)
+	ws.chunkLogits = grow(ws.chunkLogits, r*V)
 	for i := 0; i < r; i++ {
 		row := ws.labelRow[c0+i]
 		copy(ws.chunkX[i*D:(i+1)*D], ws.xnF[row*D:(row+1)*D])
@@ -304,9 +309,10 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 	// lm_head and log-softmax, recomputing each chunk's logits.
 	clear(dxn)
 	L := len(ws.labelRow)
-	dxs := make([]float32, logitChunk*D)
-	for c0 := 0; c0 < L; c0 += logitChunk {
-		r := min(logitChunk, L-c0)
+	chunk := c.logitChunk()
+	dxs := make([]float32, chunk*D)
+	for c0 := 0; c0 < L; c0 += chunk {
+		r := min(chunk, L-c0)
 		logits, xs := m.chunkLogits(ws, c0, r), ws.chunkX
 		p.For(r, func(i int) {
 			g := float32(dSums[ws.labelSeq[c0+i]])

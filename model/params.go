@@ -192,7 +192,8 @@ func (c Config) MemoryEstimate(tokens int, training bool) int64 {
 		perLayer += H*hd + KV*hd + H + KV
 	}
 	acts := n * (int64(c.NumLayers)*perLayer + 3*D)
-	logits := 2 * int64(64) * (V + D) // the chunked logits and their inputs
+	chunk := int64(c.logitChunk())
+	logits := 2 * chunk * (V + D) // the chunked logits and their inputs
 	floats := params + acts + logits
 	if training {
 		floats += 3 * params                         // gradients, exp_avg, exp_avg_sq
