@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh                 # all targets, 10 minutes each
 #   FUZZTIME=30s scripts/fuzz.sh    # a quick pass
 #   scripts/fuzz.sh ./tokenizer     # the targets of one package
+#   FUZZPARALLEL=1 scripts/fuzz.sh  # one fuzzing worker (default: one per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10m}
@@ -17,6 +18,6 @@ for pkg in "${pkgs[@]}"; do
     echo "== $pkg $target ($FUZZTIME)"
     # Minimization of each new input is bounded so that slow inputs do not
     # stall the run.
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 10s "$pkg"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 10s -parallel "${FUZZPARALLEL:-$(nproc)}" "$pkg"
   done
 done
