@@ -65,6 +65,9 @@ type window struct {
 	Tokens   int64              `json:"tokens"`
 	Seconds  float64            `json:"seconds"`
 	GradNorm float64            `json:"grad_norm"`
+	// PaddingAvoided counts the pad tokens a padded layout of the same
+	// micro-batches would have computed (logged as padding_tokens_avoided).
+	PaddingAvoided int64 `json:"padding_avoided"`
 }
 
 func (w *window) addMicro(metrics map[string]float64) {
@@ -84,6 +87,7 @@ func (w *window) row() Row {
 	}
 	r["loss"] = w.LossSum / float64(max(w.Steps, 1))
 	r["grad_norm"] = w.GradNorm
+	r["padding_tokens_avoided"] = float64(w.PaddingAvoided)
 	if w.Seconds > 0 {
 		r["tokens_per_s"] = float64(w.Tokens) / w.Seconds
 	}

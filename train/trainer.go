@@ -82,6 +82,8 @@ type State struct {
 	LossType    string `json:"loss_type"`
 	// NonfiniteSkipped counts the steps skipped for a non-finite value.
 	NonfiniteSkipped int `json:"nonfinite_skipped"`
+	// NumTokens counts the tokens processed so far (TRL's num_tokens).
+	NumTokens int64 `json:"num_tokens"`
 }
 
 func (t *Trainer) makePlan() (plan, error) {
@@ -204,6 +206,7 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 		w.LossSum += loss
 		w.Steps++
 		w.Tokens += tokens
+		t.state.NumTokens += tokens
 		w.Seconds += time.Since(stepStart).Seconds()
 		step := t.state.GlobalStep
 		if o.LoggingSteps > 0 && step%o.LoggingSteps == 0 || step == t.plan.maxSteps {
@@ -323,6 +326,7 @@ func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 		}
 		loss += mbLoss / float64(g)
 		tokens += int64(len(b.Tokens))
+		st.Window.PaddingAvoided += int64(paddedSize(b) - len(b.Tokens))
 		metrics = append(metrics, res.Metrics)
 	}
 	var norm float64
@@ -352,6 +356,17 @@ func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 		st.Micro = 0
 	}
 	return loss, tokens, nonfinite != "", nil
+}
+
+// paddedSize is how many tokens the batch would occupy padded to its longest
+// sequence, as TRL's concatenated forward lays it out; relupo packs the
+// sequences instead and computes none of that padding.
+func paddedSize(b *model.Batch) int {
+	longest := 0
+	for s := 0; s < b.NumSeqs(); s++ {
+		longest = max(longest, b.Offsets[s+1]-b.Offsets[s])
+	}
+	return longest * b.NumSeqs()
 }
 
 func allFinite(xs []float64) bool {
@@ -391,6 +406,7 @@ func (t *Trainer) log() error {
 	r := t.state.Window.row()
 	r["step"] = float64(t.state.GlobalStep)
 	r["epoch"] = t.epochFloat()
+	r["num_tokens"] = float64(t.state.NumTokens)
 	r["learning_rate"] = t.sched(t.state.GlobalStep) // the rate of the next step, as HF logs it
 	if t.state.NonfiniteSkipped > 0 {
 		r["nonfinite_skipped"] = float64(t.state.NonfiniteSkipped)
