@@ -2,10 +2,14 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/relupo/relupo/kernels"
@@ -192,3 +196,36 @@ func (c cancelAt) Step(step int, _ Row) {
 }
 func (c cancelAt) Log(Row) {}
 func (c cancelAt) Finish() {}
+
+// The dynamic γ schedule (paper §5.5) moves γ linearly from
+// gamma_beta_ratio at the first step to gamma_end at the last, and logs it.
+func TestDynamicGamma(t *testing.T) {
+	o := testOptions(t)
+	o.GammaBetaRatio, o.GammaEnd = 1.0, 0.2
+	o.MaxSteps, o.PerDeviceTrainBatchSize = 5, 2
+	tr := &Trainer{Opts: o, Policy: tinyModel(4), Train: tinyExamples(10, 6), SaveDType: "F32"}
+	if _, err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(o.OutputDir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var r map[string]float64
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r["gamma"])
+	}
+	want := []float64{1.0, 0.8, 0.6, 0.4, 0.2}
+	if len(got) != len(want) {
+		t.Fatalf("logged γ %v, want %v", got, want)
+	}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-12 {
+			t.Fatalf("logged γ %v, want %v", got, want)
+		}
+	}
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs relupo's training-step benchmark and the PyTorch baseline
+# (../shared/reference/bench_train.py) one after the other, in the same
+# session, for each preset given, and prints one Markdown table row each
+# with the ratio. Needs /usr/bin/python3 with torch (Debian: python3-torch).
+#
+#   scripts/bench_side_by_side.sh                 # 30m and 135m, f32
+#   STEPS=5 PT_SECONDS=90 scripts/bench_side_by_side.sh 30m
+set -euo pipefail
+cd "$(dirname "$0")/.."
+presets=("$@")
+[ ${#presets[@]} -gt 0 ] || presets=(30m 135m)
+STEPS=${STEPS:-5}
+PT_SECONDS=${PT_SECONDS:-90}
+out=$(mktemp -d)
+go build -o "$out/relupo" ./cmd/relupo
+echo "| preset | relupo tokens/s | PyTorch tokens/s | ratio | relupo GFLOP/s | PyTorch GFLOP/s | relupo peak RSS GB | PyTorch peak RSS GB |"
+echo "|---|---|---|---|---|---|---|---|"
+for p in "${presets[@]}"; do
+  "$out/relupo" bench --preset "$p" --steps "$STEPS" --json 2>"$out/relupo-$p.log" | tail -1 > "$out/relupo-$p.json"
+  OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \
+    /usr/bin/python3 ../shared/reference/bench_train.py "$p" 2 "$PT_SECONDS" f32 > "$out/torch-$p.log" 2>&1
+  python3 - "$p" "$out/relupo-$p.json" "$out/torch-$p.log" <<'PY'
+import json, sys
+p, ours_path, torch_path = sys.argv[1:]
+ours = json.load(open(ours_path))
+log = open(torch_path).read()
+theirs = json.loads(log[log.index("\n{") + 1:])
+r = ours["tokens_per_s"] / theirs["tokens_per_s"]
+print(f'| {p} | {ours["tokens_per_s"]:.0f} | {theirs["tokens_per_s"]:.0f} | {r:.2f}× | {ours["gflops"]:.1f} | '
+      f'{theirs["achieved_GFLOPs"]:.1f} | {ours["peak_rss_GB"]:.2f} | {theirs["peak_rss_GB"]:.2f} |')
+PY
+done
+echo "(logs in $out)"
