@@ -35,7 +35,10 @@ func newTokenizeCmd() *cobra.Command {
    "add_generation_prompt": false}                      -> {"text": rendered, "ids": [...]}
   with --decode: {"ids": [...]}                         -> {"text": "..."}
 
-PATH is a tokenizer.json or a model folder holding one. Messages are rendered with
+PATH is a tokenizer.json or a model folder holding one. "text" lines are encoded
+without special tokens (such as Llama's BOS <s>) unless --add-special-tokens is
+given, which adds them as the tokenizer's post-processor does (transformers'
+add_special_tokens=True). Messages are rendered with
 the chat template of the folder's tokenizer_config.json (or chat_template.jinja) and
 encoded without adding special tokens, as the template already writes them.`,
 		Args: cobra.NoArgs,
@@ -63,7 +66,7 @@ encoded without adding special tokens, as the template already writes them.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.tokenizer, "tokenizer", "", "tokenizer.json, or a model folder holding one (required)")
 	f.StringVar(&opts.input, "input", "", "read JSON lines from this file instead of stdin")
-	f.BoolVar(&opts.addSpecialTokens, "add-special-tokens", true, `add the tokenizer's special tokens (such as BOS) to "text" lines`)
+	f.BoolVar(&opts.addSpecialTokens, "add-special-tokens", false, `add the tokenizer's special tokens (such as BOS) to "text" lines`)
 	f.BoolVar(&opts.decode, "decode", false, `decode {"ids": [...]} lines to {"text": ...}`)
 	f.BoolVar(&opts.skipSpecialTokens, "skip-special-tokens", false, "with --decode, leave special tokens out of the text")
 	return cmd
