@@ -155,7 +155,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 		return nil, err
 	}
 	lo := LoadOptions{Format: format, Encoder: enc, MaxLength: o.MaxLength, MaxPromptLength: o.MaxPromptLength,
-		TruncationMode: o.TruncationMode, SkipInvalid: o.SkipInvalid, OnSkip: onSkip}
+		TruncationMode: o.TruncationMode, SkipInvalid: o.SkipInvalid, Strict: !o.SkipInvalid, OnSkip: onSkip}
 	trainEx, err := LoadExamples(ctx, srcs, lo)
 	if err != nil {
 		return nil, err

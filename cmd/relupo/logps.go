@@ -25,7 +25,8 @@ var dataKeys = []string{"model_name_or_path", "data", "data_format", "max_length
 // forward-only commands.
 //
 // With strict, every record must yield a pair (so that output lines match
-// input records); otherwise unusable records are skipped and reported.
+// input records); otherwise --skip-invalid skips and reports unusable
+// records, and without it they are errors.
 func loadForInference(cmd *cobra.Command, o train.Options, strict bool) (*model.Model, []train.Example, *kernels.Pool, error) {
 	if o.Model == "" {
 		return nil, nil, nil, usagef("%s: --model is required", cmd.Name())
@@ -51,7 +52,7 @@ func loadForInference(cmd *cobra.Command, o train.Options, strict bool) (*model.
 	}
 	exs, err := train.LoadExamples(cmd.Context(), srcs, train.LoadOptions{
 		Format: format, Encoder: enc, MaxLength: o.MaxLength, MaxPromptLength: o.MaxPromptLength, TruncationMode: o.TruncationMode,
-		Strict: strict, SkipInvalid: o.SkipInvalid && !strict,
+		Strict: strict || !o.SkipInvalid, SkipInvalid: o.SkipInvalid && !strict,
 		OnSkip: func(err error) { fmt.Fprintf(os.Stderr, "relupo: skipping %v\n", err) },
 	})
 	if err != nil {
