@@ -13,17 +13,20 @@ import "os"
 // RELUPO_KERNELS names another (generic, avx2 or avx512), which is useful to
 // compare or test paths. A path the CPU lacks falls back to the best one it
 // has below it. [Describe] reports the path in use.
-// Dot and Axpy follow it: AVX-512 loops on the avx512 path, Go otherwise.
+// Dot and Axpy follow it: AVX-512 loops on the avx512 path, Go otherwise;
+// so do the exponentials (exp.go): AVX-512 or AVX2 loops, or math.Exp.
 var gemmImpl *gemmPath
 
-// vec512 selects the AVX-512 Dot and Axpy.
-var vec512 bool
+// vec512 selects the AVX-512 Dot and Axpy and the AVX-512 exp loops; vec256
+// the AVX2 exp loops.
+var vec512, vec256 bool
 
 func init() { setPath(selectPath(os.Getenv("RELUPO_KERNELS"))) }
 
 func setPath(p *gemmPath) {
 	gemmImpl = p
 	vec512 = p != nil && p.name == "avx512"
+	vec256 = p != nil && p.name == "avx2"
 }
 
 // selectPath returns the path named by want ("" for the best one), or the

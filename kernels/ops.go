@@ -117,6 +117,9 @@ func RopeBackward(p *Pool, dx []float32, pos []int32, cos, sin []float32, rows, 
 func SwiGLUForward(p *Pool, h, gate, up []float32) {
 	p.ForRange(len(h), 4096, func(lo, hi int) {
 		g, u, o := gate[lo:hi], up[lo:hi], h[lo:hi]
+		if swigluFast(o, g, u) {
+			return
+		}
 		for i, gv := range g {
 			o[i] = gv / (1 + float32(math.Exp(float64(-gv)))) * u[i]
 		}
@@ -129,6 +132,9 @@ func SwiGLUBackward(p *Pool, dgate, dup, dh, gate, up []float32) {
 	p.ForRange(len(dh), 4096, func(lo, hi int) {
 		g, u, d := gate[lo:hi], up[lo:hi], dh[lo:hi]
 		dg, du := dgate[lo:hi], dup[lo:hi]
+		if swigluBwdFast(dg, du, d, g, u) {
+			return
+		}
 		for i, gv := range g {
 			sig := 1 / (1 + float32(math.Exp(float64(-gv))))
 			silu := gv * sig
@@ -149,29 +155,18 @@ func Add(p *Pool, y, x []float32) {
 }
 
 // LogSumExp returns log Σ exp(x[i]), computed stably with the row maximum
-// and a float64 sum.
+// and a float64 sum (of float32 blocks on the vector paths).
 func LogSumExp(x []float32) float32 {
-	mx := float32(math.Inf(-1))
-	for _, v := range x {
-		if v > mx {
-			mx = v
-		}
-	}
+	mx := maxOf(x)
 	if math.IsInf(float64(mx), -1) {
 		return mx
 	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v - mx))
-	}
-	return mx + float32(math.Log(s))
+	return mx + float32(math.Log(sumExp(x, mx)))
 }
 
 // SoftmaxGrad turns a row of logits x into the gradient of g·log_softmax(x)[label]
 // with respect to x, in place: x[j] = g·(1[j = label] − exp(x[j] − lse)).
 func SoftmaxGrad(x []float32, lse float32, label int, g float32) {
-	for j, v := range x {
-		x[j] = -g * float32(math.Exp(float64(v-lse)))
-	}
+	expAffine(x, x, 1, lse, -g)
 	x[label] += g
 }
