@@ -64,7 +64,7 @@ func (t *Trainer) saveCheckpoint() error {
 	if err := atomicfile.WriteFile(filepath.Join(tmp, stateFile), b); err != nil {
 		return fail(err)
 	}
-	if err := os.RemoveAll(dir); err != nil { // an older save of the same step
+	if err := removeCheckpoint(dir); err != nil { // an older save of the same step
 		return fail(err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -107,10 +107,44 @@ func (t *Trainer) pruneCheckpoints() error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	for len(steps) > limit {
-		if err := os.RemoveAll(checkpointDir(t.Opts.OutputDir, steps[0])); err != nil {
+		if err := removeCheckpoint(checkpointDir(t.Opts.OutputDir, steps[0])); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 		steps = steps[1:]
+	}
+	return nil
+}
+
+// removeCheckpoint deletes a checkpoint folder so that a crash midway never
+// leaves a half-deleted folder under a checkpoint's name: the folder is
+// first renamed out of the way (atomically), then removed.
+func removeCheckpoint(dir string) error {
+	trash := dir + ".deleting"
+	if err := os.RemoveAll(trash); err != nil {
+		return err
+	}
+	if err := os.Rename(dir, trash); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
+// cleanLeftovers removes what a killed run may have left in out: a
+// checkpoint being written (.tmp) or being deleted (.deleting).
+func cleanLeftovers(out string) error {
+	for _, pattern := range []string{"checkpoint-*.tmp", "checkpoint-*.deleting"} {
+		dirs, err := filepath.Glob(filepath.Join(out, pattern))
+		if err != nil {
+			return err
+		}
+		for _, d := range dirs {
+			if err := os.RemoveAll(d); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -173,6 +173,9 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 	if err := os.MkdirAll(o.OutputDir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("train: %w", err)
 	}
+	if err := cleanLeftovers(o.OutputDir); err != nil {
+		return Summary{}, fmt.Errorf("train: %w", err)
+	}
 	t.ws = &model.Workspace{Pool: t.Pool}
 	t.grads = model.NewParams(t.Policy.Config)
 	t.opt = &optim.AdamW{Beta1: o.AdamBeta1, Beta2: o.AdamBeta2, Eps: o.AdamEpsilon, WeightDecay: o.WeightDecay}

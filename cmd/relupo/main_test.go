@@ -232,3 +232,53 @@ func TestEvalOnHumanLabels(t *testing.T) {
 		}
 	}
 }
+
+// kill -9 at arbitrary moments, with a checkpoint written every step: the
+// newest complete checkpoint always loads and the run resumes from it to
+// the end.
+func TestKill9LeavesResumableCheckpoint(t *testing.T) {
+	data := pairs(t, 32)
+	out := t.TempDir()
+	args := []string{"train", "--model", tinyModel, "--data", data, "--output-dir", out, "--max-steps", "60",
+		"--save-steps", "1", "--save-total-limit", "2", "--per-device-train-batch-size", "2", "--threads", "1"}
+	for i, delay := range []time.Duration{300, 450, 600, 750} {
+		cmd := exec.Command(binary, append(args, resumeFlag(i)...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		for _, leftover := range globAll(t, filepath.Join(out, "checkpoint-*")) {
+			if strings.HasSuffix(leftover, ".tmp") || strings.HasSuffix(leftover, ".deleting") {
+				continue // an interrupted save or deletion: ignored, and cleaned by the next run
+			}
+			if _, err := os.Stat(filepath.Join(leftover, "trainer_state.json")); err != nil {
+				t.Fatalf("incomplete checkpoint folder %s", leftover)
+			}
+		}
+	}
+	_, stderr, code := relupo(t, append(args, "--resume-from-checkpoint", "latest")...)
+	if code != 0 {
+		t.Fatalf("resume after kill -9: exit %d\n%s", code, stderr)
+	}
+	if lastStep(filepath.Join(out, "metrics.jsonl")) != 60 {
+		t.Fatalf("metrics end at step %d, want 60", lastStep(filepath.Join(out, "metrics.jsonl")))
+	}
+}
+
+// resumeFlag resumes every run but the first.
+func resumeFlag(i int) []string {
+	if i == 0 {
+		return nil
+	}
+	return []string{"--resume-from-checkpoint", "latest"}
+}
+
+func globAll(t *testing.T, pattern string) []string {
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
