@@ -1,7 +1,6 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/binary"
@@ -13,10 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/relupo/relupo/internal/atomicfile"
 )
 
 // Tensor is one tensor to write. Data holds the elements in row-major order
@@ -173,67 +173,13 @@ func appendData(buf []byte, dtype DType, vals []float32) []byte {
 // temporary file in the same folder, which is synced and renamed over path,
 // and then the folder is synced. On error path is left as it was.
 func Write(path string, tensors []Tensor, metadata map[string]string) error {
-	err := writeAtomic(path, func(w io.Writer) error { return encode(w, tensors, metadata) })
+	err := atomicfile.Write(path, func(w io.Writer) error { return encode(w, tensors, metadata) })
 	if err != nil {
-		return fmt.Errorf("safetensors: %s: %w", path, err)
+		return fmt.Errorf("safetensors: %w", err) // atomicfile names the path
 	}
 	return nil
 }
 
-// writeAtomic replaces path with what fill writes, via a synced temporary
-// file in the same folder and a rename.
-func writeAtomic(path string, fill func(w io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := fill(bw); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes the folder's entries (renames, removals) durable.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // folders cannot be opened for syncing there
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
 
 // index is the JSON layout of model.safetensors.index.json.
 type index struct {
@@ -316,7 +262,7 @@ func WriteCheckpoint(dir string, tensors []Tensor, metadata map[string]string, m
 			}
 		}
 		// The index goes last, so that it never names a shard not yet written.
-		err := writeAtomic(filepath.Join(dir, IndexFileName), func(w io.Writer) error {
+		err := atomicfile.Write(filepath.Join(dir, IndexFileName), func(w io.Writer) error {
 			enc := json.NewEncoder(w)
 			enc.SetEscapeHTML(false)
 			enc.SetIndent("", "  ")
@@ -353,7 +299,7 @@ func removeStale(dir string, keep map[string]bool) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -10,12 +10,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 )
 
 // Write creates path atomically with the bytes fill writes. On any error the
 // destination is untouched and the temporary file is removed.
 func Write(path string, fill func(w io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
@@ -55,8 +56,12 @@ func WriteFile(path string, data []byte) error {
 	})
 }
 
-// SyncDir flushes a folder's entries (new names, renames) to disk.
+// SyncDir flushes a folder's entries (new names, renames) to disk. It does
+// nothing on Windows, where folders cannot be opened for syncing.
 func SyncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
