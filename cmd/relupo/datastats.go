@@ -39,7 +39,7 @@ func newDataCmd() *cobra.Command {
 			return usagef("data: give a subcommand (see 'relupo data --help')")
 		},
 	}
-	cmd.AddCommand(newDataStatsCmd())
+	cmd.AddCommand(newDataStatsCmd(), newDataPreviewCmd())
 	return cmd
 }
 
