@@ -45,21 +45,12 @@ func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 			qt := q[(t*H+tk.h)*hd : (t*H+tk.h+1)*hd]
 			n := t - start + 1
 			sc := scores[:n]
-			mx := float32(math.Inf(-1))
 			for j := range sc {
 				kj := k[((start+j)*KV+kvh)*hd : ((start+j)*KV+kvh+1)*hd]
-				x := Dot(qt, kj) * scale
-				sc[j] = x
-				if x > mx {
-					mx = x
-				}
+				sc[j] = Dot(qt, kj) * scale
 			}
-			var sum float64
-			for j, x := range sc {
-				e := float32(math.Exp(float64(x - mx)))
-				sc[j] = e
-				sum += float64(e)
-			}
+			mx := maxOf(sc)
+			sum := expAffine(sc, sc, 1, mx, 1)
 			inv := float32(1 / sum)
 			o := out[(t*H+tk.h)*hd : (t*H+tk.h+1)*hd]
 			clear(o)

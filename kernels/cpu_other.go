@@ -10,7 +10,7 @@ func dotFast(a, b []float32) (float32, bool)            { return 0, false }
 func axpyFast(y []float32, a float32, x []float32) bool { return false }
 
 func expAffineFast(dst, src []float32, a, b, c float32) (float64, bool) { return 0, false }
-func sumExpFast(x []float32, b float32) (float64, bool)                { return 0, false }
-func maxFast(x []float32) (float32, bool)                              { return 0, false }
-func swigluFast(h, g, u []float32) bool                                { return false }
-func swigluBwdFast(dg, du, d, g, u []float32) bool                     { return false }
+func sumExpFast(x []float32, b float32) (float64, bool)                 { return 0, false }
+func maxFast(x []float32) (float32, bool)                               { return 0, false }
+func swigluFast(h, g, u []float32) bool                                 { return false }
+func swigluBwdFast(dg, du, d, g, u []float32) bool                      { return false }
