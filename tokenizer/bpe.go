@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -19,6 +20,10 @@ type bpe struct {
 	prefix       string // continuing_subword_prefix
 	suffix       string // end_of_word_suffix
 	byteIDs      [256]int
+	// splitMeta reports that no merge joins a "▁" to a preceding
+	// character other than "▁" (see splitsAtMeta), so that a word can be
+	// encoded in pieces that each start at such a "▁".
+	splitMeta bool
 
 	mu    sync.Mutex
 	cache map[string][]int
@@ -51,8 +56,55 @@ func (m *bpe) token(id int) (string, bool) {
 	return tok, true
 }
 
+// meta is the SentencePiece space, U+2581.
+const meta = "\u2581"
+
+// splitsAtMeta reports whether BPE on a word gives the same ids as BPE on
+// its pieces cut before every "▁" that follows another character than "▁".
+// SentencePiece-style models (Llama-2, Mistral) have no pre-tokenizer, so a
+// whole text is one word; cutting it lets long texts be merged in short
+// pieces, and cached. The cut is exact when no merge can join symbols across
+// it: no merge (a, b) where b starts with "▁" and a does not end with one.
+// Merges then run within each piece exactly as they would in the whole word,
+// since a merge changes only the candidates beside it.
+func splitsAtMeta(m *bpe, pairs [][2]string) bool {
+	if m.prefix != "" || m.suffix != "" || m.ignoreMerges {
+		return false
+	}
+	if _, ok := m.vocab[meta]; !ok {
+		return false // "▁" would become unknown, and unknown tokens may be fused
+	}
+	for _, p := range pairs {
+		if strings.HasPrefix(p[1], meta) && !strings.HasSuffix(p[0], meta) {
+			return false
+		}
+	}
+	return true
+}
+
 // tokenize appends the ids of one pre-token to dst.
 func (m *bpe) tokenize(dst []int, word string) []int {
+	if !m.splitMeta {
+		return m.tokenizeWord(dst, word)
+	}
+	start := 0
+	for i := 0; i < len(word); {
+		j := strings.Index(word[i:], meta)
+		if j < 0 {
+			break
+		}
+		i += j
+		if i > start && !strings.HasSuffix(word[start:i], meta) {
+			dst = m.tokenizeWord(dst, word[start:i])
+			start = i
+		}
+		i += len(meta)
+	}
+	return m.tokenizeWord(dst, word[start:])
+}
+
+// tokenizeWord appends the ids of word, through the per-word cache.
+func (m *bpe) tokenizeWord(dst []int, word string) []int {
 	cacheable := len(word) <= maxCachedWordLen
 	if cacheable {
 		m.mu.Lock()

@@ -12,7 +12,7 @@ import (
 
 // hhChosen reads the chosen texts of Anthropic's hh-rlhf harmless-base test
 // split (2312 records, about 1.6 MB of text).
-func hhChosen(b *testing.B) []string {
+func hhChosen(b testing.TB) []string {
 	b.Helper()
 	path := testutil.SharedPath(b, "fixtures", "data", "hh-rlhf-harmless-base-test.jsonl.gz")
 	f, err := os.Open(path)

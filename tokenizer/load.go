@@ -235,6 +235,7 @@ func parseModel(raw json.RawMessage) (*bpe, error) {
 		}
 		m.merges[pairKey(a, b)] = merge{rank: int32(i), id: int32(id)}
 	}
+	m.splitMeta = splitsAtMeta(m, pairs)
 	return m, nil
 }
 
