@@ -180,7 +180,6 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	return nil
 }
 
-
 // index is the JSON layout of model.safetensors.index.json.
 type index struct {
 	Metadata  map[string]any    `json:"metadata"`
