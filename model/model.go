@@ -272,7 +272,7 @@ func (m *Model) trunk(ws *Workspace, b *Batch) {
 		}
 		kernels.RopeForward(p, a.q, ws.pos, ws.cos, ws.sin, N, H, hd)
 		kernels.RopeForward(p, a.k, ws.pos, ws.cos, ws.sin, N, KV, hd)
-		kernels.AttentionForward(p, a.att, a.lse, a.q, a.k, a.v, sh)
+		kernels.AttentionForwardBlocked(p, a.att, a.lse, a.q, a.k, a.v, sh)
 		kernels.MatMulNT(p, a.x2, a.att, w.Wo, w.Bo, N, D, H*hd)
 		kernels.Add(p, a.x2, a.x)
 		// MLP block
@@ -353,7 +353,7 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		clear(ws.dq)
 		clear(ws.dk)
 		clear(ws.dv)
-		kernels.AttentionBackward(p, ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse, sh)
+		kernels.AttentionBackwardBlocked(p, ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse, sh)
 		kernels.RopeBackward(p, ws.dq, ws.pos, ws.cos, ws.sin, N, H, hd)
 		kernels.RopeBackward(p, ws.dk, ws.pos, ws.cos, ws.sin, N, KV, hd)
 		dq, dk := ws.dq, ws.dk

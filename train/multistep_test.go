@@ -89,7 +89,14 @@ func TestMultiStepAgainstPyTorch(t *testing.T) {
 
 // One AdamW step on the golden RePO gradients reproduces
 // params_after_adamw_repo.safetensors end to end (forward, loss, backward,
-// AdamW) to 2e-5 absolute, the golden set's stated tolerance.
+// AdamW) to 2e-5 absolute, the golden set's stated tolerance, widened only
+// where AdamW itself amplifies float32 noise. The first step moves a weight
+// by lr·g/(|g|+ε); its sensitivity to the gradient is lr·ε/(|g|+ε)², so a
+// gradient known to δ moves the weight by up to lr·ε·δ/(|g|+ε)². With δ =
+// 1e-5 of the largest gradient (our gradients agree with PyTorch's to about
+// 1.5e-6 of it) the extra allowance is below 1e-9 wherever |g| ≫ ε, and only
+// weights whose gradient is float32 noise (~1e-8, where the sign of the
+// update is itself uncertain) get more.
 func TestGoldenAdamWStep(t *testing.T) {
 	gdir := testutil.SharedPath(t, "fixtures", "golden")
 	b, err := os.ReadFile(filepath.Join(gdir, "golden.json"))
@@ -129,15 +136,44 @@ func TestGoldenAdamWStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	gf, err := safetensors.Open(filepath.Join(gdir, "grads_repo.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gf.Close()
+	grads := map[string][]float32{}
+	var gmax float64
+	for _, tn := range tr.Policy.Params.Tensors() {
+		g, err := gf.Float32(tn.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads[tn.Name] = g
+		for _, v := range g {
+			gmax = math.Max(gmax, math.Abs(float64(v)))
+		}
+	}
+	const lr, eps = 1e-3, 1e-8
+	delta := 1e-5 * gmax
+	widened := 0
 	for _, tn := range tr.Policy.Params.Tensors() {
 		want, err := f.Float32(tn.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, w := range want {
-			if d := math.Abs(float64(tn.Data[i] - w)); d > 2e-5 {
-				t.Fatalf("%s[%d] = %.8g, want %.8g", tn.Name, i, tn.Data[i], w)
+			g := math.Abs(float64(grads[tn.Name][i]))
+			amplified := lr * eps * delta / ((g + eps) * (g + eps))
+			if g == 0 {
+				amplified = 0 // unused embedding rows: no gradient on either side, no update
+			}
+			if amplified > 1e-6 {
+				widened++
+			}
+			if d := math.Abs(float64(tn.Data[i] - w)); d > 2e-5+amplified {
+				t.Fatalf("%s[%d] = %.8g, want %.8g (gradient %.3g)", tn.Name, i, tn.Data[i], w, g)
 			}
 		}
 	}
+	t.Logf("%d weights have a gradient small enough for AdamW to amplify its noise beyond 1e-6", widened)
 }
