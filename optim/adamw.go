@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/relupo/relupo/kernels"
 )
 
 // Param is one named parameter tensor, flattened. Name is the Hugging Face
@@ -164,34 +166,30 @@ func (o *AdamW) Step(params []Param, lr float64) error {
 // the split.
 const parallelMin = 1 << 15
 
-// adamConsts are the float32 scalars of one update, rounded as PyTorch
-// rounds Python floats when it applies them to float32 tensors.
-type adamConsts struct {
-	b1, omb1, b2, omb2, eps, negStep, bc2sqrt float32
-}
-
 func (o *AdamW) update(p Param, st *adamState, lr float64) {
 	t := float64(st.step)
 	bc1 := 1 - math.Pow(o.Beta1, t)
 	bc2 := 1 - math.Pow(o.Beta2, t)
-	k := adamConsts{
-		b1:      float32(o.Beta1),
-		omb1:    float32(1 - o.Beta1),
-		b2:      float32(o.Beta2),
-		omb2:    float32(1 - o.Beta2),
-		eps:     float32(o.Eps),
-		negStep: float32(-(lr / bc1)),
-		bc2sqrt: float32(math.Sqrt(bc2)),
+	// The scalars are rounded to float32 as PyTorch applies Python floats to
+	// float32 tensors.
+	k := kernels.AdamWConsts{
+		B1:         float32(o.Beta1),
+		OneMinusB1: float32(1 - o.Beta1),
+		B2:         float32(o.Beta2),
+		OneMinusB2: float32(1 - o.Beta2),
+		Eps:        float32(o.Eps),
+		NegStep:    float32(-(lr / bc1)),
+		BC2Sqrt:    float32(math.Sqrt(bc2)),
+		Scale:      1,
+		Decay:      o.WeightDecay != 0 && o.decays(p.Name),
 	}
-	scale := float32(1)
-	decay := o.WeightDecay != 0 && o.decays(p.Name)
-	if decay {
-		scale = float32(1 - lr*o.WeightDecay)
+	if k.Decay {
+		k.Scale = float32(1 - lr*o.WeightDecay)
 	}
 	n := len(p.Data)
 	workers := min(runtime.GOMAXPROCS(0), n/parallelMin)
 	if workers <= 1 {
-		adamKernel(p.Data, p.Grad[:n], st.m[:n], st.v[:n], decay, scale, k)
+		kernels.AdamW(p.Data, p.Grad[:n], st.m[:n], st.v[:n], k)
 		return
 	}
 	var wg sync.WaitGroup
@@ -201,72 +199,10 @@ func (o *AdamW) update(p Param, st *adamState, lr float64) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			adamKernel(p.Data[lo:hi], p.Grad[lo:hi], st.m[lo:hi], st.v[lo:hi], decay, scale, k)
+			kernels.AdamW(p.Data[lo:hi], p.Grad[lo:hi], st.m[lo:hi], st.v[lo:hi], k)
 		}()
 	}
 	wg.Wait()
-}
-
-// adamKernel updates one range of a parameter in PyTorch's operation order.
-func adamKernel(data, grad, m, v []float32, decay bool, scale float32, k adamConsts) {
-	grad, m, v = grad[:len(data)], m[:len(data)], v[:len(data)]
-	if decay {
-		for i := range data {
-			data[i] *= scale // param.mul_(1 − lr·wd)
-		}
-	}
-	for i, g := range grad {
-		// exp_avg.mul_(β1).add_(g, alpha=1−β1): the add is a fused multiply-add.
-		mi := fma32(g, k.omb1, float32(m[i]*k.b1))
-		// exp_avg_sq.mul_(β2).addcmul_(g, g, value=1−β2): ((1−β2)·g)·g + v·β2, fused.
-		vi := fma32(float32(k.omb2*g), g, float32(v[i]*k.b2))
-		m[i], v[i] = mi, vi
-		// denom = (√v / √bc2) + ε;  param.addcdiv_(m, denom, value=−step).
-		denom := float32(sqrt32(vi)/k.bc2sqrt) + k.eps
-		data[i] += float32(k.negStep*mi) / denom
-	}
-}
-
-// sqrt32 is the correctly rounded float32 square root.
-func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(x))) }
-
-// fma32 returns a·b + c rounded once to float32. The product of two float32
-// values is exact in float64, so the float64 sum is rounded once; a second
-// rounding to float32 can only go wrong when that sum lands exactly halfway
-// between two float32 values, which the exact error of the sum resolves.
-func fma32(a, b, c float32) float32 {
-	p := float64(a) * float64(b)
-	cf := float64(c)
-	s := p + cf
-	// Fast path: in the normal float32 range, s is a float32 midpoint only
-	// when its 29 low mantissa bits are exactly 1 followed by 28 zeros.
-	if bits := math.Float64bits(s); bits&(1<<29-1) != 1<<28 && math.Abs(s) >= 0x1p-126 {
-		return float32(s)
-	}
-	r := float32(s)
-	rf := float64(r)
-	if rf == s || math.IsInf(s, 0) || math.IsNaN(s) {
-		return r
-	}
-	// Error of the float64 sum (TwoSum): the exact value is s + e.
-	bv := s - p
-	e := (p - (s - bv)) + (cf - bv)
-	if e == 0 {
-		return r
-	}
-	var other float32
-	if rf > s {
-		other = math.Nextafter32(r, float32(math.Inf(-1)))
-	} else {
-		other = math.Nextafter32(r, float32(math.Inf(1)))
-	}
-	if (rf+float64(other))/2 != s {
-		return r // not a midpoint: the single float32 rounding is correct
-	}
-	if (e > 0) == (float64(other) > s) {
-		return other
-	}
-	return r
 }
 
 // StateTensor is one named tensor of optimizer state, ready to be written

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/big"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/relupo/relupo/internal/testutil"
+	"github.com/relupo/relupo/kernels"
 )
 
 type adamwCase struct {
@@ -363,36 +363,6 @@ func TestDecayHook(t *testing.T) {
 	}
 }
 
-func TestFMA32(t *testing.T) {
-	// (1+2⁻¹²)² = 1 + 2⁻¹¹ + 2⁻²⁴ is exactly halfway between two float32
-	// values; adding ±1e-30 moves the exact sum off the midpoint but not the
-	// float64 sum, so a plain float32(float64 FMA) would round wrongly.
-	a := float32(1 + 1.0/(1<<12))
-	ulp := math.Nextafter32(1, 2) - 1
-	for _, tc := range []struct{ a, b, c float32 }{
-		{a, a, 0}, {a, a, 1e-30}, {a, a, -1e-30}, {-a, a, 1e-30}, {3, 5, 7}, {ulp, ulp, 1}, {0.1, 0.9, 0.01},
-		{-2.5, 4, 10}, {1e-20, 1e-20, 1e-38},
-	} {
-		want := exactFMA32(tc.a, tc.b, tc.c)
-		if got := fma32(tc.a, tc.b, tc.c); got != want {
-			t.Errorf("fma32(%v, %v, %v) = %v, want %v", tc.a, tc.b, tc.c, got, want)
-		}
-	}
-	if got := fma32(float32(math.Inf(1)), 1, 1); !math.IsInf(float64(got), 1) {
-		t.Errorf("fma32(+Inf, 1, 1) = %v", got)
-	}
-}
-
-// exactFMA32 computes a·b + c exactly with math/big and rounds once to the
-// nearest float32.
-func exactFMA32(a, b, c float32) float32 {
-	x := new(big.Float).SetPrec(1000).SetFloat64(float64(a))
-	x.Mul(x, new(big.Float).SetPrec(1000).SetFloat64(float64(b)))
-	x.Add(x, new(big.Float).SetPrec(1000).SetFloat64(float64(c)))
-	f, _ := x.Float32()
-	return f
-}
-
 // The end-to-end check against golden.json's "params after one AdamW step"
 // with the model's gradients belongs to the engine; this one uses the
 // gradients PyTorch stored next to it (grads_repo.safetensors) to pin the
@@ -475,24 +445,6 @@ func readF32Safetensors(t *testing.T, path string) map[string][]float32 {
 	return out
 }
 
-func TestFMA32Random(t *testing.T) {
-	// A deterministic sweep over magnitudes, compared with exact arithmetic.
-	x := uint32(12345)
-	next := func() float32 {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		f := math.Float32frombits(x&0x807fffff | uint32(100+x%60)<<23) // exponents 2^-27 .. 2^32
-		return f
-	}
-	for i := 0; i < 20000; i++ {
-		a, b, c := next(), next(), next()
-		if got, want := fma32(a, b, c), exactFMA32(a, b, c); got != want {
-			t.Fatalf("fma32(%v, %v, %v) = %v, want %v", a, b, c, got, want)
-		}
-	}
-}
-
 func BenchmarkAdamWStep(b *testing.B) {
 	const n = 1 << 20
 	p := Param{Name: "w", Data: make([]float32, n), Grad: make([]float32, n)}
@@ -528,9 +480,9 @@ func TestAdamWParallelSplit(t *testing.T) {
 			t.Fatal(err)
 		}
 		bc1, bc2 := 1-math.Pow(0.9, float64(step)), 1-math.Pow(0.999, float64(step))
-		adamKernel(want, grad, m, v, true, float32(1-1e-3*0.1), adamConsts{
-			b1: 0.9, omb1: float32(1 - 0.9), b2: 0.999, omb2: float32(1 - 0.999), eps: 1e-8,
-			negStep: float32(-(1e-3 / bc1)), bc2sqrt: float32(math.Sqrt(bc2)),
+		kernels.AdamW(want, grad, m, v, kernels.AdamWConsts{
+			B1: 0.9, OneMinusB1: float32(1 - 0.9), B2: 0.999, OneMinusB2: float32(1 - 0.999), Eps: 1e-8,
+			NegStep: float32(-(1e-3 / bc1)), BC2Sqrt: float32(math.Sqrt(bc2)), Scale: float32(1 - 1e-3*0.1), Decay: true,
 		})
 	}
 	checkBits(t, "w", data, want, 0)
