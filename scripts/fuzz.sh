@@ -13,11 +13,18 @@ cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10m}
 pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./safetensors ./tokenizer ./chat ./data)
+failed=()
 for pkg in "${pkgs[@]}"; do
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
     echo "== $pkg $target ($FUZZTIME)"
     # Minimization of each new input is bounded so that slow inputs do not
-    # stall the run.
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 10s -parallel "${FUZZPARALLEL:-$(nproc)}" "$pkg"
+    # stall the run. A failure is reported at the end; the other targets
+    # still run.
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 10s \
+      -parallel "${FUZZPARALLEL:-$(nproc)}" "$pkg" || failed+=("$pkg $target")
   done
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'failed: %s\n' "${failed[@]}"
+  exit 1
+fi

@@ -101,7 +101,7 @@ func fuzzTokenizers(t testing.TB) []*Tokenizer {
 // FuzzEncode: encoding never fails or panics on any text, and decoding
 // gives back valid UTF-8 input exactly (both tokenizers can spell every
 // byte: the byte-level one through its byte alphabet, the other through
-// byte fallback).
+// byte fallback), except a literal ▁ for the SentencePiece-style one.
 func FuzzEncode(f *testing.F) {
 	for _, s := range []string{"", "ab ab", "abcd <|end|> a", "héllo 🦙\n\tz", "  a  b  ", "'s 12 ab", "\x00\xff"} {
 		f.Add(s)
@@ -113,7 +113,10 @@ func FuzzEncode(f *testing.F) {
 			if err != nil {
 				t.Fatalf("tokenizer %d: Encode(%q): %v", i, s, err)
 			}
-			if !utf8.ValidString(s) {
+			if !utf8.ValidString(s) || i == 1 && strings.Contains(s, "▁") {
+				// A literal ▁ in the text decodes as a space with a
+				// SentencePiece-style tokenizer, in HF tokenizers as in
+				// sentencepiece: it is the meta symbol.
 				continue
 			}
 			if got := tok.Decode(ids, false); got != s {
