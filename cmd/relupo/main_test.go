@@ -282,3 +282,71 @@ func globAll(t *testing.T, pattern string) []string {
 	}
 	return m
 }
+
+// A full disk while saving gives a clear error and leaves the previous
+// checkpoint intact and loadable. The full disk is a small tmpfs, which
+// needs root (the test skips otherwise).
+func TestFullDiskKeepsPreviousCheckpoint(t *testing.T) {
+	data := pairs(t, 8)
+	args := func(out string) []string {
+		return []string{"train", "--model", tinyModel, "--data", data, "--output-dir", out, "--max-steps", "3",
+			"--save-steps", "1", "--save-total-limit", "1", "--per-device-train-batch-size", "2", "--force"}
+	}
+	// Measure one checkpoint on an ordinary disk.
+	probe := t.TempDir()
+	if _, stderr, code := relupo(t, args(probe)...); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var size int64
+	filepath.Walk(filepath.Join(probe, "checkpoint-2"), func(_ string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			size += info.Size()
+		}
+		return nil
+	})
+	if size == 0 {
+		t.Fatal("no checkpoint-2 in the probe run")
+	}
+	// A disk with room for one checkpoint and a half.
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size*3/2), "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("skipping: cannot mount a small tmpfs to fill (needs root): %v %s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	_, stderr, code := relupo(t, args(mnt)...)
+	if code != 1 || !strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, "previous checkpoints are intact") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	ckpts := globAll(t, filepath.Join(mnt, "checkpoint-*"))
+	if len(ckpts) != 1 || !strings.HasSuffix(ckpts[0], "checkpoint-1") {
+		t.Fatalf("checkpoints left: %v", ckpts)
+	}
+	if _, stderr, code := relupo(t, "logps", "--model", ckpts[0], "--data", data); code != 0 {
+		t.Fatalf("the previous checkpoint does not load: %s", stderr)
+	}
+}
+
+// Training writes nothing outside --output-dir: run from an empty working
+// folder, the folder afterwards holds only the output folder.
+func TestWritesStayInOutputDir(t *testing.T) {
+	data := pairs(t, 4)
+	model, err := filepath.Abs(tinyModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	cmd := exec.Command(binary, "train", "--model", model, "--data", data, "--output-dir", "out", "--max-steps", "2",
+		"--save-steps", "1", "--loss-type", "dpo")
+	cmd.Dir = work
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	entries, _ := os.ReadDir(work)
+	if len(entries) != 1 || entries[0].Name() != "out" {
+		t.Fatalf("working folder holds %v, want only out/", entries)
+	}
+	modelEntries, _ := os.ReadDir(model)
+	if len(modelEntries) != 2 {
+		t.Fatalf("the input model folder changed: %v", modelEntries)
+	}
+}
