@@ -122,10 +122,13 @@ func MatMulNNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 		g.run(p, path)
 		return
 	}
-	matMulNNAccGo(p, c, a, b, m, n, k)
+	matMulAccGo(p, c, a, k, 1, b, m, n, k)
 }
 
-func matMulNNAccGo(p *Pool, c, a, b []float32, m, n, k int) {
+// matMulAccGo computes C += A·B for an A whose element (i, l) is
+// a[i·rsA + l·csA]: row-major A for MatMulNNAcc (rsA = k, csA = 1), Aᵀ of a
+// row-major [k, m] matrix for MatMulTNAcc (rsA = 1, csA = m).
+func matMulAccGo(p *Pool, c, a []float32, rsA, csA int, b []float32, m, n, k int) {
 	jBlocks := (n + ncBlock - 1) / ncBlock
 	iBlocks := (m + 15) / 16
 	p.For(iBlocks*jBlocks, func(t int) {
@@ -136,15 +139,15 @@ func matMulNNAccGo(p *Pool, c, a, b []float32, m, n, k int) {
 			l1 := min(l0+kcBlock, k)
 			for i := i0; i < i1; i++ {
 				ci := c[i*n+j0 : i*n+j1]
-				ai := a[i*k : i*k+k]
+				ai := func(l int) float32 { return a[i*rsA+l*csA] }
 				l := l0
 				for ; l+4 <= l1; l += 4 {
-					axpy4(ci, ai[l], ai[l+1], ai[l+2], ai[l+3],
+					axpy4(ci, ai(l), ai(l+1), ai(l+2), ai(l+3),
 						b[l*n+j0:l*n+j1], b[(l+1)*n+j0:(l+1)*n+j1],
 						b[(l+2)*n+j0:(l+2)*n+j1], b[(l+3)*n+j0:(l+3)*n+j1])
 				}
 				for ; l < l1; l++ {
-					Axpy(ci, ai[l], b[l*n+j0:l*n+j1])
+					Axpy(ci, ai(l), b[l*n+j0:l*n+j1])
 				}
 			}
 		}
@@ -162,32 +165,7 @@ func MatMulTNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 		g.run(p, path)
 		return
 	}
-	matMulTNAccGo(p, c, a, b, m, n, k)
-}
-
-func matMulTNAccGo(p *Pool, c, a, b []float32, m, n, k int) {
-	jBlocks := (n + ncBlock - 1) / ncBlock
-	iBlocks := (m + 15) / 16
-	p.For(iBlocks*jBlocks, func(t int) {
-		ib, jb := t/jBlocks, t%jBlocks
-		i0, i1 := ib*16, min(ib*16+16, m)
-		j0, j1 := jb*ncBlock, min(jb*ncBlock+ncBlock, n)
-		for l0 := 0; l0 < k; l0 += kcBlock {
-			l1 := min(l0+kcBlock, k)
-			for i := i0; i < i1; i++ {
-				ci := c[i*n+j0 : i*n+j1]
-				l := l0
-				for ; l+4 <= l1; l += 4 {
-					axpy4(ci, a[l*m+i], a[(l+1)*m+i], a[(l+2)*m+i], a[(l+3)*m+i],
-						b[l*n+j0:l*n+j1], b[(l+1)*n+j0:(l+1)*n+j1],
-						b[(l+2)*n+j0:(l+2)*n+j1], b[(l+3)*n+j0:(l+3)*n+j1])
-				}
-				for ; l < l1; l++ {
-					Axpy(ci, a[l*m+i], b[l*n+j0:l*n+j1])
-				}
-			}
-		}
-	})
+	matMulAccGo(p, c, a, 1, m, b, m, n, k)
 }
 
 // axpy4 computes y += a0·x0 + a1·x1 + a2·x2 + a3·x3.
