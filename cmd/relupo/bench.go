@@ -37,6 +37,10 @@ func newBenchCmd() *cobra.Command {
 		threads             int
 		jsonOut             bool
 		cpuProfile          string
+		lengthsData         string
+		lengthsTok          string
+		lengthsOut          string
+		maxLen, maxPrompt   int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--preset 30m|135m] [--mode train|ref-forward|decode]",
@@ -49,7 +53,12 @@ step = forward, RePO loss (every pair active), backward and AdamW.
   30m:  vocab 8192, hidden 512, intermediate 1376, 8 layers, 8 heads, 8 kv heads, seq 512
   135m: vocab 49152, hidden 576, intermediate 1536, 30 layers, 9 heads, 3 kv heads, tied, seq 256
 
---shape V,D,I,L,H,KV sets an explicit shape instead. --mode ref-forward times the
+--shape V,D,I,L,H,KV sets an explicit shape instead. --data FILE --tokenizer DIR
+runs realistic batches instead: every pair of the data set, tokenized as training
+would (truncated to --max-length/--max-prompt-length), becomes a pair of random ids
+with the same prompt and response lengths, and one pass over all pairs in batches of
+--pairs is timed (pairs/s); --write-lengths saves the lengths for
+bench/trl_style_bench.py, the padded PyTorch baseline. --mode ref-forward times the
 no-gradient forward pass a reference model needs. --mode decode times KV-cache
 decoding: 2·pairs sequences prefilled with seq/4 tokens, then seq/4 greedy tokens each,
 reporting decoded tokens/s (and prefill tokens/s). FLOPs are counted as the script
@@ -81,6 +90,21 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 			defer pool.Close()
 			if mode == "decode" { // KV-cache decoding; see generate.go
 				return runDecodeBench(cmd, cfg, preset, T, pairs, steps, pool, jsonOut)
+			}
+			if lengthsData != "" {
+				if lengthsTok == "" {
+					return usagef("bench: --data needs --tokenizer, the model folder whose tokenizer and chat template measure the pairs")
+				}
+				lens, err := pairLengths(cmd, lengthsData, lengthsTok, maxLen, maxPrompt)
+				if err != nil {
+					return err
+				}
+				if lengthsOut != "" {
+					if err := writeLengths(lengthsOut, lens); err != nil {
+						return err
+					}
+				}
+				return runRealisticBench(cmd, cfg, preset, lens, pairs, pool, jsonOut)
 			}
 			m := model.New(cfg)
 			m.Params.Init(0, 0.02)
@@ -179,6 +203,11 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f.IntVar(&seq, "seq", 0, "tokens per sequence (default: the preset's)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: all cores)")
 	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object on the last line")
+	f.StringVar(&lengthsData, "data", "", "realistic batches: take the token lengths of this preference data set's pairs (random ids of those lengths)")
+	f.StringVar(&lengthsTok, "tokenizer", "", "with --data: the model folder whose chat template and tokenizer measure the pairs")
+	f.StringVar(&lengthsOut, "write-lengths", "", "with --data: also write the lengths as JSON lines {prompt, chosen, rejected}, for the PyTorch baseline")
+	f.IntVar(&maxLen, "max-length", 512, "with --data: truncation max_length")
+	f.IntVar(&maxPrompt, "max-prompt-length", 384, "with --data: truncation max_prompt_length")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	return cmd
 }
