@@ -14,21 +14,24 @@ STEPS=${STEPS:-5}
 PT_SECONDS=${PT_SECONDS:-90}
 out=$(mktemp -d)
 go build -o "$out/relupo" ./cmd/relupo
-echo "| preset | relupo tokens/s | PyTorch tokens/s | ratio | relupo GFLOP/s | PyTorch GFLOP/s | relupo peak RSS GB | PyTorch peak RSS GB |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| preset | relupo tokens/s | PyTorch tokens/s | ratio | relupo GFLOP/s | PyTorch GFLOP/s | relupo peak RSS GB | PyTorch peak RSS GB | reference forward: relupo s | PyTorch s | ratio |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for p in "${presets[@]}"; do
   "$out/relupo" bench --preset "$p" --steps "$STEPS" --json 2>"$out/relupo-$p.log" | tail -1 > "$out/relupo-$p.json"
+  "$out/relupo" bench --preset "$p" --mode ref-forward --steps "$STEPS" --json 2>>"$out/relupo-$p.log" | tail -1 > "$out/relupo-ref-$p.json"
   OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \
     /usr/bin/python3 ../shared/reference/bench_train.py "$p" 2 "$PT_SECONDS" f32 > "$out/torch-$p.log" 2>&1
-  python3 - "$p" "$out/relupo-$p.json" "$out/torch-$p.log" <<'PY'
+  python3 - "$p" "$out/relupo-$p.json" "$out/relupo-ref-$p.json" "$out/torch-$p.log" <<'PY'
 import json, sys
-p, ours_path, torch_path = sys.argv[1:]
-ours = json.load(open(ours_path))
+p, ours_path, ref_path, torch_path = sys.argv[1:]
+ours, ref = json.load(open(ours_path)), json.load(open(ref_path))
 log = open(torch_path).read()
 theirs = json.loads(log[log.index("\n{") + 1:])
 r = ours["tokens_per_s"] / theirs["tokens_per_s"]
+tref = theirs.get("ref_forward_nograd_s") or float("nan")
 print(f'| {p} | {ours["tokens_per_s"]:.0f} | {theirs["tokens_per_s"]:.0f} | {r:.2f}× | {ours["gflops"]:.1f} | '
-      f'{theirs["achieved_GFLOPs"]:.1f} | {ours["peak_rss_GB"]:.2f} | {theirs["peak_rss_GB"]:.2f} |')
+      f'{theirs["achieved_GFLOPs"]:.1f} | {ours["peak_rss_GB"]:.2f} | {theirs["peak_rss_GB"]:.2f} | '
+      f'{ref["step_s_median"]:.2f} | {tref:.2f} | {tref / ref["step_s_median"]:.2f}× |')
 PY
 done
 echo "(logs in $out)"
