@@ -21,6 +21,10 @@ func MatMulNT(p *Pool, c, a, b, bias []float32, m, n, k int) {
 	if bias != nil {
 		checkLen("MatMulNT bias", bias, n)
 	}
+	if m <= skinnyRows && vec512 {
+		matMulNTSkinny(p, c, a, b, bias, m, n, k)
+		return
+	}
 	if path := gemmImpl; path != nil {
 		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b: b, ldb: k, bT: true,
 			m: m, n: n, k: k, overwrite: true, bias: bias}
@@ -109,6 +113,28 @@ func matMulNTBlock(c, a, b, bias []float32, n, k, i0, i1, j0, j1 int) {
 			c[i*n+j] = s
 		}
 	}
+}
+
+// skinnyRows is the largest m that MatMulNT serves with dot products
+// (decoding a few sequences a token at a time): each weight row is read once
+// and used for every row of A while it is in cache, with no packing.
+const skinnyRows = 4
+
+// matMulNTSkinny computes C = A·Bᵀ (+ bias) for a few rows of A as vector
+// dot products, split over the columns of C.
+func matMulNTSkinny(p *Pool, c, a, b, bias []float32, m, n, k int) {
+	p.ForRange(n, 64, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			bj := b[j*k : j*k+k]
+			for i := 0; i < m; i++ {
+				s := Dot(a[i*k:i*k+k], bj)
+				if bias != nil {
+					s += bias[j]
+				}
+				c[i*n+j] = s
+			}
+		}
+	})
 }
 
 // MatMulNNAcc computes C += A·B with A [m, k], B [k, n], C [m, n]. It is the
