@@ -29,9 +29,9 @@ type Options struct {
 	LossType       string  `key:"loss_type" help:"repo, repo++, simpo, dpo, ipo, hinge, dpo+repo or dpo+repo++"`
 	Beta           float64 `key:"beta" help:"β: inverse temperature (for repo it only scales the logged rewards)"`
 	GammaBetaRatio float64 `key:"gamma_beta_ratio" alias:"gamma" help:"γ: the margin threshold on the length-normalized margin (repo, repo++, simpo)"`
-	GammaEnd       float64 `key:"gamma_end" help:"if set, γ moves linearly from gamma_beta_ratio to this value over training (dynamic γ)"`
+	GammaEnd       float64 `key:"gamma_end" help:"if set, γ moves linearly from gamma_beta_ratio at the first step to this value at the last (dynamic γ; NaN: off)"`
 	LabelSmoothing float64 `key:"label_smoothing" help:"ε for simpo and dpo"`
-	SFTWeight      float64 `key:"sft_weight" help:"not supported; must be 0"`
+	SFTWeight      float64 `key:"sft_weight" help:"add this weight times the token-mean cross-entropy of the chosen responses to the loss (SimPO/RePO code)"`
 
 	LearningRate              float64 `key:"learning_rate" help:"peak learning rate"`
 	LRSchedulerType           string  `key:"lr_scheduler_type" help:"constant, constant_with_warmup, linear or cosine"`

@@ -14,6 +14,7 @@ import (
 
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
+	"github.com/relupo/relupo/pref"
 )
 
 func tinyConfig() model.Config {
@@ -227,5 +228,40 @@ func TestDynamicGamma(t *testing.T) {
 		if math.Abs(got[i]-want[i]) > 1e-12 {
 			t.Fatalf("logged γ %v, want %v", got, want)
 		}
+	}
+}
+
+// sft_weight adds w times the token-mean cross-entropy of the chosen
+// responses (over all chosen labels of the micro-batch, as the SimPO/RePO
+// trainer's CrossEntropyLoss does) to the loss, and logs it as sft_loss.
+func TestSFTWeight(t *testing.T) {
+	exs := tinyExamples(4, 8)
+	m := tinyModel(6)
+	var sum, n float64
+	lp := PairLogps{}
+	if err := Logps(m, &model.Workspace{}, exs, 4, func(_ int, l PairLogps) { lp = l }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range lp.Chosen {
+		sum += lp.Chosen[i]
+		n += lp.ChosenTokens[i]
+	}
+	wantSFT := -sum / n
+	base, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 2}, inputs(lp, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(t)
+	o.SFTWeight, o.MaxSteps, o.PerDeviceTrainBatchSize = 0.5, 1, 4
+	if _, err := (&Trainer{Opts: o, Policy: m, Train: exs, SaveDType: "F32"}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(o.OutputDir, "metrics.jsonl"))
+	var r map[string]float64
+	if err := json.Unmarshal([]byte(strings.SplitN(string(b), "\n", 2)[0]), &r); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(r["sft_loss"]-wantSFT) > 1e-9*math.Abs(wantSFT) || math.Abs(r["loss"]-(base.Loss+0.5*wantSFT)) > 1e-9 {
+		t.Fatalf("logged sft_loss %v loss %v, want %v and %v", r["sft_loss"], r["loss"], wantSFT, base.Loss+0.5*wantSFT)
 	}
 }
