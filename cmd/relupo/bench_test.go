@@ -1,0 +1,41 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// A one-step smoke run of every benchmark mode on a tiny shape: the
+// benchmarks keep working, and their JSON carries the fields BENCHMARKS.md
+// reports. (No timing is asserted.)
+func TestBenchSmoke(t *testing.T) {
+	shape := []string{"bench", "--shape", "256,64,128,2,4,2", "--seq", "32", "--steps", "1", "--json"}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		fields []string
+	}{
+		{"train", shape, []string{"tokens_per_s", "step_s_median", "gflops", "peak_rss_GB"}},
+		{"ref-forward", append(shape, "--mode", "ref-forward"), []string{"tokens_per_s", "step_s_median"}},
+		{"decode", append(shape, "--mode", "decode"), []string{"tokens_per_s"}},
+		{"realistic", append(shape, "--data", pairs(t, 6), "--tokenizer", tinyModel), []string{"pairs_per_s", "tokens_per_s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := relupo(t, tc.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(stdout), "\n")
+			var r map[string]any
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+				t.Fatalf("last line is not JSON: %v\n%s", err, stdout)
+			}
+			for _, f := range tc.fields {
+				if v, ok := r[f].(float64); !ok || !(v > 0) {
+					t.Errorf("%s = %v", f, r[f])
+				}
+			}
+		})
+	}
+}
