@@ -19,7 +19,8 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for p in "${presets[@]}"; do
   "$out/relupo" bench --preset "$p" --steps "$STEPS" --json 2>"$out/relupo-$p.log" | tail -1 > "$out/relupo-$p.json"
   "$out/relupo" bench --preset "$p" --mode ref-forward --steps "$STEPS" --json 2>>"$out/relupo-$p.log" | tail -1 > "$out/relupo-ref-$p.json"
-  OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \
+  OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-SkylakeX} \
+    OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \
     /usr/bin/python3 ../shared/reference/bench_train.py "$p" 2 "$PT_SECONDS" f32 > "$out/torch-$p.log" 2>&1
   python3 - "$p" "$out/relupo-$p.json" "$out/relupo-ref-$p.json" "$out/torch-$p.log" <<'PY'
 import json, sys
