@@ -15,11 +15,10 @@ import "math"
 // AttentionForwardBlocked and AttentionBackwardBlocked compute what
 // AttentionForward and AttentionBackward do, with the block products on the
 // micro-kernel paths (the row loops on the portable path), in about a
-// quarter of the CPU time. They are not yet the defaults: their float32
-// summation order moves one near-zero gradient of the golden AdamW-step test
-// (4.2e-8 against a largest of 0.12, i.e. float32 noise) by 5e-9, which the
-// first AdamW step, g/(|g| + 1e-8), turns into 2e-5 of its weight: the
-// test's tolerance. Any change of summation order draws that lot anew.
+// quarter of the CPU time. The model uses them. Their float32 summation order
+// differs from the row loops', which moves near-zero gradients by float32
+// noise; the golden AdamW-step test accounts for how AdamW's first step,
+// g/(|g| + ε), amplifies such noise (see train/multistep_test.go).
 func AttentionForwardBlocked(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 	if path := gemmImpl; path != nil {
 		attentionForwardBlocks(p, path, out, lse, q, k, v, sh)
