@@ -1,7 +1,7 @@
 // Package kernels owns every hot loop of relupo's engine: matrix products in
 // the three transpose variants that a transformer's forward and backward
 // passes need, RMSNorm, rotary embeddings, SwiGLU, causal attention over
-// packed sequences, and the log-softmax over the vocabulary.
+// packed sequences, the log-softmax over the vocabulary and the AdamW update.
 //
 // Every kernel is a plain function over flat, row-major float32 slices whose
 // shapes are passed explicitly, in the style of llm.c. Work is spread over a
