@@ -295,7 +295,7 @@ func parsePattern(raw json.RawMessage, field string) (pattern, error) {
 		if err != nil {
 			return pattern{}, fmt.Errorf("%s: %w", field, err)
 		}
-		return pattern{re: re}, nil
+		return pattern{re: re, fast: fastMatcher(*pj.Regex)}, nil
 	}
 	return pattern{}, fmt.Errorf("%s: want {\"String\": ...} or {\"Regex\": ...}", field)
 }
