@@ -8,14 +8,61 @@ import "math"
 // crosses a boundary (block-diagonal causal mask). q is [N, heads·headDim];
 // k and v are [N, kvHeads·headDim]; query head h reads key/value head
 // h / (heads/kvHeads), as Hugging Face's repeat_kv does.
+//
+// A sequence may also see all rows of an earlier sequence, its prefix: with
+// Prefix[s] = p ≥ 0, every row of s attends to the rows of p and then
+// causally to its own. This is how a pair's prompt runs once while both
+// responses attend to it. A prefix sequence has no prefix itself.
 type AttnShape struct {
 	Offsets []int // len = sequences+1, Offsets[0] = 0, Offsets[last] = N
+	Prefix  []int // nil, or per sequence the index of its prefix sequence (-1: none)
 	Heads   int
 	KVHeads int
 	HeadDim int
 }
 
 func (a AttnShape) group() int { return a.Heads / a.KVHeads }
+
+// prefix returns the first row and the length of sequence s's prefix.
+func (a AttnShape) prefix(s int) (start, n int) {
+	if a.Prefix == nil || a.Prefix[s] < 0 {
+		return 0, 0
+	}
+	p := a.Prefix[s]
+	return a.Offsets[p], a.Offsets[p+1] - a.Offsets[p]
+}
+
+// groups lists the sequences that share key/value rows: each sequence
+// without a prefix, followed by the sequences whose prefix it is. A backward
+// pass that gives each group to one worker never has two workers write the
+// same rows of dk or dv.
+func (a AttnShape) groups() [][]int {
+	nseq := len(a.Offsets) - 1
+	idx := make([]int, nseq)
+	var out [][]int
+	for s := 0; s < nseq; s++ {
+		if a.Prefix == nil || a.Prefix[s] < 0 {
+			idx[s] = len(out)
+			out = append(out, []int{s})
+		}
+	}
+	for s := 0; s < nseq; s++ {
+		if a.Prefix != nil && a.Prefix[s] >= 0 {
+			g := idx[a.Prefix[s]]
+			out[g] = append(out[g], s)
+		}
+	}
+	return out
+}
+
+// keyRow maps column j of a row's scores to its key row: the prefix's rows
+// first, then the sequence's own from start.
+func keyRow(j, pfx0, np, start int) int {
+	if j < np {
+		return pfx0 + j
+	}
+	return start + j - np
+}
 
 // AttentionForward computes out = softmax(q·kᵀ/√headDim, causal) · v for every
 // query row and head, and saves lse (log-sum-exp of the scaled scores,
@@ -39,15 +86,16 @@ func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 	p.For(len(tasks), func(i int) {
 		tk := tasks[i]
 		start := sh.Offsets[tk.s]
+		pfx0, np := sh.prefix(tk.s)
 		kvh := tk.h / g
-		scores := make([]float32, tk.t1-start)
+		scores := make([]float32, np+tk.t1-start)
 		for t := tk.t0; t < tk.t1; t++ {
 			qt := q[(t*H+tk.h)*hd : (t*H+tk.h+1)*hd]
-			n := t - start + 1
+			n := np + t - start + 1
 			sc := scores[:n]
 			for j := range sc {
-				kj := k[((start+j)*KV+kvh)*hd : ((start+j)*KV+kvh+1)*hd]
-				sc[j] = Dot(qt, kj) * scale
+				kr := keyRow(j, pfx0, np, start)
+				sc[j] = Dot(qt, k[(kr*KV+kvh)*hd:(kr*KV+kvh+1)*hd]) * scale
 			}
 			mx := maxOf(sc)
 			sum := expAffine(sc, sc, 1, mx, 1)
@@ -55,8 +103,8 @@ func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 			o := out[(t*H+tk.h)*hd : (t*H+tk.h+1)*hd]
 			clear(o)
 			for j, e := range sc {
-				vj := v[((start+j)*KV+kvh)*hd : ((start+j)*KV+kvh+1)*hd]
-				Axpy(o, e*inv, vj)
+				kr := keyRow(j, pfx0, np, start)
+				Axpy(o, e*inv, v[(kr*KV+kvh)*hd:(kr*KV+kvh+1)*hd])
 			}
 			lse[t*H+tk.h] = mx + float32(math.Log(sum))
 		}
@@ -65,37 +113,40 @@ func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 
 // AttentionBackward accumulates dq, dk and dv from dout, given the forward
 // inputs q, k, v, its output out and the saved lse. Probabilities are
-// recomputed: p = exp(q·k·scale − lse). The work is split by (sequence,
-// key/value head) so that no two workers write the same dk or dv rows.
+// recomputed: p = exp(q·k·scale − lse). The work is split by (group of
+// sequences sharing rows, key/value head) so that no two workers write the
+// same dk or dv rows.
 func AttentionBackward(p *Pool, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	g := sh.group()
-	nseq := len(sh.Offsets) - 1
-	p.For(nseq*KV, func(i int) {
-		s, kvh := i/KV, i%KV
-		start, end := sh.Offsets[s], sh.Offsets[s+1]
-		ds := make([]float32, end-start)
-		for h := kvh * g; h < (kvh+1)*g; h++ {
-			for t := start; t < end; t++ {
-				row := (t*H + h) * hd
-				qt, dot, ot := q[row:row+hd], dout[row:row+hd], out[row:row+hd]
-				dqt := dq[row : row+hd]
-				l := lse[t*H+h]
-				dsum := Dot(dot, ot) // D_t = Σ_j p_j (dout·v_j) = dout·out
-				n := t - start + 1
-				d := ds[:n]
-				for j := range d {
-					kr := ((start+j)*KV + kvh) * hd
-					pj := float32(math.Exp(float64(Dot(qt, k[kr:kr+hd])*scale - l)))
-					dpj := Dot(dot, v[kr:kr+hd])
-					Axpy(dv[kr:kr+hd], pj, dot)
-					d[j] = pj * (dpj - dsum) * scale
-				}
-				for j, dsj := range d {
-					kr := ((start+j)*KV + kvh) * hd
-					Axpy(dqt, dsj, k[kr:kr+hd])
-					Axpy(dk[kr:kr+hd], dsj, qt)
+	groups := sh.groups()
+	p.For(len(groups)*KV, func(i int) {
+		kvh := i % KV
+		for _, s := range groups[i/KV] {
+			start, end := sh.Offsets[s], sh.Offsets[s+1]
+			pfx0, np := sh.prefix(s)
+			ds := make([]float32, np+end-start)
+			for h := kvh * g; h < (kvh+1)*g; h++ {
+				for t := start; t < end; t++ {
+					row := (t*H + h) * hd
+					qt, dot, ot := q[row:row+hd], dout[row:row+hd], out[row:row+hd]
+					dqt := dq[row : row+hd]
+					l := lse[t*H+h]
+					dsum := Dot(dot, ot) // D_t = Σ_j p_j (dout·v_j) = dout·out
+					d := ds[:np+t-start+1]
+					for j := range d {
+						kr := (keyRow(j, pfx0, np, start)*KV + kvh) * hd
+						pj := float32(math.Exp(float64(Dot(qt, k[kr:kr+hd])*scale - l)))
+						dpj := Dot(dot, v[kr:kr+hd])
+						Axpy(dv[kr:kr+hd], pj, dot)
+						d[j] = pj * (dpj - dsum) * scale
+					}
+					for j, dsj := range d {
+						kr := (keyRow(j, pfx0, np, start)*KV + kvh) * hd
+						Axpy(dqt, dsj, k[kr:kr+hd])
+						Axpy(dk[kr:kr+hd], dsj, qt)
+					}
 				}
 			}
 		}

@@ -62,18 +62,28 @@ func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32
 	p.For(len(tasks), func(i int) {
 		tk := tasks[i]
 		start := sh.Offsets[tk.s]
+		pfx0, np := sh.prefix(tk.s)
 		kvh := tk.h / g
-		nq, nk := tk.t1-tk.t0, tk.t1-start
+		// Score columns: the prefix's keys first, then the sequence's own.
+		nq, nown := tk.t1-tk.t0, tk.t1-start
+		nk := np + nown
 		sb := getBuf(nq * nk)
 		defer putBuf(sb)
 		S := *sb
-		attnProduct(path, gemmArgs{c: S, ldc: nk,
-			a: q[(tk.t0*H+tk.h)*hd:], rsA: H * hd, csA: 1,
+		qBlk := q[(tk.t0*H+tk.h)*hd:]
+		if np > 0 {
+			attnProduct(path, gemmArgs{c: S, ldc: nk,
+				a: qBlk, rsA: H * hd, csA: 1,
+				b: k[(pfx0*KV+kvh)*hd:], ldb: KV * hd, bT: true,
+				m: nq, n: np, k: hd, overwrite: true})
+		}
+		attnProduct(path, gemmArgs{c: S[np:], ldc: nk,
+			a: qBlk, rsA: H * hd, csA: 1,
 			b: k[(start*KV+kvh)*hd:], ldb: KV * hd, bT: true,
-			m: nq, n: nk, k: hd, overwrite: true})
+			m: nq, n: nown, k: hd, overwrite: true})
 		for i := 0; i < nq; i++ {
 			t := tk.t0 + i
-			n := t - start + 1
+			n := np + t - start + 1
 			row := S[i*nk : i*nk+nk]
 			sc := row[:n]
 			mx := maxOf(sc) * scale // = max of the scaled scores: scale > 0
@@ -85,78 +95,122 @@ func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32
 			clear(row[n:])
 			lse[t*H+tk.h] = mx + float32(math.Log(sum))
 		}
-		attnProduct(path, gemmArgs{c: out[(tk.t0*H+tk.h)*hd:], ldc: H * hd,
-			a: S, rsA: nk, csA: 1,
+		o := out[(tk.t0*H+tk.h)*hd:]
+		if np > 0 {
+			attnProduct(path, gemmArgs{c: o, ldc: H * hd,
+				a: S, rsA: nk, csA: 1,
+				b: v[(pfx0*KV+kvh)*hd:], ldb: KV * hd,
+				m: nq, n: hd, k: np, overwrite: true})
+		}
+		attnProduct(path, gemmArgs{c: o, ldc: H * hd,
+			a: S[np:], rsA: nk, csA: 1,
 			b: v[(start*KV+kvh)*hd:], ldb: KV * hd,
-			m: nq, n: hd, k: nk, overwrite: true})
+			m: nq, n: hd, k: nown, overwrite: np == 0})
 	})
 }
 
 func attentionBackwardBlocks(p *Pool, path *gemmPath, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
-	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
+	hd, KV := sh.HeadDim, sh.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	g := sh.group()
-	nseq := len(sh.Offsets) - 1
-	// One task per (sequence, key/value head): no two tasks write the same
-	// rows of dk or dv. Longest sequences first.
-	order := make([]int, 0, nseq)
-	for s := 0; s < nseq; s++ {
-		order = append(order, s)
+	// One task per (group of sequences sharing rows, key/value head): no two
+	// tasks write the same rows of dk or dv. Largest groups first.
+	groups := sh.groups()
+	size := func(gr []int) int {
+		n := 0
+		for _, s := range gr {
+			n += sh.Offsets[s+1] - sh.Offsets[s]
+		}
+		return n
 	}
-	seqLen := func(s int) int { return sh.Offsets[s+1] - sh.Offsets[s] }
-	for i := 1; i < len(order); i++ {
-		for j := i; j > 0 && seqLen(order[j]) > seqLen(order[j-1]); j-- {
-			order[j], order[j-1] = order[j-1], order[j]
+	for i := 1; i < len(groups); i++ {
+		for j := i; j > 0 && size(groups[j]) > size(groups[j-1]); j-- {
+			groups[j], groups[j-1] = groups[j-1], groups[j]
 		}
 	}
-	p.For(nseq*KV, func(i int) {
-		s, kvh := order[i/KV], i%KV
-		start, end := sh.Offsets[s], sh.Offsets[s+1]
-		if end == start {
-			return
-		}
-		bufLen := min(attnBlock, end-start) * (end - start)
-		pb, db := getBuf(bufLen), getBuf(bufLen)
-		defer putBuf(pb)
-		defer putBuf(db)
-		kRows, vRows := k[(start*KV+kvh)*hd:], v[(start*KV+kvh)*hd:]
-		dkRows, dvRows := dk[(start*KV+kvh)*hd:], dv[(start*KV+kvh)*hd:]
-		for h := kvh * g; h < (kvh+1)*g; h++ {
-			for t0 := start; t0 < end; t0 += attnBlock {
-				t1 := min(t0+attnBlock, end)
-				nq, nk := t1-t0, t1-start
-				P, dP := (*pb)[:nq*nk], (*db)[:nq*nk]
-				qBlk, doBlk := q[(t0*H+h)*hd:], dout[(t0*H+h)*hd:]
-				attnProduct(path, gemmArgs{c: P, ldc: nk,
-					a: qBlk, rsA: H * hd, csA: 1, b: kRows, ldb: KV * hd, bT: true,
-					m: nq, n: nk, k: hd, overwrite: true})
-				attnProduct(path, gemmArgs{c: dP, ldc: nk,
-					a: doBlk, rsA: H * hd, csA: 1, b: vRows, ldb: KV * hd, bT: true,
-					m: nq, n: nk, k: hd, overwrite: true})
-				for i := 0; i < nq; i++ {
-					t := t0 + i
-					n := t - start + 1
-					row := (t*H + h) * hd
-					dsum := Dot(dout[row:row+hd], out[row:row+hd]) // D_t = dout·out
-					pr, dr := P[i*nk:i*nk+n], dP[i*nk:i*nk+n]
-					expAffine(pr, pr, scale, lse[t*H+h], 1)
-					for j, pj := range pr {
-						dr[j] = pj * (dr[j] - dsum) * scale
-					}
-					clear(P[i*nk+n : i*nk+nk])
-					clear(dP[i*nk+n : i*nk+nk])
-				}
-				// dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q.
-				attnProduct(path, gemmArgs{c: dvRows, ldc: KV * hd,
-					a: P, rsA: 1, csA: nk, b: doBlk, ldb: H * hd,
-					m: nk, n: hd, k: nq})
-				attnProduct(path, gemmArgs{c: dq[(t0*H+h)*hd:], ldc: H * hd,
-					a: dP, rsA: nk, csA: 1, b: kRows, ldb: KV * hd,
-					m: nq, n: hd, k: nk})
-				attnProduct(path, gemmArgs{c: dkRows, ldc: KV * hd,
-					a: dP, rsA: 1, csA: nk, b: qBlk, ldb: H * hd,
-					m: nk, n: hd, k: nq})
-			}
+	p.For(len(groups)*KV, func(i int) {
+		kvh := i % KV
+		for _, s := range groups[i/KV] {
+			attentionBackwardSeq(path, s, kvh, g, scale, dq, dk, dv, dout, q, k, v, out, lse, sh)
 		}
 	})
+}
+
+// attentionBackwardSeq is the backward pass of one sequence and key/value
+// head, block of queries by block of queries.
+func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
+	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
+	start, end := sh.Offsets[s], sh.Offsets[s+1]
+	if end == start {
+		return
+	}
+	pfx0, np := sh.prefix(s)
+	bufLen := min(attnBlock, end-start) * (np + end - start)
+	pb, db := getBuf(bufLen), getBuf(bufLen)
+	defer putBuf(pb)
+	defer putBuf(db)
+	kRows, vRows := k[(start*KV+kvh)*hd:], v[(start*KV+kvh)*hd:]
+	dkRows, dvRows := dk[(start*KV+kvh)*hd:], dv[(start*KV+kvh)*hd:]
+	kPfx, vPfx := k[(pfx0*KV+kvh)*hd:], v[(pfx0*KV+kvh)*hd:]
+	dkPfx, dvPfx := dk[(pfx0*KV+kvh)*hd:], dv[(pfx0*KV+kvh)*hd:]
+	for h := kvh * g; h < (kvh+1)*g; h++ {
+		for t0 := start; t0 < end; t0 += attnBlock {
+			t1 := min(t0+attnBlock, end)
+			nq, nown := t1-t0, t1-start
+			nk := np + nown
+			P, dP := (*pb)[:nq*nk], (*db)[:nq*nk]
+			qBlk, doBlk := q[(t0*H+h)*hd:], dout[(t0*H+h)*hd:]
+			// Scores and dout·v for the prefix's keys (columns 0..np) and
+			// the sequence's own (np..nk).
+			if np > 0 {
+				attnProduct(path, gemmArgs{c: P, ldc: nk,
+					a: qBlk, rsA: H * hd, csA: 1, b: kPfx, ldb: KV * hd, bT: true,
+					m: nq, n: np, k: hd, overwrite: true})
+				attnProduct(path, gemmArgs{c: dP, ldc: nk,
+					a: doBlk, rsA: H * hd, csA: 1, b: vPfx, ldb: KV * hd, bT: true,
+					m: nq, n: np, k: hd, overwrite: true})
+			}
+			attnProduct(path, gemmArgs{c: P[np:], ldc: nk,
+				a: qBlk, rsA: H * hd, csA: 1, b: kRows, ldb: KV * hd, bT: true,
+				m: nq, n: nown, k: hd, overwrite: true})
+			attnProduct(path, gemmArgs{c: dP[np:], ldc: nk,
+				a: doBlk, rsA: H * hd, csA: 1, b: vRows, ldb: KV * hd, bT: true,
+				m: nq, n: nown, k: hd, overwrite: true})
+			for i := 0; i < nq; i++ {
+				t := t0 + i
+				n := np + t - start + 1
+				row := (t*H + h) * hd
+				dsum := Dot(dout[row:row+hd], out[row:row+hd]) // D_t = dout·out
+				pr, dr := P[i*nk:i*nk+n], dP[i*nk:i*nk+n]
+				expAffine(pr, pr, scale, lse[t*H+h], 1)
+				for j, pj := range pr {
+					dr[j] = pj * (dr[j] - dsum) * scale
+				}
+				clear(P[i*nk+n : i*nk+nk])
+				clear(dP[i*nk+n : i*nk+nk])
+			}
+			// dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q, for the prefix's rows
+			// and the sequence's own.
+			if np > 0 {
+				attnProduct(path, gemmArgs{c: dvPfx, ldc: KV * hd,
+					a: P, rsA: 1, csA: nk, b: doBlk, ldb: H * hd,
+					m: np, n: hd, k: nq})
+				attnProduct(path, gemmArgs{c: dq[(t0*H+h)*hd:], ldc: H * hd,
+					a: dP, rsA: nk, csA: 1, b: kPfx, ldb: KV * hd,
+					m: nq, n: hd, k: np})
+				attnProduct(path, gemmArgs{c: dkPfx, ldc: KV * hd,
+					a: dP, rsA: 1, csA: nk, b: qBlk, ldb: H * hd,
+					m: np, n: hd, k: nq})
+			}
+			attnProduct(path, gemmArgs{c: dvRows, ldc: KV * hd,
+				a: P[np:], rsA: 1, csA: nk, b: doBlk, ldb: H * hd,
+				m: nown, n: hd, k: nq})
+			attnProduct(path, gemmArgs{c: dq[(t0*H+h)*hd:], ldc: H * hd,
+				a: dP[np:], rsA: nk, csA: 1, b: kRows, ldb: KV * hd,
+				m: nq, n: hd, k: nown})
+			attnProduct(path, gemmArgs{c: dkRows, ldc: KV * hd,
+				a: dP[np:], rsA: 1, csA: nk, b: qBlk, ldb: H * hd,
+				m: nown, n: hd, k: nq})
+		}
+	}
 }
