@@ -220,3 +220,85 @@ func compareGrads(t *testing.T, grads *Params, path string) {
 		}
 	}
 }
+
+// Shared-prompt execution (each pair's prompt once, both responses as
+// prefixed sequences) equals the unshared layout: the same log-prob sums and
+// counts, and the same gradient of every parameter, to float32 rounding
+// (1e-5 of each tensor's largest gradient: only summation order differs).
+func TestSharedPromptEqualsUnshared(t *testing.T) {
+	dir, g := loadGolden(t)
+	for _, name := range []string{"tiny-llama", "arch/qwen3", "arch/llama-gqa-tied"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name)
+			if name != "tiny-llama" {
+				path = filepath.Join("testdata", name)
+			}
+			m := mustLoad(t, path)
+			B := len(g.Data.Prompts)
+			clip := func(ids []int32) []int32 { // the arch models have a 96-token vocabulary
+				out := make([]int32, len(ids))
+				for i, id := range ids {
+					out[i] = id % int32(m.Config.VocabSize)
+				}
+				return out
+			}
+			unshared, shared := &Batch{}, &Batch{}
+			for i := 0; i < B; i++ {
+				unshared.Add(clip(g.Data.Prompts[i]), clip(g.Data.Chosen[i]))
+			}
+			for i := 0; i < B; i++ {
+				unshared.Add(clip(g.Data.Prompts[i]), clip(g.Data.Rejected[i]))
+			}
+			var ci, ri []int
+			for i := 0; i < B; i++ {
+				shared.Add(clip(g.Data.Prompts[i]), nil)
+				p := shared.NumSeqs() - 1
+				ci = append(ci, shared.AddPrefixed(p, clip(g.Data.Chosen[i])))
+				ri = append(ri, shared.AddPrefixed(p, clip(g.Data.Rejected[i])))
+			}
+			ws := &Workspace{Pool: kernels.NewPool(2)}
+			defer ws.Pool.Close()
+			uSums, uCounts, err := m.Forward(ws, unshared)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dU := make([]float64, 2*B)
+			for i := range dU {
+				dU[i] = 0.1 * float64(i+1) * float64(1-2*(i%2))
+			}
+			uGrads := NewParams(m.Config)
+			if err := m.Backward(ws, unshared, dU, uGrads); err != nil {
+				t.Fatal(err)
+			}
+			sSums, sCounts, err := m.Forward(ws, shared)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dS := make([]float64, shared.NumSeqs())
+			for i := 0; i < B; i++ {
+				if sCounts[ci[i]] != uCounts[i] || sCounts[ri[i]] != uCounts[B+i] {
+					t.Fatalf("pair %d: counts %d/%d, unshared %d/%d", i, sCounts[ci[i]], sCounts[ri[i]], uCounts[i], uCounts[B+i])
+				}
+				if relErr(sSums[ci[i]], uSums[i], 1) > 1e-6 || relErr(sSums[ri[i]], uSums[B+i], 1) > 1e-6 {
+					t.Fatalf("pair %d: sums %.8g/%.8g, unshared %.8g/%.8g", i, sSums[ci[i]], sSums[ri[i]], uSums[i], uSums[B+i])
+				}
+				dS[ci[i]], dS[ri[i]] = dU[i], dU[B+i]
+			}
+			sGrads := NewParams(m.Config)
+			if err := m.Backward(ws, shared, dS, sGrads); err != nil {
+				t.Fatal(err)
+			}
+			for k, tn := range sGrads.Tensors() {
+				want := uGrads.Tensors()[k].Data
+				var scale, worst float64
+				for i, w := range want {
+					scale = math.Max(scale, math.Abs(float64(w)))
+					worst = math.Max(worst, math.Abs(float64(tn.Data[i]-w)))
+				}
+				if worst > 1e-5*scale {
+					t.Errorf("%s: gradients differ by %.2g of max %.3g", tn.Name, worst/scale, scale)
+				}
+			}
+		})
+	}
+}

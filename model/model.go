@@ -37,10 +37,18 @@ func New(c Config) *Model {
 // tokens are context; every later token is a label, scored by the log-prob
 // the model gave it at the previous position. (The first token of a sequence
 // has no previous position and is never a label.)
+//
+// A sequence may continue a prefix: with Prefix[s] = p, sequence s attends to
+// all of sequence p (an earlier sequence with no prefix of its own) before
+// its own tokens, its positions continue from p's length, and its first
+// token is scored from p's last position. This runs a pair's prompt once for
+// both responses (see AddPrefixed); the results equal those of two separate
+// sequences prompt+chosen and prompt+rejected, up to float32 rounding.
 type Batch struct {
 	Tokens     []int32
 	Offsets    []int
 	PromptLens []int
+	Prefix     []int // nil, or per sequence its prefix sequence (-1: none)
 }
 
 // NumSeqs is the number of sequences in the batch.
@@ -55,6 +63,34 @@ func (b *Batch) Add(prompt, response []int32) {
 	b.Tokens = append(b.Tokens, response...)
 	b.Offsets = append(b.Offsets, len(b.Tokens))
 	b.PromptLens = append(b.PromptLens, len(prompt))
+	if b.Prefix != nil {
+		b.Prefix = append(b.Prefix, -1)
+	}
+}
+
+// AddPrefixed appends a sequence that continues sequence p (see Batch): all
+// its tokens are labels. It returns the new sequence's index.
+func (b *Batch) AddPrefixed(p int, tokens []int32) int {
+	if b.Prefix == nil {
+		b.Prefix = make([]int, b.NumSeqs(), b.NumSeqs()+1)
+		for i := range b.Prefix {
+			b.Prefix[i] = -1
+		}
+	}
+	b.Tokens = append(b.Tokens, tokens...)
+	b.Offsets = append(b.Offsets, len(b.Tokens))
+	b.PromptLens = append(b.PromptLens, 0)
+	b.Prefix = append(b.Prefix, p)
+	return b.NumSeqs() - 1
+}
+
+// prefix returns the first token and the length of sequence s's prefix.
+func (b *Batch) prefix(s int) (start, n int) {
+	if b.Prefix == nil || b.Prefix[s] < 0 {
+		return 0, 0
+	}
+	p := b.Prefix[s]
+	return b.Offsets[p], b.Offsets[p+1] - b.Offsets[p]
 }
 
 // validate checks the batch against the model before any work is done.
@@ -65,7 +101,16 @@ func (b *Batch) validate(c Config) error {
 	if len(b.PromptLens) != b.NumSeqs() {
 		return fmt.Errorf("model: malformed batch: %d prompt lengths for %d sequences", len(b.PromptLens), b.NumSeqs())
 	}
+	if b.Prefix != nil && len(b.Prefix) != b.NumSeqs() {
+		return fmt.Errorf("model: malformed batch: %d prefixes for %d sequences", len(b.Prefix), b.NumSeqs())
+	}
 	for s := 0; s < b.NumSeqs(); s++ {
+		if b.Prefix != nil && b.Prefix[s] >= 0 {
+			if p := b.Prefix[s]; p >= s || b.Prefix[p] >= 0 {
+				return fmt.Errorf("model: malformed batch: sequence %d has prefix %d, which must be an earlier sequence without a prefix", s, p)
+			}
+		}
+		_, np := b.prefix(s)
 		n := b.Offsets[s+1] - b.Offsets[s]
 		if n <= 0 {
 			return fmt.Errorf("model: sequence %d is empty", s)
@@ -73,8 +118,8 @@ func (b *Batch) validate(c Config) error {
 		if b.PromptLens[s] < 0 || b.PromptLens[s] > n {
 			return fmt.Errorf("model: sequence %d: prompt length %d outside [0, %d]", s, b.PromptLens[s], n)
 		}
-		if c.SlidingWindow > 0 && n > c.SlidingWindow {
-			return fmt.Errorf("model: sequence %d has %d tokens, longer than the model's sliding_window %d (sliding-window attention is not implemented)", s, n, c.SlidingWindow)
+		if c.SlidingWindow > 0 && np+n > c.SlidingWindow {
+			return fmt.Errorf("model: sequence %d has %d tokens, longer than the model's sliding_window %d (sliding-window attention is not implemented)", s, np+n, c.SlidingWindow)
 		}
 		for i, t := range b.Tokens[b.Offsets[s]:b.Offsets[s+1]] {
 			if t < 0 || int(t) >= c.VocabSize {
@@ -190,13 +235,23 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 	p := ws.Pool
 	V := c.VocabSize
 
-	// Labels: token t of sequence s (t ≥ max(prompt, 1)) scored at row t−1.
+	// Labels: token t of sequence s (t ≥ max(prompt, 1)) scored at row t−1;
+	// after a prefix, the first token is scored at the prefix's last row.
 	ws.labelRow, ws.labelTok, ws.labelSeq = ws.labelRow[:0], ws.labelTok[:0], ws.labelSeq[:0]
 	counts = make([]int, b.NumSeqs())
 	for s := 0; s < b.NumSeqs(); s++ {
 		lo, hi := b.Offsets[s], b.Offsets[s+1]
-		for t := lo + max(b.PromptLens[s], 1); t < hi; t++ {
-			ws.labelRow = append(ws.labelRow, t-1)
+		pfx0, np := b.prefix(s)
+		first := lo + max(b.PromptLens[s], 1)
+		if np > 0 {
+			first = lo + b.PromptLens[s]
+		}
+		for t := first; t < hi; t++ {
+			row := t - 1
+			if t == lo {
+				row = pfx0 + np - 1
+			}
+			ws.labelRow = append(ws.labelRow, row)
 			ws.labelTok = append(ws.labelTok, b.Tokens[t])
 			ws.labelSeq = append(ws.labelSeq, s)
 			counts[s]++
@@ -245,13 +300,14 @@ func (m *Model) trunk(ws *Workspace, b *Batch) {
 	eps := float32(c.RMSNormEps)
 	longest := 0
 	for s := 0; s < b.NumSeqs(); s++ {
+		_, np := b.prefix(s)
 		for t := b.Offsets[s]; t < b.Offsets[s+1]; t++ {
-			ws.pos[t] = int32(t - b.Offsets[s]) // positions restart in every sequence
+			ws.pos[t] = int32(np + t - b.Offsets[s]) // positions restart in every sequence, after its prefix
 		}
-		longest = max(longest, b.Offsets[s+1]-b.Offsets[s])
+		longest = max(longest, np+b.Offsets[s+1]-b.Offsets[s])
 	}
 	m.ensureRope(ws, longest)
-	sh := kernels.AttnShape{Offsets: b.Offsets, Heads: H, KVHeads: KV, HeadDim: hd}
+	sh := kernels.AttnShape{Offsets: b.Offsets, Prefix: b.Prefix, Heads: H, KVHeads: KV, HeadDim: hd}
 
 	x0 := ws.layers[0].x
 	for t, tok := range b.Tokens {
@@ -329,7 +385,7 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 	clear(dx)
 	kernels.RMSNormBackward(p, dx, grads.FinalNorm, dxn, ws.xF, P.FinalNorm, ws.rstdF, N, D)
 
-	sh := kernels.AttnShape{Offsets: b.Offsets, Heads: H, KVHeads: KV, HeadDim: hd}
+	sh := kernels.AttnShape{Offsets: b.Offsets, Prefix: b.Prefix, Heads: H, KVHeads: KV, HeadDim: hd}
 	for l := len(ws.layers) - 1; l >= 0; l-- {
 		a, w, gw := &ws.layers[l], &P.Layers[l], &grads.Layers[l]
 		// MLP block: dx holds ∂L/∂(layer output); the residual passes it through.
