@@ -11,43 +11,85 @@ type PairLogps struct {
 	ChosenTokens, RejectedTokens []float64
 }
 
-// packPairs lays out B pairs as one packed batch: the chosen sequences
-// (prompt + chosen) first, then the rejected ones, as TRL's concatenated
-// forward does, but without padding.
-func packPairs(exs []Example) *model.Batch {
-	b := &model.Batch{}
-	for _, e := range exs {
+// PackPairs lays out pairs as one packed batch, without padding. With
+// share, each pair's prompt is one sequence and both responses continue it
+// (model.Batch.AddPrefixed), so the prompt runs once; otherwise the batch
+// holds prompt+chosen and prompt+rejected as separate sequences, as TRL's
+// concatenated forward does. A pair with an empty prompt is never shared.
+// It returns the sequence index of each pair's chosen and rejected response.
+func PackPairs(exs []Example, share bool) (b *model.Batch, chosen, rejected []int) {
+	b = &model.Batch{}
+	chosen, rejected = make([]int, len(exs)), make([]int, len(exs))
+	if share {
+		for i, e := range exs {
+			if len(e.Prompt) == 0 {
+				b.Add(nil, e.Chosen)
+				chosen[i] = b.NumSeqs() - 1
+				b.Add(nil, e.Rejected)
+				rejected[i] = b.NumSeqs() - 1
+				continue
+			}
+			b.Add(e.Prompt, nil)
+			p := b.NumSeqs() - 1
+			chosen[i] = b.AddPrefixed(p, e.Chosen)
+			rejected[i] = b.AddPrefixed(p, e.Rejected)
+		}
+		return b, chosen, rejected
+	}
+	for i, e := range exs {
 		b.Add(e.Prompt, e.Chosen)
+		chosen[i] = i
 	}
-	for _, e := range exs {
+	for i, e := range exs {
 		b.Add(e.Prompt, e.Rejected)
+		rejected[i] = len(exs) + i
 	}
-	return b
+	return b, chosen, rejected
+}
+
+// packed is a micro-batch laid out for the model, with the place of each
+// pair's responses.
+type packed struct {
+	batch            *model.Batch
+	chosen, rejected []int
+}
+
+// dSums spreads per-pair derivatives (dL/dS of the chosen and rejected
+// sums, each divided by div) over the batch's sequences; prompt sequences
+// get 0.
+func (p packed) dSums(dChosen, dRejected []float64, div float64) []float64 {
+	d := make([]float64, p.batch.NumSeqs())
+	for i := range p.chosen {
+		d[p.chosen[i]] = dChosen[i] / div
+		d[p.rejected[i]] = dRejected[i] / div
+	}
+	return d
 }
 
 // forwardPairs runs the model on a micro-batch of pairs, keeping the
 // activations in ws for a backward pass.
-func forwardPairs(m *model.Model, ws *model.Workspace, exs []Example) (*model.Batch, PairLogps, error) {
-	b := packPairs(exs)
+func forwardPairs(m *model.Model, ws *model.Workspace, exs []Example, share bool) (packed, PairLogps, error) {
+	b, ci, ri := PackPairs(exs, share)
 	sums, counts, err := m.Forward(ws, b)
 	if err != nil {
-		return nil, PairLogps{}, err
+		return packed{}, PairLogps{}, err
 	}
 	B := len(exs)
-	lp := PairLogps{Chosen: sums[:B], Rejected: sums[B:], ChosenTokens: make([]float64, B), RejectedTokens: make([]float64, B)}
+	lp := PairLogps{Chosen: make([]float64, B), Rejected: make([]float64, B), ChosenTokens: make([]float64, B), RejectedTokens: make([]float64, B)}
 	for i := 0; i < B; i++ {
-		lp.ChosenTokens[i], lp.RejectedTokens[i] = float64(counts[i]), float64(counts[B+i])
+		lp.Chosen[i], lp.Rejected[i] = sums[ci[i]], sums[ri[i]]
+		lp.ChosenTokens[i], lp.RejectedTokens[i] = float64(counts[ci[i]]), float64(counts[ri[i]])
 	}
-	return b, lp, nil
+	return packed{b, ci, ri}, lp, nil
 }
 
 // Logps computes the log-prob sums of every pair, in micro-batches of
-// batchSize pairs, without keeping anything for a backward pass.
+// batchSize pairs, each prompt run once for both of its responses.
 func Logps(m *model.Model, ws *model.Workspace, exs []Example, batchSize int, each func(i int, lp PairLogps)) error {
 	batchSize = max(batchSize, 1)
 	for lo := 0; lo < len(exs); lo += batchSize {
 		hi := min(lo+batchSize, len(exs))
-		_, lp, err := forwardPairs(m, ws, exs[lo:hi])
+		_, lp, err := forwardPairs(m, ws, exs[lo:hi], true)
 		if err != nil {
 			return err
 		}

@@ -65,9 +65,11 @@ type window struct {
 	Tokens   int64              `json:"tokens"`
 	Seconds  float64            `json:"seconds"`
 	GradNorm float64            `json:"grad_norm"`
-	// PaddingAvoided counts the pad tokens a padded layout of the same
-	// micro-batches would have computed (logged as padding_tokens_avoided).
-	PaddingAvoided int64 `json:"padding_avoided"`
+	// TokensSaved counts the tokens TRL's padded layout of the same
+	// micro-batches would have computed beyond relupo's: the padding, and
+	// each prompt's second pass when prompts are shared (logged as
+	// tokens_saved_vs_padded).
+	TokensSaved int64 `json:"tokens_saved"`
 }
 
 func (w *window) addMicro(metrics map[string]float64) {
@@ -87,7 +89,7 @@ func (w *window) row() Row {
 	}
 	r["loss"] = w.LossSum / float64(max(w.Steps, 1))
 	r["grad_norm"] = w.GradNorm
-	r["padding_tokens_avoided"] = float64(w.PaddingAvoided)
+	r["tokens_saved_vs_padded"] = float64(w.TokensSaved)
 	if w.Seconds > 0 {
 		r["tokens_per_s"] = float64(w.Tokens) / w.Seconds
 	}

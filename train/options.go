@@ -69,6 +69,7 @@ type Options struct {
 
 	SkipNonfiniteSteps bool `key:"skip_nonfinite_steps" help:"skip (and count) a step whose loss or gradient is not finite, instead of stopping"`
 	Force              bool `key:"force" help:"run even when the memory estimate exceeds the available memory"`
+	SharePrompt        bool `key:"share_prompt" help:"run each pair's prompt once for both responses (exact up to float32 rounding); false runs prompt+chosen and prompt+rejected separately"`
 	Threads            int  `key:"threads" help:"worker threads (0: all cores)"`
 }
 
@@ -99,6 +100,7 @@ func DefaultOptions() Options {
 		MaxLength:                 1024,
 		MaxPromptLength:           512,
 		TruncationMode:            "keep_end",
+		SharePrompt:               true,
 	}
 }
 

@@ -284,7 +284,7 @@ func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 			}
 		}
 		records = append(records, exs...)
-		b, lp, err := forwardPairs(t.Policy, t.ws, exs)
+		pk, lp, err := forwardPairs(t.Policy, t.ws, exs, o.SharePrompt)
 		if err != nil {
 			return 0, 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
 		}
@@ -317,19 +317,12 @@ func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 			nonfinite = fmt.Sprintf("loss (%v)", mbLoss)
 			break
 		}
-		dSums := make([]float64, 0, 2*len(exs))
-		for _, d := range dChosen {
-			dSums = append(dSums, d/float64(g))
-		}
-		for _, d := range res.DRejected {
-			dSums = append(dSums, d/float64(g))
-		}
-		if err := t.Policy.Backward(t.ws, b, dSums, t.grads); err != nil {
+		if err := t.Policy.Backward(t.ws, pk.batch, pk.dSums(dChosen, res.DRejected, float64(g)), t.grads); err != nil {
 			return 0, 0, false, err
 		}
 		loss += mbLoss / float64(g)
-		tokens += int64(len(b.Tokens))
-		st.Window.PaddingAvoided += int64(paddedSize(b) - len(b.Tokens))
+		tokens += int64(len(pk.batch.Tokens))
+		st.Window.TokensSaved += int64(paddedSize(exs) - len(pk.batch.Tokens))
 		metrics = append(metrics, res.Metrics)
 	}
 	var norm float64
@@ -361,15 +354,16 @@ func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 	return loss, tokens, nonfinite != "", nil
 }
 
-// paddedSize is how many tokens the batch would occupy padded to its longest
-// sequence, as TRL's concatenated forward lays it out; relupo packs the
-// sequences instead and computes none of that padding.
-func paddedSize(b *model.Batch) int {
+// paddedSize is how many tokens the pairs would occupy in TRL's
+// concatenated layout: prompt+chosen and prompt+rejected rows, padded to the
+// longest. relupo computes none of that padding (and, sharing prompts, runs
+// each prompt once).
+func paddedSize(exs []Example) int {
 	longest := 0
-	for s := 0; s < b.NumSeqs(); s++ {
-		longest = max(longest, b.Offsets[s+1]-b.Offsets[s])
+	for _, e := range exs {
+		longest = max(longest, len(e.Prompt)+max(len(e.Chosen), len(e.Rejected)))
 	}
-	return longest * b.NumSeqs()
+	return 2 * len(exs) * longest
 }
 
 func allFinite(xs []float64) bool {

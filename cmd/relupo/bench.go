@@ -41,6 +41,7 @@ func newBenchCmd() *cobra.Command {
 		lengthsTok          string
 		lengthsOut          string
 		maxLen, maxPrompt   int
+		sharePrompt         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--preset 30m|135m] [--mode train|ref-forward|decode]",
@@ -104,7 +105,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 						return err
 					}
 				}
-				return runRealisticBench(cmd, cfg, preset, lens, pairs, pool, jsonOut)
+				return runRealisticBench(cmd, cfg, preset, lens, pairs, sharePrompt, pool, jsonOut)
 			}
 			m := model.New(cfg)
 			m.Params.Init(0, 0.02)
@@ -207,6 +208,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f.StringVar(&lengthsTok, "tokenizer", "", "with --data: the model folder whose chat template and tokenizer measure the pairs")
 	f.StringVar(&lengthsOut, "write-lengths", "", "with --data: also write the lengths as JSON lines {prompt, chosen, rejected}, for the PyTorch baseline")
 	f.IntVar(&maxLen, "max-length", 512, "with --data: truncation max_length")
+	f.BoolVar(&sharePrompt, "share-prompt", true, "with --data: run each pair's prompt once for both responses (--share-prompt=false: packed but unshared)")
 	f.IntVar(&maxPrompt, "max-prompt-length", 384, "with --data: truncation max_prompt_length")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	return cmd

@@ -67,7 +67,7 @@ func writeLengths(path string, lens []pairLength) error {
 
 // runRealisticBench trains one pass over pairs of the given lengths (random
 // ids), in batches of batch pairs packed without padding, and reports pairs/s.
-func runRealisticBench(cmd *cobra.Command, cfg model.Config, preset string, lens []pairLength, batch int, pool *kernels.Pool, jsonOut bool) error {
+func runRealisticBench(cmd *cobra.Command, cfg model.Config, preset string, lens []pairLength, batch int, share bool, pool *kernels.Pool, jsonOut bool) error {
 	if len(lens) == 0 {
 		return fmt.Errorf("bench: the data set has no usable pairs")
 	}
@@ -93,29 +93,28 @@ func runRealisticBench(cmd *cobra.Command, cfg model.Config, preset string, lens
 		params = append(params, optim.Param{Name: t.Name, Data: t.Data, Grad: grads.Tensors()[i].Data})
 	}
 	step := func(mb []train.Example) (int, error) {
-		b := &model.Batch{}
-		for _, e := range mb {
-			b.Add(e.Prompt, e.Chosen)
-		}
-		for _, e := range mb {
-			b.Add(e.Prompt, e.Rejected)
-		}
+		b, ci, ri := train.PackPairs(mb, share)
 		sums, counts, err := m.Forward(ws, b)
 		if err != nil {
 			return 0, err
 		}
-		B := len(mb)
-		in := pref.Inputs{ChosenLogps: sums[:B], RejectedLogps: sums[B:]}
-		for i := 0; i < B; i++ {
-			in.ChosenTokens = append(in.ChosenTokens, float64(counts[i]))
-			in.RejectedTokens = append(in.RejectedTokens, float64(counts[B+i]))
+		var in pref.Inputs
+		for i := range mb {
+			in.ChosenLogps = append(in.ChosenLogps, sums[ci[i]])
+			in.RejectedLogps = append(in.RejectedLogps, sums[ri[i]])
+			in.ChosenTokens = append(in.ChosenTokens, float64(counts[ci[i]]))
+			in.RejectedTokens = append(in.RejectedTokens, float64(counts[ri[i]]))
 		}
 		res, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 10}, in)
 		if err != nil {
 			return 0, err
 		}
+		dSums := make([]float64, b.NumSeqs())
+		for i := range mb {
+			dSums[ci[i]], dSums[ri[i]] = res.DChosen[i], res.DRejected[i]
+		}
 		grads.Zero()
-		if err := m.Backward(ws, b, append(res.DChosen, res.DRejected...), grads); err != nil {
+		if err := m.Backward(ws, b, dSums, grads); err != nil {
 			return 0, err
 		}
 		return len(b.Tokens), opt.Step(params, 1e-5)
@@ -134,14 +133,14 @@ func runRealisticBench(cmd *cobra.Command, cfg model.Config, preset string, lens
 	}
 	secs := time.Since(start).Seconds()
 	res := map[string]any{
-		"preset": preset, "mode": "realistic", "pairs": len(exs), "batch_pairs": batch, "seconds": secs,
+		"preset": preset, "mode": "realistic", "share_prompt": share, "pairs": len(exs), "batch_pairs": batch, "seconds": secs,
 		"pairs_per_s": float64(len(exs)) / secs, "tokens": tokens, "tokens_per_s": float64(tokens) / secs,
 		"peak_rss_GB": peakRSSGB(), "threads": pool.Workers(), "kernels": kernels.Describe(), "go": runtime.Version(),
 	}
 	if jsonOut {
 		return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s realistic: %d pairs in %.1fs: %.2f pairs/s, %.0f tokens/s (no padding), peak RSS %.2f GB\n",
-		preset, len(exs), secs, res["pairs_per_s"], res["tokens_per_s"], res["peak_rss_GB"])
+	fmt.Fprintf(cmd.OutOrStdout(), "%s realistic (shared prompts: %v): %d pairs in %.1fs: %.2f pairs/s, %d tokens computed, peak RSS %.2f GB\n",
+		preset, share, len(exs), secs, res["pairs_per_s"], tokens, res["peak_rss_GB"])
 	return nil
 }
