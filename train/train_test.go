@@ -265,3 +265,40 @@ func TestSFTWeight(t *testing.T) {
 		t.Fatalf("logged sft_loss %v loss %v, want %v and %v", r["sft_loss"], r["loss"], wantSFT, base.Loss+0.5*wantSFT)
 	}
 }
+
+// Prompt sharing gives the same log-probs as separate sequences, also for a
+// pair with an empty prompt (which is never shared: its first response token
+// has no previous position to be scored from).
+func TestPackPairsSharedEqualsUnshared(t *testing.T) {
+	exs := tinyExamples(5, 11)
+	exs[2].Prompt = nil
+	m := tinyModel(9)
+	ws := &model.Workspace{}
+	var got [2]PairLogps
+	for i, share := range []bool{false, true} {
+		b, ci, ri := PackPairs(exs, share)
+		sums, counts, err := m.Forward(ws, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range exs {
+			got[i].Chosen = append(got[i].Chosen, sums[ci[k]])
+			got[i].Rejected = append(got[i].Rejected, sums[ri[k]])
+			got[i].ChosenTokens = append(got[i].ChosenTokens, float64(counts[ci[k]]))
+			got[i].RejectedTokens = append(got[i].RejectedTokens, float64(counts[ri[k]]))
+		}
+	}
+	for k := range exs {
+		if got[0].ChosenTokens[k] != got[1].ChosenTokens[k] || got[0].RejectedTokens[k] != got[1].RejectedTokens[k] {
+			t.Fatalf("pair %d: label counts differ", k)
+		}
+		for _, pr := range [][2]float64{{got[0].Chosen[k], got[1].Chosen[k]}, {got[0].Rejected[k], got[1].Rejected[k]}} {
+			if math.Abs(pr[0]-pr[1]) > 1e-5*math.Max(1, math.Abs(pr[0])) {
+				t.Fatalf("pair %d: unshared %v, shared %v", k, pr[0], pr[1])
+			}
+		}
+	}
+	if got[0].ChosenTokens[2] != float64(len(exs[2].Chosen)-1) {
+		t.Fatalf("empty-prompt pair scored %v chosen tokens, want %d", got[0].ChosenTokens[2], len(exs[2].Chosen)-1)
+	}
+}
