@@ -194,8 +194,8 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 
 // attention computes d.att for every packed row and head: causal softmax
 // attention of the row's query over its sequence's cached keys and values
-// at positions 0..pos, with the arithmetic of kernels.AttentionForward
-// (float32 scores, float64 normalizer, one Axpy per key).
+// at positions 0..pos, with the arithmetic of kernels.AttentionForward's row
+// loop (float32 scores, vector exp, float64 normalizer, one Axpy per key).
 func (d *Decoder) attention(caches []*KVCache, l int) {
 	c := d.Model.Config
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
@@ -217,10 +217,12 @@ func (d *Decoder) attention(caches []*KVCache, l int) {
 				mx = x
 			}
 		}
+		for j := range sc {
+			sc[j] -= mx
+		}
+		kernels.ExpSlice(sc, sc)
 		var sum float64
-		for j, x := range sc {
-			e := float32(math.Exp(float64(x - mx)))
-			sc[j] = e
+		for _, e := range sc {
 			sum += float64(e)
 		}
 		inv := float32(1 / sum)
