@@ -14,7 +14,7 @@ func newQuickstartCmd() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "quickstart",
-		Short: "Train a small built-in model with RePO on a built-in task (about a minute)",
+		Short: "Train a small built-in model with RePO on a built-in task (about ten seconds on 2 cores)",
 		Long: `Builds a small Llama (2 layers, width 64) and a synthetic preference task in memory,
 then trains it with RePO and reports held-out preference accuracy before and after.
 Nothing is read from disk or the network.
