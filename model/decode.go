@@ -114,7 +114,7 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 		longest = max(longest, n)
 	}
 
-	D, I, H, KV, hd, V := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize
+	D, H, KV, hd, V := c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize
 	eps := float32(c.RMSNormEps)
 	kvw := KV * hd
 	d.reserve(N)
@@ -143,17 +143,7 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 
 	for l := range P.Layers {
 		w := &P.Layers[l]
-		kernels.RMSNormForward(p, d.xn, d.rstd, d.x, w.AttnNorm, N, D, eps)
-		kernels.MatMulNT(p, d.q, d.xn, w.Wq, w.Bq, N, H*hd, D)
-		kernels.MatMulNT(p, d.k, d.xn, w.Wk, w.Bk, N, kvw, D)
-		kernels.MatMulNT(p, d.v, d.xn, w.Wv, w.Bv, N, kvw, D)
-		if c.QKNorm {
-			// RMSNormForward allows its output to alias its input.
-			kernels.RMSNormForward(p, d.q, d.rstd, d.q, w.QNorm, N*H, hd, eps)
-			kernels.RMSNormForward(p, d.k, d.rstd, d.k, w.KNorm, N*KV, hd, eps)
-		}
-		kernels.RopeForward(p, d.q, d.pos, d.cos, d.sin, N, H, hd)
-		kernels.RopeForward(p, d.k, d.pos, d.cos, d.sin, N, KV, hd)
+		m.attnInputs(p, w, d.x, d.xn, d.rstd, d.q, d.k, d.v, nil, nil, d.rstd, d.rstd, d.pos, d.cos, d.sin, N)
 		for s, cache := range caches {
 			lo, hi := rowStart[s], rowStart[s+1]
 			o := oldLen[s] * kvw
@@ -163,12 +153,7 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 		d.attention(caches, l)
 		kernels.MatMulNT(p, d.x2, d.att, w.Wo, w.Bo, N, D, H*hd)
 		kernels.Add(p, d.x2, d.x)
-		kernels.RMSNormForward(p, d.xn, d.rstd, d.x2, w.MLPNorm, N, D, eps)
-		kernels.MatMulNT(p, d.gate, d.xn, w.WGate, nil, N, I, D)
-		kernels.MatMulNT(p, d.up, d.xn, w.WUp, nil, N, I, D)
-		kernels.SwiGLUForward(p, d.h, d.gate, d.up)
-		kernels.MatMulNT(p, d.x, d.h, w.WDown, nil, N, D, I)
-		kernels.Add(p, d.x, d.x2)
+		m.mlpBlock(p, w, d.x, d.x2, d.xn, d.rstd, d.gate, d.up, d.h, N)
 	}
 	for s, cache := range caches {
 		cache.Len = oldLen[s] + len(tokens[s])

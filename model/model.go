@@ -296,7 +296,7 @@ func (m *Model) chunkLogits(ws *Workspace, c0, r int) []float32 {
 func (m *Model) trunk(ws *Workspace, b *Batch) {
 	c, P, p := m.Config, m.Params, ws.Pool
 	N := len(b.Tokens)
-	D, I, H, KV, hd := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim
+	D, H, KV, hd := c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim
 	eps := float32(c.RMSNormEps)
 	longest := 0
 	for s := 0; s < b.NumSeqs(); s++ {
@@ -315,35 +315,57 @@ func (m *Model) trunk(ws *Workspace, b *Batch) {
 	}
 	for l := range ws.layers {
 		a, w := &ws.layers[l], &P.Layers[l]
-		// attention block
-		kernels.RMSNormForward(p, a.xn1, a.rstd1, a.x, w.AttnNorm, N, D, eps)
-		kernels.MatMulNT(p, a.q, a.xn1, w.Wq, w.Bq, N, H*hd, D)
-		kernels.MatMulNT(p, a.k, a.xn1, w.Wk, w.Bk, N, KV*hd, D)
-		kernels.MatMulNT(p, a.v, a.xn1, w.Wv, w.Bv, N, KV*hd, D)
-		if c.QKNorm {
-			copy(a.qPre, a.q)
-			copy(a.kPre, a.k)
-			kernels.RMSNormForward(p, a.q, a.qRstd, a.qPre, w.QNorm, N*H, hd, eps)
-			kernels.RMSNormForward(p, a.k, a.kRstd, a.kPre, w.KNorm, N*KV, hd, eps)
-		}
-		kernels.RopeForward(p, a.q, ws.pos, ws.cos, ws.sin, N, H, hd)
-		kernels.RopeForward(p, a.k, ws.pos, ws.cos, ws.sin, N, KV, hd)
+		m.attnInputs(p, w, a.x, a.xn1, a.rstd1, a.q, a.k, a.v, a.qPre, a.kPre, a.qRstd, a.kRstd, ws.pos, ws.cos, ws.sin, N)
 		kernels.AttentionForwardBlocked(p, a.att, a.lse, a.q, a.k, a.v, sh)
 		kernels.MatMulNT(p, a.x2, a.att, w.Wo, w.Bo, N, D, H*hd)
 		kernels.Add(p, a.x2, a.x)
-		// MLP block
-		kernels.RMSNormForward(p, a.xn2, a.rstd2, a.x2, w.MLPNorm, N, D, eps)
-		kernels.MatMulNT(p, a.gate, a.xn2, w.WGate, nil, N, I, D)
-		kernels.MatMulNT(p, a.up, a.xn2, w.WUp, nil, N, I, D)
-		kernels.SwiGLUForward(p, a.h, a.gate, a.up)
 		next := ws.xF
 		if l+1 < len(ws.layers) {
 			next = ws.layers[l+1].x
 		}
-		kernels.MatMulNT(p, next, a.h, w.WDown, nil, N, D, I)
-		kernels.Add(p, next, a.x2)
+		m.mlpBlock(p, w, next, a.x2, a.xn2, a.rstd2, a.gate, a.up, a.h, N)
 	}
 	kernels.RMSNormForward(p, ws.xnF, ws.rstdF, ws.xF, P.FinalNorm, N, D, eps)
+}
+
+// attnInputs starts a layer's attention block for N rows of x: xn = the
+// input RMSNorm of x (rstd saved), q, k and v = its projections, Qwen3's
+// per-head norms of q and k, then RoPE at positions pos. With qPre and kPre
+// (training), q and k before the head norms are kept there for the backward
+// pass; qRstd and kRstd receive the head norms' rstd.
+func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, x, xn, rstd, q, k, v, qPre, kPre, qRstd, kRstd []float32, pos []int32, cos, sin []float32, N int) {
+	c := m.Config
+	D, H, KV, hd, eps := c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, float32(c.RMSNormEps)
+	kernels.RMSNormForward(p, xn, rstd, x, w.AttnNorm, N, D, eps)
+	kernels.MatMulNT(p, q, xn, w.Wq, w.Bq, N, H*hd, D)
+	kernels.MatMulNT(p, k, xn, w.Wk, w.Bk, N, KV*hd, D)
+	kernels.MatMulNT(p, v, xn, w.Wv, w.Bv, N, KV*hd, D)
+	if c.QKNorm {
+		qIn, kIn := q, k // RMSNormForward allows its output to alias its input
+		if qPre != nil {
+			copy(qPre, q)
+			copy(kPre, k)
+			qIn, kIn = qPre, kPre
+		}
+		kernels.RMSNormForward(p, q, qRstd, qIn, w.QNorm, N*H, hd, eps)
+		kernels.RMSNormForward(p, k, kRstd, kIn, w.KNorm, N*KV, hd, eps)
+	}
+	kernels.RopeForward(p, q, pos, cos, sin, N, H, hd)
+	kernels.RopeForward(p, k, pos, cos, sin, N, KV, hd)
+}
+
+// mlpBlock is a layer's MLP block with its residual for N rows: xn = the
+// post-attention RMSNorm of x2 (rstd saved), h = SwiGLU(gate, up) of its
+// projections, out = x2 + W_down·h.
+func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, out, x2, xn, rstd, gate, up, h []float32, N int) {
+	c := m.Config
+	D, I, eps := c.HiddenSize, c.IntermediateSize, float32(c.RMSNormEps)
+	kernels.RMSNormForward(p, xn, rstd, x2, w.MLPNorm, N, D, eps)
+	kernels.MatMulNT(p, gate, xn, w.WGate, nil, N, I, D)
+	kernels.MatMulNT(p, up, xn, w.WUp, nil, N, I, D)
+	kernels.SwiGLUForward(p, h, gate, up)
+	kernels.MatMulNT(p, out, h, w.WDown, nil, N, D, I)
+	kernels.Add(p, out, x2)
 }
 
 // Backward accumulates into grads the gradient of L with respect to every
