@@ -2,6 +2,7 @@ package train
 
 import (
 	"github.com/relupo/relupo/model"
+	"github.com/relupo/relupo/optim"
 	"github.com/relupo/relupo/pref"
 )
 
@@ -47,32 +48,33 @@ func PackPairs(exs []Example, share bool) (b *model.Batch, chosen, rejected []in
 	return b, chosen, rejected
 }
 
-// packed is a micro-batch laid out for the model, with the place of each
-// pair's responses.
-type packed struct {
-	batch            *model.Batch
-	chosen, rejected []int
+// Packed is a micro-batch laid out for the model (see PackPairs), with the
+// sequence index of each pair's chosen and rejected response.
+type Packed struct {
+	Batch            *model.Batch
+	Chosen, Rejected []int
 }
 
-// dSums spreads per-pair derivatives (dL/dS of the chosen and rejected
-// sums, each divided by div) over the batch's sequences; prompt sequences
-// get 0.
-func (p packed) dSums(dChosen, dRejected []float64, div float64) []float64 {
-	d := make([]float64, p.batch.NumSeqs())
-	for i := range p.chosen {
-		d[p.chosen[i]] = dChosen[i] / div
-		d[p.rejected[i]] = dRejected[i] / div
+// DSums spreads per-pair derivatives (dL/dS of the chosen and rejected
+// sums, each divided by div) over the batch's sequences, as
+// model.Backward takes them; prompt sequences get 0.
+func (p Packed) DSums(dChosen, dRejected []float64, div float64) []float64 {
+	d := make([]float64, p.Batch.NumSeqs())
+	for i := range p.Chosen {
+		d[p.Chosen[i]] = dChosen[i] / div
+		d[p.Rejected[i]] = dRejected[i] / div
 	}
 	return d
 }
 
-// forwardPairs runs the model on a micro-batch of pairs, keeping the
-// activations in ws for a backward pass.
-func forwardPairs(m *model.Model, ws *model.Workspace, exs []Example, share bool) (packed, PairLogps, error) {
+// ForwardPairs runs the model on a micro-batch of pairs, keeping the
+// activations in ws for a backward pass, and returns the layout with each
+// pair's log-prob sums and label counts.
+func ForwardPairs(m *model.Model, ws *model.Workspace, exs []Example, share bool) (Packed, PairLogps, error) {
 	b, ci, ri := PackPairs(exs, share)
 	sums, counts, err := m.Forward(ws, b)
 	if err != nil {
-		return packed{}, PairLogps{}, err
+		return Packed{}, PairLogps{}, err
 	}
 	B := len(exs)
 	lp := PairLogps{Chosen: make([]float64, B), Rejected: make([]float64, B), ChosenTokens: make([]float64, B), RejectedTokens: make([]float64, B)}
@@ -80,7 +82,7 @@ func forwardPairs(m *model.Model, ws *model.Workspace, exs []Example, share bool
 		lp.Chosen[i], lp.Rejected[i] = sums[ci[i]], sums[ri[i]]
 		lp.ChosenTokens[i], lp.RejectedTokens[i] = float64(counts[ci[i]]), float64(counts[ri[i]])
 	}
-	return packed{b, ci, ri}, lp, nil
+	return Packed{b, ci, ri}, lp, nil
 }
 
 // Logps computes the log-prob sums of every pair, in micro-batches of
@@ -89,7 +91,7 @@ func Logps(m *model.Model, ws *model.Workspace, exs []Example, batchSize int, ea
 	batchSize = max(batchSize, 1)
 	for lo := 0; lo < len(exs); lo += batchSize {
 		hi := min(lo+batchSize, len(exs))
-		_, lp, err := forwardPairs(m, ws, exs[lo:hi], true)
+		_, lp, err := ForwardPairs(m, ws, exs[lo:hi], true)
 		if err != nil {
 			return err
 		}
@@ -98,8 +100,9 @@ func Logps(m *model.Model, ws *model.Workspace, exs []Example, batchSize int, ea
 	return nil
 }
 
-// inputs assembles pref.Inputs for a micro-batch.
-func inputs(lp PairLogps, ref [][2]float64) pref.Inputs {
+// Inputs assembles pref.Inputs for a micro-batch, with the reference sums
+// [chosen, rejected] of each pair when ref is not nil.
+func Inputs(lp PairLogps, ref [][2]float64) pref.Inputs {
 	in := pref.Inputs{ChosenLogps: lp.Chosen, RejectedLogps: lp.Rejected, ChosenTokens: lp.ChosenTokens, RejectedTokens: lp.RejectedTokens}
 	if ref != nil {
 		in.RefChosenLogps = make([]float64, len(ref))
@@ -109,4 +112,15 @@ func inputs(lp PairLogps, ref [][2]float64) pref.Inputs {
 		}
 	}
 	return in
+}
+
+// OptimParams pairs every parameter tensor with its gradient, in the form
+// optim.AdamW steps.
+func OptimParams(p, grads *model.Params) []optim.Param {
+	ps, gs := p.Tensors(), grads.Tensors()
+	out := make([]optim.Param, len(ps))
+	for i := range ps {
+		out[i] = optim.Param{Name: ps[i].Name, Data: ps[i].Data, Grad: gs[i].Data}
+	}
+	return out
 }

@@ -247,7 +247,7 @@ func TestSFTWeight(t *testing.T) {
 		n += lp.ChosenTokens[i]
 	}
 	wantSFT := -sum / n
-	base, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 2}, inputs(lp, nil))
+	base, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 2}, Inputs(lp, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

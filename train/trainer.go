@@ -131,14 +131,7 @@ func epochOrder(seed, epoch, n int) []int {
 	return r.Perm(n)
 }
 
-func (t *Trainer) params() []optim.Param {
-	ps, gs := t.Policy.Params.Tensors(), t.grads.Tensors()
-	out := make([]optim.Param, len(ps))
-	for i := range ps {
-		out[i] = optim.Param{Name: ps[i].Name, Data: ps[i].Data, Grad: gs[i].Data}
-	}
-	return out
-}
+func (t *Trainer) params() []optim.Param { return OptimParams(t.Policy.Params, t.grads) }
 
 // Summary is what a finished run reports.
 type Summary struct {
@@ -284,7 +277,7 @@ func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 			}
 		}
 		records = append(records, exs...)
-		pk, lp, err := forwardPairs(t.Policy, t.ws, exs, o.SharePrompt)
+		pk, lp, err := ForwardPairs(t.Policy, t.ws, exs, o.SharePrompt)
 		if err != nil {
 			return 0, 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
 		}
@@ -292,7 +285,7 @@ func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 			nonfinite = "log-probs"
 			break
 		}
-		res, err := pref.Compute(lc, inputs(lp, ref))
+		res, err := pref.Compute(lc, Inputs(lp, ref))
 		if err != nil {
 			return 0, 0, false, fmt.Errorf("train: step %d, records %s: %w", st.GlobalStep+1, sources(exs), err)
 		}
@@ -317,12 +310,12 @@ func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
 			nonfinite = fmt.Sprintf("loss (%v)", mbLoss)
 			break
 		}
-		if err := t.Policy.Backward(t.ws, pk.batch, pk.dSums(dChosen, res.DRejected, float64(g)), t.grads); err != nil {
+		if err := t.Policy.Backward(t.ws, pk.Batch, pk.DSums(dChosen, res.DRejected, float64(g)), t.grads); err != nil {
 			return 0, 0, false, err
 		}
 		loss += mbLoss / float64(g)
-		tokens += int64(len(pk.batch.Tokens))
-		st.Window.TokensSaved += int64(paddedSize(exs) - len(pk.batch.Tokens))
+		tokens += int64(len(pk.Batch.Tokens))
+		st.Window.TokensSaved += int64(paddedSize(exs) - len(pk.Batch.Tokens))
 		metrics = append(metrics, res.Metrics)
 	}
 	var norm float64
@@ -451,7 +444,7 @@ func Evaluate(m *model.Model, ws *model.Workspace, exs []Example, ref [][2]float
 		if ref != nil {
 			r = ref[lo : lo+len(lp.Chosen)]
 		}
-		res, err := pref.Compute(lc, inputs(lp, r))
+		res, err := pref.Compute(lc, Inputs(lp, r))
 		if err != nil {
 			firstErr = fmt.Errorf("records %s: %w", sources(exs[lo:lo+len(lp.Chosen)]), err)
 			return

@@ -14,8 +14,7 @@ import (
 
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
-	"github.com/relupo/relupo/optim"
-	"github.com/relupo/relupo/pref"
+	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
 
@@ -107,49 +106,16 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 				}
 				return runRealisticBench(cmd, cfg, preset, lens, pairs, sharePrompt, pool, jsonOut)
 			}
-			m := model.New(cfg)
-			m.Params.Init(0, 0.02)
+			// Each of the 2·pairs sequences: T tokens, the first quarter prompt.
+			st := newBenchStepper(cfg, pool)
 			r := rand.New(rand.NewPCG(0, 0))
-			b := &model.Batch{}
-			for s := 0; s < 2*pairs; s++ {
-				ids := make([]int32, T)
-				for i := range ids {
-					ids[i] = int32(3 + r.IntN(cfg.VocabSize-3))
-				}
-				b.Add(ids[:T/4], ids[T/4:])
-			}
-			ws := &model.Workspace{Pool: pool}
-			grads := model.NewParams(cfg)
-			opt := optim.NewAdamW()
-			var params []optim.Param
-			for i, t := range m.Params.Tensors() {
-				params = append(params, optim.Param{Name: t.Name, Data: t.Data, Grad: grads.Tensors()[i].Data})
+			exs := make([]train.Example, pairs)
+			for i := range exs {
+				exs[i] = train.Example{Prompt: randomIDs(r, cfg, T/4), Chosen: randomIDs(r, cfg, T-T/4), Rejected: randomIDs(r, cfg, T-T/4)}
 			}
 			step := func() error {
-				sums, counts, err := m.Forward(ws, b)
-				if err != nil {
-					return err
-				}
-				if mode == "ref-forward" {
-					return nil
-				}
-				in := pref.Inputs{ChosenLogps: sums[:pairs], RejectedLogps: sums[pairs:]}
-				for i := 0; i < 2*pairs; i++ {
-					if i < pairs {
-						in.ChosenTokens = append(in.ChosenTokens, float64(counts[i]))
-					} else {
-						in.RejectedTokens = append(in.RejectedTokens, float64(counts[i]))
-					}
-				}
-				res, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 10}, in)
-				if err != nil {
-					return err
-				}
-				grads.Zero()
-				if err := m.Backward(ws, b, append(res.DChosen, res.DRejected...), grads); err != nil {
-					return err
-				}
-				return opt.Step(params, 1e-5)
+				_, err := st.step(exs, false, mode == "train")
+				return err
 			}
 			tokens := 2 * pairs * T
 			flops := benchFlops(cfg, T, tokens, mode)

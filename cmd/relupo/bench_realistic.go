@@ -71,54 +71,13 @@ func runRealisticBench(cmd *cobra.Command, cfg model.Config, preset string, lens
 	if len(lens) == 0 {
 		return fmt.Errorf("bench: the data set has no usable pairs")
 	}
-	m := model.New(cfg)
-	m.Params.Init(0, 0.02)
+	st := newBenchStepper(cfg, pool)
 	r := rand.New(rand.NewPCG(0, 0))
-	ids := func(n int) []int32 {
-		s := make([]int32, n)
-		for i := range s {
-			s[i] = int32(3 + r.IntN(cfg.VocabSize-3))
-		}
-		return s
-	}
 	exs := make([]train.Example, len(lens))
 	for i, l := range lens {
-		exs[i] = train.Example{Prompt: ids(l.Prompt), Chosen: ids(l.Chosen), Rejected: ids(l.Rejected)}
+		exs[i] = train.Example{Prompt: randomIDs(r, cfg, l.Prompt), Chosen: randomIDs(r, cfg, l.Chosen), Rejected: randomIDs(r, cfg, l.Rejected)}
 	}
-	ws := &model.Workspace{Pool: pool}
-	grads := model.NewParams(cfg)
-	opt := optim.NewAdamW()
-	var params []optim.Param
-	for i, t := range m.Params.Tensors() {
-		params = append(params, optim.Param{Name: t.Name, Data: t.Data, Grad: grads.Tensors()[i].Data})
-	}
-	step := func(mb []train.Example) (int, error) {
-		b, ci, ri := train.PackPairs(mb, share)
-		sums, counts, err := m.Forward(ws, b)
-		if err != nil {
-			return 0, err
-		}
-		var in pref.Inputs
-		for i := range mb {
-			in.ChosenLogps = append(in.ChosenLogps, sums[ci[i]])
-			in.RejectedLogps = append(in.RejectedLogps, sums[ri[i]])
-			in.ChosenTokens = append(in.ChosenTokens, float64(counts[ci[i]]))
-			in.RejectedTokens = append(in.RejectedTokens, float64(counts[ri[i]]))
-		}
-		res, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 10}, in)
-		if err != nil {
-			return 0, err
-		}
-		dSums := make([]float64, b.NumSeqs())
-		for i := range mb {
-			dSums[ci[i]], dSums[ri[i]] = res.DChosen[i], res.DRejected[i]
-		}
-		grads.Zero()
-		if err := m.Backward(ws, b, dSums, grads); err != nil {
-			return 0, err
-		}
-		return len(b.Tokens), opt.Step(params, 1e-5)
-	}
+	step := func(mb []train.Example) (int, error) { return st.step(mb, share, true) }
 	if _, err := step(exs[:min(batch, len(exs))]); err != nil { // warm-up
 		return err
 	}
@@ -143,4 +102,47 @@ func runRealisticBench(cmd *cobra.Command, cfg model.Config, preset string, lens
 	fmt.Fprintf(cmd.OutOrStdout(), "%s realistic (shared prompts: %v): %d pairs in %.1fs: %.2f pairs/s, %d tokens computed, peak RSS %.2f GB\n",
 		preset, share, len(exs), secs, res["pairs_per_s"], tokens, res["peak_rss_GB"])
 	return nil
+}
+
+// benchStepper runs the steps of a benchmark on a randomly initialized
+// model, through the trainer's own forward, loss, backward and AdamW.
+type benchStepper struct {
+	m     *model.Model
+	ws    *model.Workspace
+	grads *model.Params
+	opt   *optim.AdamW
+}
+
+func newBenchStepper(cfg model.Config, pool *kernels.Pool) *benchStepper {
+	m := model.New(cfg)
+	m.Params.Init(0, 0.02)
+	return &benchStepper{m: m, ws: &model.Workspace{Pool: pool}, grads: model.NewParams(cfg), opt: optim.NewAdamW()}
+}
+
+// step runs forward on a micro-batch of pairs and, with training, the RePO
+// loss (γ large enough that every pair is active), backward and AdamW. It
+// returns the tokens computed.
+func (b *benchStepper) step(mb []train.Example, share, training bool) (int, error) {
+	pk, lp, err := train.ForwardPairs(b.m, b.ws, mb, share)
+	if err != nil || !training {
+		return len(pk.Batch.Tokens), err
+	}
+	res, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 10}, train.Inputs(lp, nil))
+	if err != nil {
+		return 0, err
+	}
+	b.grads.Zero()
+	if err := b.m.Backward(b.ws, pk.Batch, pk.DSums(res.DChosen, res.DRejected, 1), b.grads); err != nil {
+		return 0, err
+	}
+	return len(pk.Batch.Tokens), b.opt.Step(train.OptimParams(b.m.Params, b.grads), 1e-5)
+}
+
+// randomIDs draws n token ids, avoiding the first three (special) ids.
+func randomIDs(r *rand.Rand, cfg model.Config, n int) []int32 {
+	s := make([]int32, n)
+	for i := range s {
+		s[i] = int32(3 + r.IntN(cfg.VocabSize-3))
+	}
+	return s
 }
