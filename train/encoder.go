@@ -50,14 +50,12 @@ func (t textEncoder) Encode(p data.Pair) (Example, error) {
 		ids []int
 		dst *[]int32
 	}{{prompt, &e.Prompt}, {chosen, &e.Chosen}, {rejected, &e.Rejected}} {
-		out := make([]int32, len(f.ids))
-		for i, id := range f.ids {
+		for _, id := range f.ids {
 			if t.vocab > 0 && id >= t.vocab {
 				return Example{}, fmt.Errorf("%s: token id %d is outside the model's vocabulary (vocab_size %d): does the tokenizer belong to this model?", p.Source, id, t.vocab)
 			}
-			out[i] = int32(id)
 		}
-		*f.dst = out
+		*f.dst = int32s(f.ids)
 	}
 	return e, nil
 }

@@ -41,17 +41,19 @@ func FromPair(p data.Pair, enc Encoder) (Example, error) {
 		e.RefChosen, e.RefRejected, e.Source = p.RefChosenLogps, p.RefRejectedLogps, p.Source
 		return e, nil
 	}
-	conv := func(ids []int) []int32 {
-		out := make([]int32, len(ids))
-		for i, id := range ids {
-			out[i] = int32(id)
-		}
-		return out
-	}
 	return Example{
-		Prompt: conv(p.PromptIDs), Chosen: conv(p.ChosenIDs), Rejected: conv(p.RejectedIDs),
+		Prompt: int32s(p.PromptIDs), Chosen: int32s(p.ChosenIDs), Rejected: int32s(p.RejectedIDs),
 		RefChosen: p.RefChosenLogps, RefRejected: p.RefRejectedLogps, Source: p.Source,
 	}, nil
+}
+
+// int32s converts token ids to the model's int32.
+func int32s(ids []int) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
 }
 
 // Truncate applies the official SimPO/RePO truncation (method.md A.3 step 8)
