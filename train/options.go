@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -130,7 +131,7 @@ func optionFields() []optionField {
 func (o *Options) BindFlags(fs *pflag.FlagSet, keys ...string) {
 	v := reflect.ValueOf(o).Elem()
 	for _, f := range optionFields() {
-		if f.flag == "-" || len(keys) > 0 && !slicesContains(keys, f.key) {
+		if f.flag == "-" || len(keys) > 0 && !slices.Contains(keys, f.key) {
 			continue
 		}
 		names := []string{f.flag}

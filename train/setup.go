@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -37,7 +38,7 @@ func (o *Options) Validate() error {
 	if err := (pref.Config{LossType: o.LossType, Beta: o.Beta, Gamma: o.GammaBetaRatio, LabelSmoothing: o.LabelSmoothing}).Validate(); err != nil {
 		bad("%v", strings.TrimPrefix(err.Error(), "pref: "))
 	}
-	if !slicesContains(optim.Schedules(), o.LRSchedulerType) {
+	if !slices.Contains(optim.Schedules(), o.LRSchedulerType) {
 		bad("lr_scheduler_type %q is not one of %s", o.LRSchedulerType, strings.Join(optim.Schedules(), ", "))
 	}
 	if !(o.LearningRate >= 0) || math.IsInf(o.LearningRate, 0) {
@@ -71,15 +72,6 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("invalid options: %s", strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-func slicesContains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // saveDType maps --save-dtype to a safetensors dtype; "auto" keeps the input's.
