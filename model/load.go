@@ -33,7 +33,7 @@ func Load(dir string) (*Model, safetensors.DType, error) {
 		return nil, "", err
 	}
 	m := New(cfg)
-	if err := m.LoadWeights(ck); err != nil {
+	if err := m.copyWeights(ck); err != nil {
 		return nil, "", err
 	}
 	return m, ck.DType(), nil
@@ -56,6 +56,12 @@ func (m *Model) LoadWeights(ck *safetensors.Checkpoint) error {
 	if err := m.Config.checkCheckpoint(ck); err != nil {
 		return err
 	}
+	return m.copyWeights(ck)
+}
+
+// copyWeights reads every parameter from a checkpoint already checked
+// against the configuration.
+func (m *Model) copyWeights(ck *safetensors.Checkpoint) error {
 	for _, t := range m.Params.Tensors() {
 		data, err := ck.Float32(t.Name)
 		if err != nil {
