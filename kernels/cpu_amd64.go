@@ -45,12 +45,27 @@ func cpuHas() (avx2, avx512 bool) {
 	return avx2, avx512
 }
 
+// cpuHasBF16 reports AVX512_BF16 (VDPBF16PS, VCVTNEPS2BF16); call it only
+// when cpuHas reports AVX-512.
+func cpuHasBF16() bool {
+	maxID, _, _, _ := cpuid(0, 0)
+	if maxID < 7 {
+		return false
+	}
+	eax, _, _, _ := cpuid(7, 1)
+	return eax&(1<<5) != 0
+}
+
 // gemmPaths lists the micro-kernel paths this CPU supports, best first.
 func gemmPaths() []*gemmPath {
 	avx2, avx512 := cpuHas()
 	var paths []*gemmPath
 	if avx512 {
-		paths = append(paths, &gemmPath{name: "avx512", mr: 12, nr: 32, kernel: kernel512, packN: packNAsm512, packT: packTAsm512, transpose: transposeAsm512})
+		p := &gemmPath{name: "avx512", mr: 12, nr: 32, kernel: kernel512, packN: packNAsm512, packT: packTAsm512, transpose: transposeAsm512}
+		if cpuHasBF16() {
+			p.kernelBF, p.packNBF, p.packTBF, p.packABF = kernelBF512, packNBFGo, packTBFGo, packABFGo
+		}
+		paths = append(paths, p)
 	}
 	if avx2 {
 		paths = append(paths, &gemmPath{name: "avx2", mr: 6, nr: 16, kernel: kernel256, packN: packNGo, packT: packTGo, transpose: transposeGo})
@@ -69,6 +84,14 @@ func colMask32(cols int) uint32 {
 		return ^uint32(0)
 	}
 	return 1<<uint(cols) - 1
+}
+
+var kernelsBF512 = [...]kernelFunc{nil,
+	gemmB512x1, gemmB512x2, gemmB512x3, gemmB512x4, gemmB512x5, gemmB512x6,
+	gemmB512x7, gemmB512x8, gemmB512x9, gemmB512x10, gemmB512x11, gemmB512x12}
+
+func kernelBF512(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int) {
+	kernelsBF512[rows](a, rsA, csA, b, ldb, c, ldc, kc, colMask32(cols))
 }
 
 func kernel512(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int) {

@@ -25,15 +25,21 @@ func MatMulNT(p *Pool, c, a, b, bias []float32, m, n, k int) {
 		matMulNTSkinny(p, c, a, b, bias, m, n, k)
 		return
 	}
+	var native bool
+	if m > skinnyRows { // decoding stays float32 whatever the precision
+		var release func()
+		a, b, native, release = bf16Operands(p, a, b)
+		defer release()
+	}
 	if path := gemmImpl; path != nil {
 		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b: b, ldb: k, bT: true,
-			m: m, n: n, k: k, overwrite: true, bias: bias}
+			m: m, n: n, k: k, overwrite: true, bias: bias, bf16: native}
 		if n*k > prepackLimit && m*k <= prepackLimit {
 			// A wide, short product (the logits of a chunk of tokens):
 			// compute Cᵀ = B·Aᵀ, reading the large B in place and packing
 			// the small A.
 			g = gemmArgs{c: c, ldc: n, a: b, rsA: k, csA: 1, b: a, ldb: k, bT: true,
-				m: n, n: m, k: k, overwrite: true, bias: bias, transC: true}
+				m: n, n: m, k: k, overwrite: true, bias: bias, transC: true, bf16: native}
 		}
 		g.run(p, path)
 		return
@@ -143,8 +149,10 @@ func MatMulNNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 	checkLen("MatMulNNAcc C", c, m*n)
 	checkLen("MatMulNNAcc A", a, m*k)
 	checkLen("MatMulNNAcc B", b, k*n)
+	a, b, native, release := bf16Operands(p, a, b)
+	defer release()
 	if path := gemmImpl; path != nil {
-		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b: b, ldb: n, m: m, n: n, k: k}
+		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b: b, ldb: n, m: m, n: n, k: k, bf16: native}
 		g.run(p, path)
 		return
 	}
@@ -186,8 +194,10 @@ func MatMulTNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 	checkLen("MatMulTNAcc C", c, m*n)
 	checkLen("MatMulTNAcc A", a, k*m)
 	checkLen("MatMulTNAcc B", b, k*n)
+	a, b, native, release := bf16Operands(p, a, b)
+	defer release()
 	if path := gemmImpl; path != nil {
-		g := gemmArgs{c: c, ldc: n, a: a, rsA: 1, csA: m, b: b, ldb: n, m: m, n: n, k: k}
+		g := gemmArgs{c: c, ldc: n, a: a, rsA: 1, csA: m, b: b, ldb: n, m: m, n: n, k: k, bf16: native}
 		g.run(p, path)
 		return
 	}

@@ -56,9 +56,17 @@ var benchShapes = []struct {
 // by wall time, and GFLOP/s/core by the CPU time the process used (Linux),
 // which a loaded machine disturbs less: multiply it by the cores for the
 // throughput of an idle machine.
-func BenchmarkMatMul(b *testing.B) {
+//
+// BenchmarkMatMulBF16 does the same in the BF16 precision.
+func BenchmarkMatMul(b *testing.B) { benchMatMul(b, F32) }
+
+// BenchmarkMatMulBF16 is BenchmarkMatMul with bfloat16 operands.
+func BenchmarkMatMulBF16(b *testing.B) { benchMatMul(b, BF16) }
+
+func benchMatMul(b *testing.B, prec Precision) {
 	p := NewPool(0)
 	defer p.Close()
+	p.SetPrecision(prec)
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range benchShapes {
 		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", s.name, s.variant, s.m, s.n, s.k), func(b *testing.B) {

@@ -44,6 +44,14 @@ type gemmPath struct {
 	packT  func(dst, src []float32, ld, kc, cols int)
 	// transpose sets dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols.
 	transpose func(dst, src []float32, ldd, lds, rows, cols int)
+
+	// The bfloat16 kernels (nil without AVX512_BF16): kernelBF has kernel's
+	// contract over the packed pairs of bf16.go, with kc counting pairs; the
+	// pack functions take kc in steps of the product and write ⌈kc/2⌉ rows
+	// of pairs; packABF packs a block of A.
+	kernelBF         func(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int)
+	packNBF, packTBF func(dst, src []float32, ld, kc, cols int)
+	packABF          func(dst, src []float32, rsA, csA, kc, rows int)
 }
 
 // gemmArgs describes C (+)= op(A)·op(B) for the blocked driver.
@@ -62,6 +70,18 @@ type gemmArgs struct {
 	// transC stores element (i, j) of the product at c[j·ldc + i]; it
 	// requires overwrite.
 	transC bool
+	// bf16 runs the product on the path's bfloat16 kernels: A and B are
+	// packed as rounded pairs along k (bf16.go), so a kernel step covers two
+	// steps of k.
+	bf16 bool
+}
+
+// step is the number of steps of k that one kernel step covers.
+func (g *gemmArgs) step() int {
+	if g.bf16 {
+		return 2
+	}
+	return 1
 }
 
 var bufPool sync.Pool
@@ -81,10 +101,14 @@ func putBuf(b *[]float32) { bufPool.Put(b) }
 // into dst.
 func (g *gemmArgs) packPanel(path *gemmPath, dst []float32, j0, l0, kc int) {
 	cols := min(path.nr, g.n-j0)
+	packT, packN := path.packT, path.packN
+	if g.bf16 {
+		packT, packN = path.packTBF, path.packNBF
+	}
 	if g.bT {
-		path.packT(dst, g.b[j0*g.ldb+l0:], g.ldb, kc, cols)
+		packT(dst, g.b[j0*g.ldb+l0:], g.ldb, kc, cols)
 	} else {
-		path.packN(dst, g.b[l0*g.ldb+j0:], g.ldb, kc, cols)
+		packN(dst, g.b[l0*g.ldb+j0:], g.ldb, kc, cols)
 	}
 }
 
@@ -100,13 +124,14 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	}
 	mr, nr := path.mr, path.nr
 	nPan := (n + nr - 1) / nr
+	kq := (k + g.step() - 1) / g.step() // rows of a whole packed panel
 	var packed []float32
 	if k*n <= prepackLimit && k > 0 {
-		pb := getBuf(nPan * k * nr)
+		pb := getBuf(nPan * kq * nr)
 		defer putBuf(pb)
 		packed = *pb
 		p.For(nPan, func(q int) {
-			g.packPanel(path, packed[q*k*nr:(q+1)*k*nr], q*nr, 0, k)
+			g.packPanel(path, packed[q*kq*nr:(q+1)*kq*nr], q*nr, 0, k)
 		})
 	}
 	w := p.Workers()
@@ -191,6 +216,12 @@ func (g *gemmArgs) splitK(p *Pool, path *gemmPath) bool {
 // task computes rows [i0, i1) and columns [j0, j1) of C.
 func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 	mr, nr, k := path.mr, path.nr, g.k
+	step := g.step()
+	kcMax := gemmKC * step // steps of k per block: gemmKC kernel steps
+	kernel := path.kernel
+	if g.bf16 {
+		kernel = path.kernelBF
+	}
 	c, ldc, ci0, cj0 := g.c, g.ldc, 0, 0
 	var tb *[]float32
 	if g.transC {
@@ -211,26 +242,33 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 	}
 	var own []float32
 	if packed == nil && k > 0 {
-		ob := getBuf((j1 - j0 + nr - 1) / nr * nr * min(k, gemmKC))
+		ob := getBuf((j1 - j0 + nr - 1) / nr * nr * min(gemmKC, (k+step-1)/step))
 		defer putBuf(ob)
 		own = *ob
 	}
 	var ap *[]float32
-	if g.rsA == 1 && g.csA > 1 && k > 0 {
-		ap = getBuf(roundUp(gemmMC, mr) * min(k, gemmKC))
+	if (g.bf16 || g.rsA == 1 && g.csA > 1) && k > 0 {
+		ap = getBuf(roundUp(gemmMC, mr) * min(gemmKC, (k+step-1)/step))
 		defer putBuf(ap)
 	}
-	for l0 := 0; l0 < k; l0 += gemmKC {
-		kc := min(gemmKC, k-l0)
+	kqAll := (k + step - 1) / step
+	for l0 := 0; l0 < k; l0 += kcMax {
+		kc := min(kcMax, k-l0)
+		kq := (kc + step - 1) / step // kernel steps in this block
 		if own != nil {
 			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
-				g.packPanel(path, own[q*kc*nr:(q+1)*kc*nr], j, l0, kc)
+				g.packPanel(path, own[q*kq*nr:(q+1)*kq*nr], j, l0, kc)
 			}
 		}
 		for ic := i0; ic < i1; ic += gemmMC {
 			ie := min(ic+gemmMC, i1)
 			a, rsA, csA, ai0 := g.a[l0*g.csA:], g.rsA, g.csA, 0
-			if ap != nil {
+			switch {
+			case g.bf16:
+				// Rows of rounded pairs, kq words each.
+				a, rsA, csA, ai0 = *ap, kq, 1, ic
+				path.packABF(a, g.a[l0*g.csA+ic*g.rsA:], g.rsA, g.csA, kc, ie-ic)
+			case ap != nil:
 				// Aᵀ's rows lie far apart: copy the block into panels of mr
 				// rows, [l][mr], so that the kernel reads it linearly.
 				a, rsA, csA, ai0 = *ap, 1, mr, ic
@@ -239,18 +277,18 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
 				var bp *float32
 				if own != nil {
-					bp = &own[q*kc*nr]
+					bp = &own[q*kq*nr]
 				} else {
-					bp = &packed[(j/nr)*k*nr+l0*nr]
+					bp = &packed[(j/nr)*kqAll*nr+l0/step*nr]
 				}
 				cols := min(nr, j1-j)
 				for i := ic; i < ie; i += mr {
-					ao := i * rsA
-					if ap != nil {
-						ao = (i - ai0) * kc
+					ao := (i - ai0) * rsA
+					if ap != nil && !g.bf16 {
+						ao = (i - ai0) * kq
 					}
-					path.kernel(min(mr, ie-i), &a[ao], 4*rsA, 4*csA,
-						bp, 4*nr, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kc, cols)
+					kernel(min(mr, ie-i), &a[ao], 4*rsA, 4*csA,
+						bp, 4*nr, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kq, cols)
 				}
 			}
 		}

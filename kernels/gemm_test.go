@@ -42,7 +42,14 @@ func randSlice(r *rand.Rand, n int) []float32 {
 // mistake (a wrong or missing term) gives an error of the size of a term,
 // far above this bound for the k used here, while a correct kernel in any
 // order stays within it.
-func gemmRef(variant string, c0, a, b, bias []float32, m, n, k int) (want, tol []float64) {
+//
+// With BF16 the operands are first rounded to bfloat16; their products are
+// exact in float32, so the same bound holds for the sums.
+func gemmRef(prec Precision, variant string, c0, a, b, bias []float32, m, n, k int) (want, tol []float64) {
+	op := func(x float32) float64 { return float64(x) }
+	if prec == BF16 {
+		op = func(x float32) float64 { return float64(RoundBF16(x)) }
+	}
 	want = make([]float64, m*n)
 	tol = make([]float64, m*n)
 	u := math.Ldexp(1, -24)
@@ -53,11 +60,11 @@ func gemmRef(variant string, c0, a, b, bias []float32, m, n, k int) (want, tol [
 				var x, y float64
 				switch variant {
 				case "NT":
-					x, y = float64(a[i*k+l]), float64(b[j*k+l])
+					x, y = op(a[i*k+l]), op(b[j*k+l])
 				case "NN":
-					x, y = float64(a[i*k+l]), float64(b[l*n+j])
+					x, y = op(a[i*k+l]), op(b[l*n+j])
 				case "TN":
-					x, y = float64(a[l*m+i]), float64(b[l*n+j])
+					x, y = op(a[l*m+i]), op(b[l*n+j])
 				}
 				s += x * y
 				abs += math.Abs(x * y)
@@ -78,8 +85,9 @@ func gemmRef(variant string, c0, a, b, bias []float32, m, n, k int) (want, tol [
 	return want, tol
 }
 
-// checkGemm runs one variant on one shape and compares it with gemmRef. C
-// carries sentinels past m·n that must stay untouched.
+// checkGemm runs one variant on one shape, in the pool's precision, and
+// compares it with gemmRef. C carries sentinels past m·n that must stay
+// untouched.
 func checkGemm(t *testing.T, p *Pool, variant string, m, n, k int, withBias bool, seed uint64) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, uint64(m*1000003+n*1009+k)))
@@ -99,7 +107,11 @@ func checkGemm(t *testing.T, p *Pool, variant string, m, n, k int, withBias bool
 	const pad = 7
 	c := randSlice(r, m*n+pad)
 	c0 := append([]float32(nil), c...)
-	want, tol := gemmRef(variant, c0, a, b, bias, m, n, k)
+	prec := p.Precision()
+	if variant == "NT" && m <= skinnyRows {
+		prec = F32 // decoding products stay float32
+	}
+	want, tol := gemmRef(prec, variant, c0, a, b, bias, m, n, k)
 	switch variant {
 	case "NT":
 		MatMulNT(p, c[:m*n], a, b, bias, m, n, k)
@@ -185,6 +197,93 @@ func TestMatMulLarge(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestMatMulBF16 checks the BF16 precision on every path: the bfloat16
+// kernels where the CPU has them, and the rounded float32 products (also on
+// an AVX-512 path with its bfloat16 kernels taken away), against products of
+// the rounded operands. checkGemm fails any element off by more than the
+// float32 summation bound, and a product of unrounded operands is off by far
+// more (relative 2⁻⁹ per operand).
+func TestMatMulBF16(t *testing.T) {
+	pool := NewPool(2)
+	defer pool.Close()
+	serial := NewPool(1)
+	defer serial.Close()
+	pool.SetPrecision(BF16)
+	serial.SetPrecision(BF16)
+	paths := testPaths()
+	for _, path := range gemmPaths() {
+		if path.kernelBF != nil {
+			emulated := *path
+			emulated.name += "-emulated"
+			emulated.kernelBF = nil
+			paths = append(paths, &emulated)
+		}
+	}
+	saved := prepackLimit
+	defer func() { prepackLimit = saved }()
+	for _, path := range paths {
+		name := pathName(path)
+		if path != nil && path.kernelBF != nil {
+			name += "-bf16"
+		}
+		t.Run(name, func(t *testing.T) {
+			withPath(path, func() {
+				for _, variant := range []string{"NT", "NN", "TN"} {
+					for _, m := range []int{1, 5, 12, 13, 33, 97} {
+						for _, n := range []int{1, 16, 31, 33, 65} {
+							for _, k := range []int{1, 2, 13, 259, 400} {
+								p := serial
+								if (m+n+k)%2 == 0 {
+									p = pool
+								}
+								checkGemm(t, p, variant, m, n, k, (m+n)%3 != 0, 4)
+							}
+						}
+					}
+				}
+				for _, limit := range []int{saved, 1000} {
+					prepackLimit = limit
+					for _, s := range [][3]int{{130, 290, 600}, {64, 1000, 47}, {13, 40, 2001}} {
+						for _, variant := range []string{"NT", "NN", "TN"} {
+							checkGemm(t, pool, variant, s[0], s[1], s[2], true, 5)
+						}
+					}
+				}
+				prepackLimit = saved
+			})
+		})
+	}
+}
+
+// TestRoundBF16 checks the rounding against hand-worked bit patterns: ties go
+// to even, subnormals flush to signed zero (as VCVTNEPS2BF16 does), and
+// infinities and NaNs survive.
+func TestRoundBF16(t *testing.T) {
+	for _, c := range []struct{ in, want uint32 }{
+		{0x3f800000, 0x3f800000}, // 1
+		{0x3f808000, 0x3f800000}, // 1 + 2⁻⁸: a tie, down to even
+		{0x3f818000, 0x3f820000}, // 1 + 3·2⁻⁸: a tie, up to even
+		{0x3f808001, 0x3f810000}, // just above the tie
+		{0x3f807fff, 0x3f800000}, // just below it
+		{0xbf80c000, 0xbf810000}, // negative, rounds away from zero
+		{0x7f7fffff, 0x7f800000}, // the largest float32 overflows to +Inf
+		{0x7f800000, 0x7f800000}, // +Inf
+		{0x00400000, 0x00000000}, // subnormal → +0
+		{0x80400000, 0x80000000}, // negative subnormal → -0
+	} {
+		got := math.Float32bits(RoundBF16(math.Float32frombits(c.in)))
+		if got != c.want {
+			t.Errorf("RoundBF16(%#08x) = %#08x, want %#08x", c.in, got, c.want)
+		}
+	}
+	if nan := RoundBF16(float32(math.NaN())); nan == nan {
+		t.Errorf("RoundBF16(NaN) = %v", nan)
+	}
+	if nan := RoundBF16(math.Float32frombits(0x7f800001)); nan == nan {
+		t.Errorf("RoundBF16(signalling NaN 0x7f800001) = %v, not a NaN", nan)
 	}
 }
 

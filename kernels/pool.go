@@ -13,6 +13,7 @@ type Pool struct {
 	workers int
 	jobs    chan *job
 	wg      sync.WaitGroup
+	prec    Precision // of the matrix products; see SetPrecision
 }
 
 type job struct {

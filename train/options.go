@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"github.com/relupo/relupo/kernels"
 	"math"
 	"os"
 	"reflect"
@@ -72,6 +73,18 @@ type Options struct {
 	Force              bool `key:"force" help:"run even when the memory estimate exceeds the available memory"`
 	SharePrompt        bool `key:"share_prompt" help:"run each pair's prompt once for both responses (exact up to float32 rounding); false runs prompt+chosen and prompt+rejected separately"`
 	Threads            int  `key:"threads" help:"worker threads (0: all cores)"`
+
+	ComputeDType string `key:"compute_dtype" help:"precision of the matrix products: float32, or bf16 (operands rounded to bfloat16, float32 sums; weights, optimizer and everything else stay float32). Default: bf16 if the recipe says bf16: true, else float32"`
+	BF16         bool   `key:"bf16" help:"the Hugging Face Trainer's mixed-precision switch: true means compute_dtype bf16 when compute_dtype is not set"`
+}
+
+// Precision is the matrix-product precision the options ask for:
+// compute_dtype, or bf16 when it is unset and bf16 is true.
+func (o *Options) Precision() (kernels.Precision, error) {
+	if o.ComputeDType == "" && o.BF16 {
+		return kernels.BF16, nil
+	}
+	return kernels.ParsePrecision(o.ComputeDType)
 }
 
 // DefaultOptions are the defaults of a run: RePO with γ = 0.5 and the

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"github.com/relupo/relupo/kernels"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,16 +74,21 @@ warmup_ratio: 0.1
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantUnused := []string{"attn_implementation", "bf16", "dataset_splits", "do_eval", "evaluation_strategy", "gradient_checkpointing",
+	wantUnused := []string{"attn_implementation", "dataset_splits", "do_eval", "evaluation_strategy", "gradient_checkpointing",
 		"gradient_checkpointing_kwargs", "log_level", "optim", "preprocessing_num_workers", "push_to_hub", "report_to", "run_name",
 		"save_strategy", "torch_dtype"}
 	if !slices.Equal(unused, wantUnused) {
 		t.Errorf("unused keys %v,\nwant %v", unused, wantUnused)
 	}
+	prec, err := o.Precision()
+	if err != nil {
+		t.Fatal(err)
+	}
 	checks := []struct {
 		name      string
 		got, want any
 	}{
+		{"bf16: true → bf16 matrix products", prec, kernels.BF16},
 		{"learning_rate (flag wins)", o.LearningRate, 5e-7},
 		{"gamma_beta_ratio (alias flag wins)", o.GammaBetaRatio, 0.4},
 		{"output_dir (flag wins)", o.OutputDir, "mine"},
@@ -122,3 +128,25 @@ func TestYAMLErrors(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestPrecisionOption(t *testing.T) {
+	for _, c := range []struct {
+		dtype   string
+		bf16    bool
+		want    kernels.Precision
+		wantErr bool
+	}{
+		{"", false, kernels.F32, false},
+		{"", true, kernels.BF16, false},
+		{"float32", true, kernels.F32, false}, // an explicit compute_dtype wins
+		{"bf16", false, kernels.BF16, false},
+		{"bfloat16", false, kernels.BF16, false},
+		{"fp16", false, kernels.F32, true},
+	} {
+		o := Options{ComputeDType: c.dtype, BF16: c.bf16}
+		got, err := o.Precision()
+		if (err != nil) != c.wantErr || got != c.want {
+			t.Errorf("compute_dtype %q, bf16 %v: got %v, %v; want %v (error %v)", c.dtype, c.bf16, got, err, c.want, c.wantErr)
+		}
+	}
+}

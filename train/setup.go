@@ -65,6 +65,9 @@ func (o *Options) Validate() error {
 	if _, err := saveDType(o.SaveDType, ""); err != nil {
 		bad("%v", err)
 	}
+	if _, err := o.Precision(); err != nil {
+		bad("%v", err)
+	}
 	if _, err := data.ParseFormat(o.DataFormat); err != nil {
 		bad("%v", strings.TrimPrefix(err.Error(), "data: "))
 	}
@@ -170,6 +173,11 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 		return nil, err
 	}
 	t.Pool = kernels.NewPool(o.Threads)
+	prec, _ := o.Precision() // checked by Validate
+	t.Pool.SetPrecision(prec)
+	if prec == kernels.BF16 && !kernels.NativeBF16() {
+		warn("bf16 compute is emulated on this CPU (no AMX-BF16): the numbers are bf16's, the speed float32's or lower")
+	}
 	lc := pref.Config{LossType: o.LossType, Beta: o.Beta, Gamma: o.GammaBetaRatio}
 	var ref [][2]float64
 	if lc.NeedsReference() {

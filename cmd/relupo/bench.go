@@ -41,6 +41,7 @@ func newBenchCmd() *cobra.Command {
 		lengthsOut          string
 		maxLen, maxPrompt   int
 		sharePrompt         bool
+		computeDType        string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--preset 30m|135m] [--mode train|ref-forward|decode]",
@@ -61,7 +62,8 @@ with the same prompt and response lengths, and one pass over all pairs in batche
 bench/trl_style_bench.py, the padded PyTorch baseline. --mode ref-forward times the
 no-gradient forward pass a reference model needs. --mode decode times KV-cache
 decoding: 2·pairs sequences prefilled with seq/4 tokens, then seq/4 greedy tokens each,
-reporting decoded tokens/s (and prefill tokens/s). FLOPs are counted as the script
+reporting decoded tokens/s (and prefill tokens/s). --compute-dtype bf16 times the
+bfloat16 matrix products (bench_train.py's bf16 argument runs PyTorch's autocast). FLOPs are counted as the script
 does: 6·N_matmul·tokens + 12·L·D·T·tokens. With --json the last line is one JSON
 object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 		Args: cobra.NoArgs,
@@ -86,8 +88,13 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 			if steps < 1 || pairs < 1 || T < 2 {
 				return usagef("bench: --steps, --pairs must be ≥ 1 and --seq ≥ 2")
 			}
+			prec, err := kernels.ParsePrecision(computeDType)
+			if err != nil {
+				return usagef("bench: --compute-dtype: %v", err)
+			}
 			pool := kernels.NewPool(threads)
 			defer pool.Close()
+			pool.SetPrecision(prec)
 			if mode == "decode" { // KV-cache decoding; see generate.go
 				return runDecodeBench(cmd, cfg, preset, T, pairs, steps, pool, jsonOut)
 			}
@@ -151,7 +158,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 				"tokens_per_step": tokens, "params_total": cfg.NumParams(), "flops_per_step_G": flops / 1e9,
 				"steps_measured": len(times), "step_s_median": med, "step_s_min": times[0],
 				"tokens_per_s": float64(tokens) / med, "gflops": flops / med / 1e9, "peak_rss_GB": peakRSSGB(),
-				"kernels": kernels.Describe(), "go": runtime.Version(),
+				"kernels": kernels.Describe(), "go": runtime.Version(), "compute_dtype": prec.String(),
 			}
 			if jsonOut {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
@@ -176,6 +183,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f.IntVar(&maxLen, "max-length", 512, "with --data: truncation max_length")
 	f.BoolVar(&sharePrompt, "share-prompt", true, "with --data: run each pair's prompt once for both responses (--share-prompt=false: packed but unshared)")
 	f.IntVar(&maxPrompt, "max-prompt-length", 384, "with --data: truncation max_prompt_length")
+	f.StringVar(&computeDType, "compute-dtype", "float32", "precision of the matrix products: float32 or bf16 (see relupo train --help)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	return cmd
 }
