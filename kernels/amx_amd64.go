@@ -27,7 +27,7 @@ package kernels
 
 // amxBF16Block computes C[rows×32] += A[rows×kc]·B[kc×32] in blocks of 32×32,
 // loading the tile configuration once per call. rows and kc must be multiples
-// of 32 (other values are truncated down to one; a zero count does nothing).
+// of 32 (other values are rounded down to one; zero rows or depth do nothing).
 // The caller must have checked amxEnable.
 //
 //go:noescape
