@@ -2,6 +2,8 @@
 
 package kernels
 
+import "unsafe"
+
 //go:generate go run gen_gemm_amd64.go
 
 // Assembly in gemm_amd64.s and pack_amd64.s.
@@ -45,11 +47,10 @@ func cpuHas() (avx2, avx512 bool) {
 	return avx2, avx512
 }
 
-// cpuHasBF16 reports AVX512_BF16 (VDPBF16PS, VCVTNEPS2BF16); call it only
-// when cpuHas reports AVX-512.
+// cpuHasBF16 reports AVX512_BF16 (VCVTNE2PS2BF16); call it only when cpuHas
+// reports AVX-512.
 func cpuHasBF16() bool {
-	maxID, _, _, _ := cpuid(0, 0)
-	if maxID < 7 {
+	if maxID, _, _, _ := cpuid(0, 0); maxID < 7 {
 		return false
 	}
 	eax, _, _, _ := cpuid(7, 1)
@@ -62,8 +63,10 @@ func gemmPaths() []*gemmPath {
 	var paths []*gemmPath
 	if avx512 {
 		p := &gemmPath{name: "avx512", mr: 12, nr: 32, kernel: kernel512, packN: packNAsm512, packT: packTAsm512, transpose: transposeAsm512}
+		// The AMX-BF16 kernel (NativeBF16 asks Linux for the tile state
+		// the first time a BF16 product runs) and the AVX512_BF16 packers.
 		if cpuHasBF16() {
-			p.kernelBF, p.packNBF, p.packTBF, p.packABF = kernelBF512, packNBFGo, packTBFGo, packABFGo
+			p.blockBF, p.packNBF, p.packTBF, p.packABF = blockAMX, packNBF512, packTBF512, packABF512
 		}
 		paths = append(paths, p)
 	}
@@ -86,12 +89,32 @@ func colMask32(cols int) uint32 {
 	return 1<<uint(cols) - 1
 }
 
-var kernelsBF512 = [...]kernelFunc{nil,
-	gemmB512x1, gemmB512x2, gemmB512x3, gemmB512x4, gemmB512x5, gemmB512x6,
-	gemmB512x7, gemmB512x8, gemmB512x9, gemmB512x10, gemmB512x11, gemmB512x12}
-
-func kernelBF512(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int) {
-	kernelsBF512[rows](a, rsA, csA, b, ldb, c, ldc, kc, colMask32(cols))
+// blockAMX is the bfloat16 block kernel of the avx512 path (gemmPath.blockBF),
+// on the AMX tile unit: full 32×32 blocks go straight into C, and the
+// partial ones (the last rows of a block, a panel narrower than 32 columns)
+// into a zeroed 32×32 tile that is then added to C.
+func blockAMX(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int) {
+	kq := bfRows(kc)
+	_ = a[roundUp(rows, 32)*kq-1]
+	b16 := (*uint16)(unsafe.Pointer(bp))
+	full := 0
+	if cols == 32 {
+		full = rows &^ 31
+	}
+	if full > 0 {
+		_ = c[(full-1)*ldc+31]
+		amxBF16Block((*uint16)(unsafe.Pointer(&a[0])), 4*kq, full, b16, 128, &c[0], 4*ldc, 2*kq)
+	}
+	for r0 := full; r0 < rows; r0 += 32 {
+		var t [32 * 32]float32
+		amxBF16Block((*uint16)(unsafe.Pointer(&a[r0*kq])), 4*kq, 32, b16, 128, &t[0], 128, 2*kq)
+		for i := 0; i < min(32, rows-r0); i++ {
+			row := c[(r0+i)*ldc : (r0+i)*ldc+cols]
+			for j := range row {
+				row[j] += t[i*32+j]
+			}
+		}
+	}
 }
 
 func kernel512(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int) {

@@ -45,11 +45,12 @@ type gemmPath struct {
 	// transpose sets dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols.
 	transpose func(dst, src []float32, ldd, lds, rows, cols int)
 
-	// The bfloat16 kernels (nil without AVX512_BF16): kernelBF has kernel's
-	// contract over the packed pairs of bf16.go, with kc counting pairs; the
-	// pack functions take kc in steps of the product and write ⌈kc/2⌉ rows
-	// of pairs; packABF packs a block of A.
-	kernelBF         func(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int)
+	// The bfloat16 path (nil where the CPU has no AMX-BF16, and usable only
+	// once amxEnable reports true): blockBF computes C[rows×cols] +=
+	// A·Bp for a packed block of A (bfRows(kc) words a row, zero rows up to
+	// a multiple of 32) and a packed panel of nr = 32 columns (bf16.go); the
+	// pack functions write those from op(B) and op(A).
+	blockBF          func(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int)
 	packNBF, packTBF func(dst, src []float32, ld, kc, cols int)
 	packABF          func(dst, src []float32, rsA, csA, kc, rows int)
 }
@@ -70,18 +71,26 @@ type gemmArgs struct {
 	// transC stores element (i, j) of the product at c[j·ldc + i]; it
 	// requires overwrite.
 	transC bool
-	// bf16 runs the product on the path's bfloat16 kernels: A and B are
-	// packed as rounded pairs along k (bf16.go), so a kernel step covers two
-	// steps of k.
+	// bf16 runs the product on the path's bfloat16 block kernel, with A and
+	// B packed as rounded pairs along k (bf16.go).
 	bf16 bool
 }
 
-// step is the number of steps of k that one kernel step covers.
-func (g *gemmArgs) step() int {
+// panelRows is the number of rows a packed panel of B has for kc steps of k.
+func (g *gemmArgs) panelRows(kc int) int {
 	if g.bf16 {
-		return 2
+		return bfRows(kc)
 	}
-	return 1
+	return kc
+}
+
+// rowAlign is the multiple of rows that tasks are cut at: the micro-kernel's
+// rows, or the bfloat16 kernel's 32.
+func (g *gemmArgs) rowAlign(path *gemmPath) int {
+	if g.bf16 {
+		return 32
+	}
+	return path.mr
 }
 
 var bufPool sync.Pool
@@ -122,9 +131,9 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	if g.splitK(p, path) {
 		return
 	}
-	mr, nr := path.mr, path.nr
+	mr, nr := g.rowAlign(path), path.nr
 	nPan := (n + nr - 1) / nr
-	kq := (k + g.step() - 1) / g.step() // rows of a whole packed panel
+	kq := g.panelRows(k) // rows of a whole packed panel
 	var packed []float32
 	if k*n <= prepackLimit && k > 0 {
 		pb := getBuf(nPan * kq * nr)
@@ -216,11 +225,9 @@ func (g *gemmArgs) splitK(p *Pool, path *gemmPath) bool {
 // task computes rows [i0, i1) and columns [j0, j1) of C.
 func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 	mr, nr, k := path.mr, path.nr, g.k
-	step := g.step()
-	kcMax := gemmKC * step // steps of k per block: gemmKC kernel steps
-	kernel := path.kernel
+	kcMax := gemmKC // steps of k per block
 	if g.bf16 {
-		kernel = path.kernelBF
+		kcMax = 2 * gemmKC // pairs: the same bytes per panel
 	}
 	c, ldc, ci0, cj0 := g.c, g.ldc, 0, 0
 	var tb *[]float32
@@ -242,19 +249,22 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 	}
 	var own []float32
 	if packed == nil && k > 0 {
-		ob := getBuf((j1 - j0 + nr - 1) / nr * nr * min(gemmKC, (k+step-1)/step))
+		ob := getBuf((j1 - j0 + nr - 1) / nr * nr * g.panelRows(min(k, kcMax)))
 		defer putBuf(ob)
 		own = *ob
 	}
 	var ap *[]float32
-	if (g.bf16 || g.rsA == 1 && g.csA > 1) && k > 0 {
-		ap = getBuf(roundUp(gemmMC, mr) * min(gemmKC, (k+step-1)/step))
+	if g.bf16 && k > 0 {
+		ap = getBuf(roundUp(gemmMC, 32) * bfRows(min(k, kcMax)))
+		defer putBuf(ap)
+	} else if g.rsA == 1 && g.csA > 1 && k > 0 {
+		ap = getBuf(roundUp(gemmMC, mr) * min(k, kcMax))
 		defer putBuf(ap)
 	}
-	kqAll := (k + step - 1) / step
+	kqAll := g.panelRows(k)
 	for l0 := 0; l0 < k; l0 += kcMax {
 		kc := min(kcMax, k-l0)
-		kq := (kc + step - 1) / step // kernel steps in this block
+		kq := g.panelRows(kc) // rows of this block's panels
 		if own != nil {
 			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
 				g.packPanel(path, own[q*kq*nr:(q+1)*kq*nr], j, l0, kc)
@@ -265,9 +275,7 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 			a, rsA, csA, ai0 := g.a[l0*g.csA:], g.rsA, g.csA, 0
 			switch {
 			case g.bf16:
-				// Rows of rounded pairs, kq words each.
-				a, rsA, csA, ai0 = *ap, kq, 1, ic
-				path.packABF(a, g.a[l0*g.csA+ic*g.rsA:], g.rsA, g.csA, kc, ie-ic)
+				path.packABF(*ap, g.a[l0*g.csA+ic*g.rsA:], g.rsA, g.csA, kc, ie-ic)
 			case ap != nil:
 				// Aᵀ's rows lie far apart: copy the block into panels of mr
 				// rows, [l][mr], so that the kernel reads it linearly.
@@ -279,16 +287,20 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 				if own != nil {
 					bp = &own[q*kq*nr]
 				} else {
-					bp = &packed[(j/nr)*kqAll*nr+l0/step*nr]
+					bp = &packed[(j/nr)*kqAll*nr+g.panelRows(l0)*nr]
 				}
 				cols := min(nr, j1-j)
+				if g.bf16 {
+					path.blockBF(*ap, kc, ie-ic, bp, c[(ic-ci0)*ldc+j-cj0:], ldc, cols)
+					continue
+				}
 				for i := ic; i < ie; i += mr {
-					ao := (i - ai0) * rsA
-					if ap != nil && !g.bf16 {
-						ao = (i - ai0) * kq
+					ao := i * rsA
+					if ap != nil {
+						ao = (i - ai0) * kc
 					}
-					kernel(min(mr, ie-i), &a[ao], 4*rsA, 4*csA,
-						bp, 4*nr, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kq, cols)
+					path.kernel(min(mr, ie-i), &a[ao], 4*rsA, 4*csA,
+						bp, 4*nr, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kc, cols)
 				}
 			}
 		}

@@ -41,42 +41,6 @@ func gemmK512x11(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc 
 func gemmK512x12(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
 
 //go:noescape
-func gemmB512x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x7(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x8(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x9(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x10(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x11(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
-func gemmB512x12(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-
-//go:noescape
 func gemmK256x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
 
 //go:noescape

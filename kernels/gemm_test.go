@@ -200,10 +200,10 @@ func TestMatMulLarge(t *testing.T) {
 	}
 }
 
-// TestMatMulBF16 checks the BF16 precision on every path: the bfloat16
-// kernels where the CPU has them, and the rounded float32 products (also on
-// an AVX-512 path with its bfloat16 kernels taken away), against products of
-// the rounded operands. checkGemm fails any element off by more than the
+// TestMatMulBF16 checks the BF16 precision on every path: the AMX kernel
+// where the CPU has it, and the rounded float32 products (also on an AVX-512
+// path with its AMX kernel taken away), against products of the rounded
+// operands. checkGemm fails any element off by more than the
 // float32 summation bound, and a product of unrounded operands is off by far
 // more (relative 2⁻⁹ per operand).
 func TestMatMulBF16(t *testing.T) {
@@ -215,10 +215,10 @@ func TestMatMulBF16(t *testing.T) {
 	serial.SetPrecision(BF16)
 	paths := testPaths()
 	for _, path := range gemmPaths() {
-		if path.kernelBF != nil {
+		if path.blockBF != nil && amxEnable() {
 			emulated := *path
 			emulated.name += "-emulated"
-			emulated.kernelBF = nil
+			emulated.blockBF = nil
 			paths = append(paths, &emulated)
 		}
 	}
@@ -226,8 +226,8 @@ func TestMatMulBF16(t *testing.T) {
 	defer func() { prepackLimit = saved }()
 	for _, path := range paths {
 		name := pathName(path)
-		if path != nil && path.kernelBF != nil {
-			name += "-bf16"
+		if path != nil && path.blockBF != nil && amxEnable() {
+			name += "-amx"
 		}
 		t.Run(name, func(t *testing.T) {
 			withPath(path, func() {

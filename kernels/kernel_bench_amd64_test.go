@@ -47,30 +47,3 @@ func benchKernel512(b *testing.B, kc int) {
 		b.ReportMetric(flop/cpu/1e9, "GFLOP/s-cpu")
 	}
 }
-
-// BenchmarkKernelBF512 times the 12×32 VDPBF16PS micro-kernel like
-// BenchmarkKernel512 (kc counts steps of the product, two per kernel step).
-func BenchmarkKernelBF512(b *testing.B) {
-	if _, ok := cpuHas(); !ok || !cpuHasBF16() {
-		b.Skip("no AVX512_BF16")
-	}
-	for _, kc := range []int{128, 256, 384} {
-		b.Run(fmt.Sprint("kc", kc), func(b *testing.B) {
-			kq := kc / 2
-			a := make([]float32, 12*kq)
-			bp := make([]float32, kq*32)
-			c := make([]float32, 12*32)
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			t0 := threadCPU()
-			for b.Loop() {
-				gemmB512x12(&a[0], 4*kq, 4, &bp[0], 128, &c[0], 128, kq, ^uint32(0))
-			}
-			flop := 2 * 12 * 32 * float64(kc) * float64(b.N)
-			b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			if cpu := threadCPU() - t0; cpu > 0 {
-				b.ReportMetric(flop/cpu/1e9, "GFLOP/s-cpu")
-			}
-		})
-	}
-}
