@@ -268,7 +268,7 @@ func (t *Trainer) modelCard(sum Summary) string {
 		{"max_grad_norm", fmt.Sprint(o.MaxGradNorm)}, {"per_device_train_batch_size", fmt.Sprint(o.PerDeviceTrainBatchSize)},
 		{"gradient_accumulation_steps", fmt.Sprint(o.GradientAccumulationSteps)}, {"max_steps", fmt.Sprint(t.plan.maxSteps)},
 		{"max_length", fmt.Sprint(o.MaxLength)}, {"max_prompt_length", fmt.Sprint(o.MaxPromptLength)},
-		{"seed", fmt.Sprint(o.Seed)}, {"training pairs", fmt.Sprint(len(t.Train))},
+		{"seed", fmt.Sprint(o.Seed)}, {"compute_dtype", t.Pool.Precision().String()}, {"training pairs", fmt.Sprint(len(t.Train))},
 		{"data", strings.Join(o.Data, ", ")},
 	}
 	for _, r := range rows {

@@ -6,12 +6,14 @@ import (
 	"os"
 
 	"github.com/relupo/relupo/internal/quickstart"
+	"github.com/relupo/relupo/kernels"
 	"github.com/spf13/cobra"
 )
 
 func newQuickstartCmd() *cobra.Command {
 	o := quickstart.Options{OutputDir: "relupo-quickstart", Epochs: 6, TrainPairs: 2048, EvalPairs: 256}
 	var jsonOut bool
+	var computeDType string
 	cmd := &cobra.Command{
 		Use:   "quickstart",
 		Short: "Train a small built-in model with RePO on a built-in task (about ten seconds on 2 cores)",
@@ -31,6 +33,11 @@ README.md to --output-dir.`,
 			if o.TrainPairs < 8 || o.EvalPairs < 1 || !(o.Epochs > 0) {
 				return usagef("quickstart: --train-pairs must be ≥ 8, --eval-pairs ≥ 1 and --epochs > 0")
 			}
+			prec, err := kernels.ParsePrecision(computeDType)
+			if err != nil {
+				return usagef("quickstart: --compute-dtype: %v", err)
+			}
+			o.Precision = prec
 			o.Progress = newProgress(os.Stderr)
 			fmt.Fprintf(os.Stderr, "relupo quickstart: RePO (γ = 0.5) on %d synthetic pairs, %d held out\n", o.TrainPairs, o.EvalPairs)
 			res, err := quickstart.Run(cmd.Context(), o)
@@ -51,6 +58,7 @@ README.md to --output-dir.`,
 	f.IntVar(&o.TrainPairs, "train-pairs", o.TrainPairs, "synthetic training pairs")
 	f.IntVar(&o.EvalPairs, "eval-pairs", o.EvalPairs, "held-out pairs")
 	f.IntVar(&o.Threads, "threads", 0, "worker threads (0: all cores)")
+	f.StringVar(&computeDType, "compute-dtype", "float32", "precision of the matrix products: float32 or bf16")
 	f.BoolVar(&jsonOut, "json", false, "print the summary as one JSON object: accuracy_before, accuracy_after, output_dir, seconds")
 	return cmd
 }

@@ -91,6 +91,8 @@ type Options struct {
 	EvalPairs  int
 	Threads    int
 	Progress   train.Progress
+	// Precision of the matrix products (kernels.F32 or kernels.BF16).
+	Precision kernels.Precision
 }
 
 // Run trains the quickstart model and reports accuracy before and after.
@@ -100,6 +102,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	m.Params.Init(1, 0.02)
 	pool := kernels.NewPool(o.Threads)
 	defer pool.Close()
+	pool.SetPrecision(o.Precision)
 
 	to := train.DefaultOptions()
 	to.Model = "quickstart (built in memory)"
@@ -111,6 +114,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	to.NumTrainEpochs = o.Epochs
 	to.LoggingSteps = 10
 	to.EvalSteps = 50
+	to.ComputeDType = o.Precision.String()
 
 	tr := &train.Trainer{Opts: to, Policy: m, Train: Task(o.TrainPairs, 1), Eval: Task(o.EvalPairs, 2),
 		SaveDType: "F32", Pool: pool, Progress: o.Progress}
