@@ -6,22 +6,29 @@
 #
 #   scripts/bench_side_by_side.sh                 # 30m and 135m, f32
 #   STEPS=5 PT_SECONDS=90 scripts/bench_side_by_side.sh 30m
+#   PREC=bf16 scripts/bench_side_by_side.sh       # relupo --compute-dtype bf16 against PyTorch's bf16 autocast
 set -euo pipefail
 cd "$(dirname "$0")/.."
 presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(30m 135m)
 STEPS=${STEPS:-5}
 PT_SECONDS=${PT_SECONDS:-90}
+PREC=${PREC:-f32}
+case "$PREC" in
+  f32) dtype=float32 ;;
+  bf16) dtype=bf16 ;;
+  *) echo "PREC must be f32 or bf16" >&2; exit 2 ;;
+esac
 out=$(mktemp -d)
 go build -o "$out/relupo" ./cmd/relupo
-echo "| preset | relupo tokens/s | PyTorch tokens/s | ratio | relupo GFLOP/s | PyTorch GFLOP/s | relupo peak RSS GB | PyTorch peak RSS GB | reference forward: relupo s | PyTorch s | ratio |"
+echo "| preset ($PREC) | relupo tokens/s | PyTorch tokens/s | ratio | relupo GFLOP/s | PyTorch GFLOP/s | relupo peak RSS GB | PyTorch peak RSS GB | reference forward: relupo s | PyTorch s | ratio |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for p in "${presets[@]}"; do
-  "$out/relupo" bench --preset "$p" --steps "$STEPS" --json 2>"$out/relupo-$p.log" | tail -1 > "$out/relupo-$p.json"
-  "$out/relupo" bench --preset "$p" --mode ref-forward --steps "$STEPS" --json 2>>"$out/relupo-$p.log" | tail -1 > "$out/relupo-ref-$p.json"
+  "$out/relupo" bench --preset "$p" --compute-dtype "$dtype" --steps "$STEPS" --json 2>"$out/relupo-$p.log" | tail -1 > "$out/relupo-$p.json"
+  "$out/relupo" bench --preset "$p" --compute-dtype "$dtype" --mode ref-forward --steps "$STEPS" --json 2>>"$out/relupo-$p.log" | tail -1 > "$out/relupo-ref-$p.json"
   OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-SkylakeX} \
     OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \
-    /usr/bin/python3 ../shared/reference/bench_train.py "$p" 2 "$PT_SECONDS" f32 > "$out/torch-$p.log" 2>&1
+    /usr/bin/python3 ../shared/reference/bench_train.py "$p" 2 "$PT_SECONDS" "$PREC" > "$out/torch-$p.log" 2>&1
   python3 - "$p" "$out/relupo-$p.json" "$out/relupo-ref-$p.json" "$out/torch-$p.log" <<'PY'
 import json, sys
 p, ours_path, ref_path, torch_path = sys.argv[1:]
