@@ -90,12 +90,6 @@ func bf16Bits(x float32) uint16 {
 	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
 }
 
-// bf16Pair packs RoundBF16(lo) and RoundBF16(hi) into one 32-bit word, lo in
-// the low half: the pair layout the bfloat16 dot-product instructions read.
-func bf16Pair(lo, hi float32) float32 {
-	return math.Float32frombits(uint32(bf16Bits(lo)) | uint32(bf16Bits(hi))<<16)
-}
-
 // roundBF16Slice sets dst[i] = RoundBF16(src[i]).
 func roundBF16Slice(p *Pool, dst, src []float32) {
 	p.ForRange(len(src), 1<<14, func(lo, hi int) {

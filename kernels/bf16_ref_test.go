@@ -1,8 +1,16 @@
 package kernels
 
+import "math"
+
 // The portable packers of the bfloat16 operands: the specification the
 // AVX512_BF16 packers (bf16_amd64.go) are tested against, bit for bit, in
 // the layouts bf16.go describes.
+
+// bf16Pair packs RoundBF16(lo) and RoundBF16(hi) into one 32-bit word, lo in
+// the low half: the pair layout the bfloat16 dot-product instructions read.
+func bf16Pair(lo, hi float32) float32 {
+	return math.Float32frombits(uint32(bf16Bits(lo)) | uint32(bf16Bits(hi))<<16)
+}
 
 // packNBFGo packs the bfloat16 panel of op(B)[l, j] = src[l·ld + j] into
 // dst, bfRows(kc) pair rows of len(dst)/bfRows(kc) words.
