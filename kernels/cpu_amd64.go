@@ -14,9 +14,6 @@ func xgetbv() (eax, edx uint32)
 //go:noescape
 func packN512(dst, src *float32, ld, kc int, mask uint32)
 
-//go:noescape
-func packT512(dst, src *float32, ld, kc int, mask uint32, ldd int)
-
 // cpuHas reports whether the CPU and the operating system support AVX2 with
 // FMA, and AVX-512 F (with the opmask and upper-ZMM state enabled).
 func cpuHas() (avx2, avx512 bool) {
@@ -126,9 +123,16 @@ func packNAsm512(dst []float32, src []float32, ld, kc, cols int) {
 	packN512(&dst[0], &src[0], 4*ld, kc, colMask32(cols))
 }
 
+// packTAsm512 packs a panel of Bᵀ by register transposes (transpose16): the
+// gathers (VGATHERDPS) that it used before cost several cycles per element on CPUs with the
+// gather-data-sampling fix, which made packing B a fifth of a forward
+// product's time. Columns past cols are zeroed.
 func packTAsm512(dst []float32, src []float32, ld, kc, cols int) {
 	_ = dst[32*kc-1]
-	packT512(&dst[0], &src[0], 4*ld, kc, colMask32(cols), 128)
+	if cols < 32 {
+		clear(dst[:32*kc])
+	}
+	transpose16(dst, src, 32, ld, cols, kc)
 }
 
 type kernelFunc256 = func(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
@@ -145,13 +149,33 @@ func kernel256(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float
 }
 
 func transposeAsm512(dst, src []float32, ldd, lds, rows, cols int) {
+	transpose16(dst, src, ldd, lds, rows, cols)
+}
+
+// transpose16 sets dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols:
+// whole 16×16 blocks in registers (transpose16x16, a strip of 16 rows per
+// call), the ragged edges element by element.
+func transpose16(dst, src []float32, ldd, lds, rows, cols int) {
 	if rows == 0 || cols == 0 {
 		return
 	}
 	_ = dst[(cols-1)*ldd+rows-1]
 	_ = src[(rows-1)*lds+cols-1]
-	for i := 0; i < rows; i += 32 {
-		packT512(&dst[i], &src[i*lds], 4*lds, cols, colMask32(rows-i), 4*ldd)
+	r16, c16 := rows&^15, cols&^15
+	if c16 > 0 {
+		for i := 0; i < r16; i += 16 {
+			transpose16x16(&dst[i], &src[i*lds], 4*lds, 4*ldd, c16/16)
+		}
+	}
+	for i := 0; i < rows; i++ {
+		j0 := c16
+		if i >= r16 {
+			j0 = 0
+		}
+		s := src[i*lds : i*lds+cols]
+		for j := j0; j < cols; j++ {
+			dst[j*ldd+i] = s[j]
+		}
 	}
 }
 

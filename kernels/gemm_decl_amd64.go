@@ -57,3 +57,6 @@ func gemmK256x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc i
 
 //go:noescape
 func gemmK256x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
+
+//go:noescape
+func transpose16x16(dst, src *float32, lds, ldd, nblk int)

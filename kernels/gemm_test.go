@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -333,5 +334,36 @@ func TestDotAxpy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPackTranspose checks every path's transpose and packT (register
+// transposes of 16×16 blocks plus ragged edges on avx512) against the
+// element-by-element versions, with padded leading dimensions.
+func TestPackTranspose(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, path := range gemmPaths() {
+		for _, rows := range edgeSizes {
+			for _, cols := range edgeSizes {
+				lds, ldd := cols+3, rows+5
+				src := randSlice(r, rows*lds)
+				got, want := make([]float32, cols*ldd), make([]float32, cols*ldd)
+				path.transpose(got, src, ldd, lds, rows, cols)
+				transposeGo(want, src, ldd, lds, rows, cols)
+				if !slices.Equal(got, want) {
+					t.Fatalf("%s transpose %dx%d differs", path.name, rows, cols)
+				}
+				if rows > path.nr {
+					continue
+				}
+				// A panel: kc = cols steps of rows columns of Bᵀ.
+				got, want = make([]float32, cols*path.nr), make([]float32, cols*path.nr)
+				path.packT(got, src, lds, cols, rows)
+				packTGo(want, src, lds, cols, rows)
+				if !slices.Equal(got, want) {
+					t.Fatalf("%s packT kc=%d cols=%d differs", path.name, cols, rows)
+				}
+			}
+		}
 	}
 }
