@@ -26,6 +26,19 @@ const (
 	gemmMaxMT = 576 // tallest task
 )
 
+// inPlaceRows is the most rows of A for which an untransposed B is read in
+// place instead of packed: each element of B then serves at most
+// inPlaceRows/mr kernel calls, too few to repay copying it (for the input
+// gradient of a 64-token logits chunk, 64×512 by k = vocabulary, packing B
+// was a fifth of the time). The kernel's loads of B step by the row length,
+// a constant stride that Intel's L1 stride prefetcher follows only up to
+// 2 KiB (inPlaceMaxLd floats): with 576 columns reading in place was 12%
+// slower than packing. Panels narrower than nr are still packed: the kernel
+// loads whole rows of nr columns.
+var inPlaceRows = 96
+
+const inPlaceMaxLd = 512
+
 // prepackLimit is the most elements of B packed once for a whole product (a
 // variable so that tests can reach the per-task packing).
 var prepackLimit = 1 << 22
@@ -71,6 +84,8 @@ type gemmArgs struct {
 	// transC stores element (i, j) of the product at c[j·ldc + i]; it
 	// requires overwrite.
 	transC bool
+	// inPlaceB reads full panels of B (not transposed) where they lie.
+	inPlaceB bool
 	// bf16 runs the product on the path's bfloat16 block kernel, with A and
 	// B packed as rounded pairs along k (bf16.go).
 	bf16 bool
@@ -135,7 +150,8 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	nPan := (n + nr - 1) / nr
 	kq := g.panelRows(k) // rows of a whole packed panel
 	var packed []float32
-	if k*n <= prepackLimit && k > 0 {
+	g.inPlaceB = !g.bT && !g.bf16 && m <= inPlaceRows && g.ldb <= inPlaceMaxLd
+	if k*n <= prepackLimit && k > 0 && !g.inPlaceB {
 		pb := getBuf(nPan * kq * nr)
 		defer putBuf(pb)
 		packed = *pb
@@ -267,7 +283,9 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 		kq := g.panelRows(kc) // rows of this block's panels
 		if own != nil {
 			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
-				g.packPanel(path, own[q*kq*nr:(q+1)*kq*nr], j, l0, kc)
+				if !g.inPlaceB || j1-j < nr {
+					g.packPanel(path, own[q*kq*nr:(q+1)*kq*nr], j, l0, kc)
+				}
 			}
 		}
 		for ic := i0; ic < i1; ic += gemmMC {
@@ -283,13 +301,17 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 				packA(a, g.a[l0*g.csA+ic:], g.csA, kc, ie-ic, mr)
 			}
 			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
+				cols := min(nr, j1-j)
 				var bp *float32
-				if own != nil {
+				ldb := nr
+				switch {
+				case g.inPlaceB && cols == nr:
+					bp, ldb = &g.b[l0*g.ldb+j], g.ldb
+				case own != nil:
 					bp = &own[q*kq*nr]
-				} else {
+				default:
 					bp = &packed[(j/nr)*kqAll*nr+g.panelRows(l0)*nr]
 				}
-				cols := min(nr, j1-j)
 				if g.bf16 {
 					path.blockBF(*ap, kc, ie-ic, bp, c[(ic-ci0)*ldc+j-cj0:], ldc, cols)
 					continue
@@ -300,7 +322,7 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 						ao = (i - ai0) * kc
 					}
 					path.kernel(min(mr, ie-i), &a[ao], 4*rsA, 4*csA,
-						bp, 4*nr, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kc, cols)
+						bp, 4*ldb, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kc, cols)
 				}
 			}
 		}
