@@ -6,7 +6,10 @@
 // Every kernel is a plain function over flat, row-major float32 slices whose
 // shapes are passed explicitly, in the style of llm.c. Work is spread over a
 // persistent [Pool] of goroutines; a nil *Pool runs everything on the calling
-// goroutine. This package is the seam for hardware-specific code: SIMD
-// micro-kernels (Go assembly) and, later, other devices plug in here without
-// the model package changing.
+// goroutine. A Pool also carries the precision of its matrix products
+// ([Pool.SetPrecision]): float32, or bfloat16 operands with float32 sums,
+// which run on the AMX tile unit where the CPU has one. This package is the
+// seam for hardware-specific code: SIMD micro-kernels (Go assembly), the AMX
+// kernel and, later, other devices plug in here without the model package
+// changing.
 package kernels
