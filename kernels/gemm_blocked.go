@@ -55,6 +55,9 @@ type gemmPath struct {
 	kernel func(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int)
 	packN  func(dst, src []float32, ld, kc, cols int)
 	packT  func(dst, src []float32, ld, kc, cols int)
+	// packA copies rows [0, rows) of op(A) = Aᵀ, steps [0, kc), from
+	// src[l·ld + i] into panels of mr rows (see the Go version, packA).
+	packA func(dst, src []float32, ld, kc, rows int)
 	// transpose sets dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols.
 	transpose func(dst, src []float32, ldd, lds, rows, cols int)
 
@@ -298,7 +301,7 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 				// Aᵀ's rows lie far apart: copy the block into panels of mr
 				// rows, [l][mr], so that the kernel reads it linearly.
 				a, rsA, csA, ai0 = *ap, 1, mr, ic
-				packA(a, g.a[l0*g.csA+ic:], g.csA, kc, ie-ic, mr)
+				path.packA(a, g.a[l0*g.csA+ic:], g.csA, kc, ie-ic)
 			}
 			for j, q := j0, 0; j < j1; j, q = j+nr, q+1 {
 				cols := min(nr, j1-j)

@@ -35,6 +35,38 @@ pn_done:
 	VZEROUPPER
 	RET
 
+// func packA12(dst, src *float32, ld, kc int, mask uint32)
+// dst[12l + r] = src[l·ld/4 + r] for the rows r set in mask (the others are
+// left alone): one micro-panel of op(A) = Aᵀ, twelve floats a step, for the
+// 12-row kernels. Two steps a trip.
+TEXT ·packA12(SB), NOSPLIT, $0-36
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ld+16(FP), DX
+	MOVQ kc+24(FP), CX
+	MOVL mask+32(FP), R8
+	KMOVW R8, K1
+	SHRQ $1, CX
+	JEQ pa_tail
+pa_loop:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (SI)(DX*1), K1, Z1
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K1, 48(DI)
+	LEAQ (SI)(DX*2), SI
+	ADDQ $96, DI
+	DECQ CX
+	JNE pa_loop
+pa_tail:
+	MOVQ kc+24(FP), CX
+	ANDQ $1, CX
+	JEQ pa_done
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS Z0, K1, (DI)
+pa_done:
+	VZEROUPPER
+	RET
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), AX
