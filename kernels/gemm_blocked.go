@@ -24,6 +24,7 @@ var (
 const (
 	gemmMaxNT = 768 // widest task
 	gemmMaxMT = 576 // tallest task
+	gemmMinMT = 96  // shortest task that prepacked B is split into, if m allows
 )
 
 // inPlaceRows is the most rows of A for which an untransposed B is read in
@@ -171,9 +172,14 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	if packed != nil {
 		// Equal widths: a narrow last task would redo the packing of Aᵀ
 		// (MatMulTNAcc) and reuse each block of A less.
+		// A task of few rows reuses each panel of B for few kernel calls
+		// and streams all of B (2.4 MiB for 135m/kv/dW, more than L2)
+		// through the cache: keep at least gemmMinMT rows and cut the
+		// columns instead.
 		nTasks := (n + gemmMaxNT - 1) / gemmMaxNT
+		mTasks := max(1, min((want+nTasks-1)/nTasks, m/gemmMinMT))
+		nTasks = max(nTasks, min(nPan, (want+mTasks-1)/mTasks))
 		nT = roundUp((n+nTasks-1)/nTasks, nr)
-		mTasks := max(1, (want+nTasks-1)/nTasks)
 		mT = roundUp((m+mTasks-1)/mTasks, mr)
 	} else {
 		// Each task packs its own columns of B: give it all the rows it can
