@@ -5,12 +5,16 @@ import "sync"
 // This file holds the cache-blocked driver of the assembly micro-kernels
 // (GotoBLAS/BLIS-style). One product C (+)= op(A)·op(B) of m×k by k×n:
 //
-//   - op(A) is never copied: the kernels read A[i, l] at a[i·rsA + l·csA],
-//     which serves A (NT, NN) and Aᵀ (TN) alike.
+//   - The kernels read A[i, l] at a[i·rsA + l·csA], which serves A (NT, NN)
+//     and Aᵀ (TN) alike. A is read in place; Aᵀ, whose rows lie far apart,
+//     is copied per block into panels of mr rows (path.packA). Packing A
+//     too was measured: it did not speed the kernel up, and cost the copy.
 //   - op(B) is packed into panels of nr columns, kc rows each, so that the
 //     kernel streams a panel linearly from L1. If B is small (k·n ≤
 //     prepackLimit) it is packed once for the whole product, by all workers;
 //     otherwise each task packs its own columns, one kc-block at a time.
+//     Products of few rows read a B that is not transposed in place
+//     (inPlaceRows).
 //   - C is cut into tasks of mT rows × nT columns that the pool's workers take
 //     in turn. Within a task, for each kc-block: for each block of mc rows
 //     (kept in L2), for each panel (in L1), for each mr rows: one kernel call.
