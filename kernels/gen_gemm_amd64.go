@@ -81,6 +81,9 @@ func avx512Kernel(mr int) {
 	// Two steps of l per trip when kc is even, then one.
 	p("\tSHRQ $1, R10")
 	p("\tJEQ k512x%d_tail", mr)
+	// Align the loop to a cache line, so that its speed does not depend on
+	// where the linker happens to place the function.
+	p("\tPCALIGN $64")
 	p("k512x%d_loop2:", mr)
 	for u := 0; u < 2; u++ {
 		p("\tVMOVUPS (R8), Z24")
@@ -137,6 +140,7 @@ func avx2Kernel(mr int) {
 	}
 	p("\tTESTQ R10, R10")
 	p("\tJEQ k256x%d_store", mr)
+	p("\tPCALIGN $64")
 	p("k256x%d_loop:", mr)
 	p("\tVMOVUPS (R8), Y12")
 	p("\tVMOVUPS 32(R8), Y13")
