@@ -12,7 +12,10 @@ log-probs; backward; AdamW. The model is the shared reference Llama
 initialized, with random token ids of the given lengths.
 
   OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \\
-    /usr/bin/python3 bench/trl_style_bench.py LENGTHS [preset=30m] [pairs_per_batch=2] [threads=2]
+    /usr/bin/python3 bench/trl_style_bench.py LENGTHS [preset=30m] [pairs_per_batch=2] [threads=2] [f32|bf16]
+
+bf16 runs the forward under torch.autocast("cpu", dtype=torch.bfloat16), as
+../shared/reference/bench_train.py does.
 
 Prints one JSON object: pairs/s, real and padded tokens, peak RSS.
 """
@@ -28,6 +31,8 @@ lengths_path = sys.argv[1]
 preset = sys.argv[2] if len(sys.argv) > 2 else "30m"
 B = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 threads = int(sys.argv[4]) if len(sys.argv) > 4 else 2
+prec = sys.argv[5] if len(sys.argv) > 5 else "f32"
+assert prec in ("f32", "bf16"), prec
 torch.set_num_threads(threads)
 
 CONFIGS = {  # the shapes of bench_train.py
@@ -53,7 +58,12 @@ def step(batch):
     ids_, am, lm = L.build_preference_batch([p for p, _, _ in batch], [c for _, c, _ in batch],
                                            [r for _, _, r in batch], pad_id=cfg["pad_token_id"])
     opt.zero_grad(set_to_none=True)
-    s, n = L.sequence_logps(model, ids_, am, lm)
+    if prec == "bf16":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            s, n = L.sequence_logps(model, ids_, am, lm)
+        s, n = s.float(), n.float()
+    else:
+        s, n = L.sequence_logps(model, ids_, am, lm)
     k = len(batch)
     loss = LS.repo_loss(s[:k], s[k:], n[:k], n[k:], gamma=10.0)[0]
     loss.backward()
@@ -74,4 +84,4 @@ with open("/proc/self/status") as f:
 print(json.dumps({"preset": preset, "pairs": len(pairs), "batch_pairs": B, "seconds": secs,
                   "pairs_per_s": len(pairs) / secs, "real_tokens": real, "padded_tokens": padded,
                   "padding_fraction": 1 - real / padded, "tokens_per_s": real / secs, "peak_rss_GB": rss,
-                  "torch": torch.__version__, "threads": threads}))
+                  "torch": torch.__version__, "threads": threads, "precision": prec}))
