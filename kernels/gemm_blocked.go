@@ -200,10 +200,54 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	}
 	mT = min(mT, roundUp(maxMT, mr))
 	mTasks, nTasks := (m+mT-1)/mT, (n+nT-1)/nT
+	var packedA []float32
+	if g.bf16 && nTasks > 1 && k > 0 {
+		// Every task of a row range would convert the same rows of A to
+		// bfloat16 (a tenth of a bf16 training step's time): convert A
+		// once, by all workers, as B is above.
+		pa := getBuf(g.bfPackedALen())
+		defer putBuf(pa)
+		packedA = *pa
+		kcMax, mBlocks := g.kcMax(), (m+gemmMC-1)/gemmMC
+		p.For((k+kcMax-1)/kcMax*mBlocks, func(t int) {
+			l0, i0 := t/mBlocks*kcMax, t%mBlocks*gemmMC
+			path.packABF(packedA[g.bfPackedAOffset(l0, i0):], g.a[l0*g.csA+i0*g.rsA:],
+				g.rsA, g.csA, min(kcMax, k-l0), min(gemmMC, m-i0))
+		})
+	}
 	p.For(mTasks*nTasks, func(t int) {
 		i0, j0 := (t/nTasks)*mT, (t%nTasks)*nT
-		g.task(path, packed, i0, min(i0+mT, m), j0, min(j0+nT, n))
+		g.task(path, packed, packedA, i0, min(i0+mT, m), j0, min(j0+nT, n))
 	})
+}
+
+// kcMax is the depth of a block: gemmKC steps, or for bfloat16 twice as
+// many, which are as many bytes per panel.
+func (g *gemmArgs) kcMax() int {
+	if g.bf16 {
+		return 2 * gemmKC
+	}
+	return gemmKC
+}
+
+// bfPackedALen is the length of all of A packed for the bfloat16 kernel: for
+// each block of kcMax steps, roundUp(m, 32) rows of bfRows(kc) words (the
+// layout of path.packABF, one block of rows after the other).
+func (g *gemmArgs) bfPackedALen() int {
+	kcMax := g.kcMax()
+	full := g.k / kcMax
+	n := full * bfRows(kcMax)
+	if r := g.k - full*kcMax; r > 0 {
+		n += bfRows(r)
+	}
+	return roundUp(g.m, 32) * n
+}
+
+// bfPackedAOffset is where row i0 of the block at step l0 (a multiple of
+// kcMax) starts in A packed by run for the bfloat16 kernel.
+func (g *gemmArgs) bfPackedAOffset(l0, i0 int) int {
+	kcMax := g.kcMax()
+	return l0/kcMax*roundUp(g.m, 32)*bfRows(kcMax) + i0*bfRows(min(kcMax, g.k-l0))
 }
 
 // splitK runs a deep product with a small C (the input gradient of a logits
@@ -251,13 +295,12 @@ func (g *gemmArgs) splitK(p *Pool, path *gemmPath) bool {
 	return true
 }
 
-// task computes rows [i0, i1) and columns [j0, j1) of C.
-func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
+// task computes rows [i0, i1) and columns [j0, j1) of C. packedA is A
+// packed for the bfloat16 kernel by run, or nil for the task to pack its own
+// blocks of A.
+func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j1 int) {
 	mr, nr, k := path.mr, path.nr, g.k
-	kcMax := gemmKC // steps of k per block
-	if g.bf16 {
-		kcMax = 2 * gemmKC // pairs: the same bytes per panel
-	}
+	kcMax := g.kcMax() // steps of k per block
 	c, ldc, ci0, cj0 := g.c, g.ldc, 0, 0
 	var tb *[]float32
 	if g.transC {
@@ -283,7 +326,7 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 		own = *ob
 	}
 	var ap *[]float32
-	if g.bf16 && k > 0 {
+	if g.bf16 && k > 0 && packedA == nil {
 		ap = getBuf(roundUp(gemmMC, 32) * bfRows(min(k, kcMax)))
 		defer putBuf(ap)
 	} else if g.rsA == 1 && g.csA > 1 && k > 0 {
@@ -304,9 +347,15 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 		for ic := i0; ic < i1; ic += gemmMC {
 			ie := min(ic+gemmMC, i1)
 			a, rsA, csA, ai0 := g.a[l0*g.csA:], g.rsA, g.csA, 0
+			var abf []float32 // the bfloat16 block of A
 			switch {
 			case g.bf16:
-				path.packABF(*ap, g.a[l0*g.csA+ic*g.rsA:], g.rsA, g.csA, kc, ie-ic)
+				if packedA != nil {
+					abf = packedA[g.bfPackedAOffset(l0, ic):]
+				} else {
+					abf = *ap
+					path.packABF(abf, g.a[l0*g.csA+ic*g.rsA:], g.rsA, g.csA, kc, ie-ic)
+				}
 			case ap != nil:
 				// Aᵀ's rows lie far apart: copy the block into panels of mr
 				// rows, [l][mr], so that the kernel reads it linearly.
@@ -326,7 +375,7 @@ func (g *gemmArgs) task(path *gemmPath, packed []float32, i0, i1, j0, j1 int) {
 					bp = &packed[(j/nr)*kqAll*nr+g.panelRows(l0)*nr]
 				}
 				if g.bf16 {
-					path.blockBF(*ap, kc, ie-ic, bp, c[(ic-ci0)*ldc+j-cj0:], ldc, cols)
+					path.blockBF(abf, kc, ie-ic, bp, c[(ic-ci0)*ldc+j-cj0:], ldc, cols)
 					continue
 				}
 				for i := ic; i < ie; i += mr {
