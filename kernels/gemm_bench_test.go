@@ -18,7 +18,8 @@ func processCPU() float64 {
 }
 
 // benchShapes are the products of a training step of the 30m and 135m
-// presets with 1024 tokens, and of a 64-token logits chunk, named by layer.
+// presets with 1024 tokens, and of a 256-row logits chunk (the model's chunk for
+// both vocabularies: model.Config.logitChunk), named by layer.
 // m, n, k are as passed to the function (MatMulNT: C[m,n] = A[m,k]·B[n,k]ᵀ;
 // MatMulNNAcc: C[m,n] += A[m,k]·B[k,n]; MatMulTNAcc: C[m,n] += A[k,m]ᵀ·B[k,n]).
 var benchShapes = []struct {
@@ -32,9 +33,9 @@ var benchShapes = []struct {
 	{"30m/down/dx", "NN", 1024, 1376, 512},
 	{"30m/gateup/dW", "TN", 1376, 512, 1024},
 	{"30m/down/dW", "TN", 512, 1376, 1024},
-	{"30m/logits/fwd", "NT", 64, 8192, 512},
-	{"30m/logits/dx", "NN", 64, 512, 8192},
-	{"30m/logits/dW", "TN", 8192, 512, 64},
+	{"30m/logits/fwd", "NT", 256, 8192, 512},
+	{"30m/logits/dx", "NN", 256, 512, 8192},
+	{"30m/logits/dW", "TN", 8192, 512, 256},
 	{"135m/q/fwd", "NT", 1024, 576, 576},
 	{"135m/kv/fwd", "NT", 1024, 192, 576},
 	{"135m/gateup/fwd", "NT", 1024, 1536, 576},
@@ -45,9 +46,9 @@ var benchShapes = []struct {
 	{"135m/kv/dW", "TN", 192, 576, 1024},
 	{"135m/gateup/dW", "TN", 1536, 576, 1024},
 	{"135m/down/dW", "TN", 576, 1536, 1024},
-	{"135m/logits/fwd", "NT", 64, 49152, 576},
-	{"135m/logits/dx", "NN", 64, 576, 49152},
-	{"135m/logits/dW", "TN", 49152, 576, 64},
+	{"135m/logits/fwd", "NT", 256, 49152, 576},
+	{"135m/logits/dx", "NN", 256, 576, 49152},
+	{"135m/logits/dW", "TN", 49152, 576, 256},
 	{"square/1024", "NT", 1024, 1024, 1024},
 }
 
