@@ -2,7 +2,6 @@ package train
 
 import (
 	"fmt"
-	"github.com/relupo/relupo/kernels"
 	"math"
 	"os"
 	"reflect"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/relupo/relupo/kernels"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 )

@@ -1,13 +1,13 @@
 package train
 
 import (
-	"github.com/relupo/relupo/kernels"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/relupo/relupo/kernels"
 	"github.com/spf13/pflag"
 )
 

@@ -62,9 +62,9 @@ with the same prompt and response lengths, and one pass over all pairs in batche
 bench/trl_style_bench.py, the padded PyTorch baseline. --mode ref-forward times the
 no-gradient forward pass a reference model needs. --mode decode times KV-cache
 decoding: 2·pairs sequences prefilled with seq/4 tokens, then seq/4 greedy tokens each,
-reporting decoded tokens/s (and prefill tokens/s). --compute-dtype bf16 times the
-bfloat16 matrix products (bench_train.py's bf16 argument runs PyTorch's autocast). FLOPs are counted as the script
-does: 6·N_matmul·tokens + 12·L·D·T·tokens. With --json the last line is one JSON
+reporting decoded tokens/s (and prefill tokens/s). --compute-dtype bf16 times
+bfloat16 matrix products (bench_train.py's bf16 argument runs PyTorch's autocast).
+FLOPs are counted as the script does: 6·N_matmul·tokens + 12·L·D·T·tokens. With --json the last line is one JSON
 object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -2,10 +2,11 @@ package quickstart
 
 import (
 	"context"
-	"github.com/relupo/relupo/kernels"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/relupo/relupo/kernels"
 )
 
 // A shortened quickstart run must clearly raise held-out accuracy, with
