@@ -176,7 +176,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 	prec, _ := o.Precision() // checked by Validate
 	t.Pool.SetPrecision(prec)
 	if prec == kernels.BF16 && !kernels.NativeBF16() {
-		warn("bf16 compute is emulated on this CPU (no AMX-BF16): the numbers are bf16's, the speed float32's or lower")
+		warn("bf16 compute is emulated here (no AMX-BF16 on this CPU or kernel path): the numbers are bf16's, the speed float32's or lower")
 	}
 	lc := pref.Config{LossType: o.LossType, Beta: o.Beta, Gamma: o.GammaBetaRatio}
 	var ref [][2]float64

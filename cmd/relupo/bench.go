@@ -95,6 +95,9 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 			pool := kernels.NewPool(threads)
 			defer pool.Close()
 			pool.SetPrecision(prec)
+			if prec == kernels.BF16 && !kernels.NativeBF16() {
+				fmt.Fprintln(os.Stderr, "relupo bench: bf16 is emulated here (no AMX-BF16 on this CPU or kernel path): bf16 numbers at float32 speed or lower")
+			}
 			if mode == "decode" { // KV-cache decoding; see generate.go
 				return runDecodeBench(cmd, cfg, preset, T, pairs, steps, pool, jsonOut)
 			}
@@ -159,6 +162,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 				"steps_measured": len(times), "step_s_median": med, "step_s_min": times[0],
 				"tokens_per_s": float64(tokens) / med, "gflops": flops / med / 1e9, "peak_rss_GB": peakRSSGB(),
 				"kernels": kernels.Describe(), "go": runtime.Version(), "compute_dtype": prec.String(),
+				"bf16_native": prec == kernels.BF16 && kernels.NativeBF16(),
 			}
 			if jsonOut {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
