@@ -149,14 +149,20 @@ func MatMulNNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 	checkLen("MatMulNNAcc C", c, m*n)
 	checkLen("MatMulNNAcc A", a, m*k)
 	checkLen("MatMulNNAcc B", b, k*n)
+	matMulAcc(p, c, a, k, 1, b, m, n, k)
+}
+
+// matMulAcc computes C += op(A)·B, op(A)[i, l] = a[i·rsA + l·csA], under the
+// pool's precision: on the blocked path, or with matMulAccGo.
+func matMulAcc(p *Pool, c, a []float32, rsA, csA int, b []float32, m, n, k int) {
 	a, b, native, release := bf16Operands(p, a, b)
 	defer release()
 	if path := gemmImpl; path != nil {
-		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b: b, ldb: n, m: m, n: n, k: k, bf16: native}
+		g := gemmArgs{c: c, ldc: n, a: a, rsA: rsA, csA: csA, b: b, ldb: n, m: m, n: n, k: k, bf16: native}
 		g.run(p, path)
 		return
 	}
-	matMulAccGo(p, c, a, k, 1, b, m, n, k)
+	matMulAccGo(p, c, a, rsA, csA, b, m, n, k)
 }
 
 // matMulAccGo computes C += A·B for an A whose element (i, l) is
@@ -194,14 +200,7 @@ func MatMulTNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 	checkLen("MatMulTNAcc C", c, m*n)
 	checkLen("MatMulTNAcc A", a, k*m)
 	checkLen("MatMulTNAcc B", b, k*n)
-	a, b, native, release := bf16Operands(p, a, b)
-	defer release()
-	if path := gemmImpl; path != nil {
-		g := gemmArgs{c: c, ldc: n, a: a, rsA: 1, csA: m, b: b, ldb: n, m: m, n: n, k: k, bf16: native}
-		g.run(p, path)
-		return
-	}
-	matMulAccGo(p, c, a, 1, m, b, m, n, k)
+	matMulAcc(p, c, a, 1, m, b, m, n, k)
 }
 
 // axpy4 computes y += a0·x0 + a1·x1 + a2·x2 + a3·x3.
