@@ -10,27 +10,37 @@ func cvtBF16Row(dst, src *float32, n, words int)
 //go:noescape
 func cvtBF16Pairs(dst, r0, r1 *float32, n, words int)
 
-// zeroRow is a row of zeros for the missing second value of an odd kc.
+// zeroRow is the missing second row of an odd kc: pairRowsBF converts at
+// most nr columns of B or gemmMC rows of A, far fewer than its length.
 var zeroRow [gemmMaxNT + 64]float32
 
 // The AVX-512 packers of the bfloat16 operands, with the layouts and
-// contracts of packNBFGo, packTBFGo and packABFGo (bf16.go).
+// contracts of the portable reference packers packNBFGo, packTBFGo and
+// packABFGo (bf16_ref_test.go).
+
+// pairRowsBF writes pair rows s < rows, ldd words each (a multiple of 16), to
+// dst: word j of
+// row s holds the bfloat16 of src[2s·ld + j] and src[(2s+1)·ld + j] for
+// j < n, with zero for the rows of src at or past kc and for j ≥ n.
+func pairRowsBF(dst []float32, ldd int, src []float32, ld, kc, n, rows int) {
+	_ = src[(kc-1)*ld+n-1]
+	_ = dst[rows*ldd-1]
+	_ = zeroRow[n-1]
+	for s := 0; s < rows; s++ {
+		switch {
+		case 2*s+1 < kc:
+			cvtBF16Pairs(&dst[s*ldd], &src[2*s*ld], &src[(2*s+1)*ld], n, ldd)
+		case 2*s < kc:
+			cvtBF16Pairs(&dst[s*ldd], &src[2*s*ld], &zeroRow[0], n, ldd)
+		default:
+			clear(dst[s*ldd : (s+1)*ldd])
+		}
+	}
+}
 
 func packNBF512(dst, src []float32, ld, kc, cols int) {
 	rows := bfRows(kc)
-	nr := len(dst) / rows
-	_ = src[(kc-1)*ld+cols-1]
-	for s := 0; s < rows; s++ {
-		d := dst[s*nr : s*nr+nr]
-		switch {
-		case 2*s+1 < kc:
-			cvtBF16Pairs(&d[0], &src[2*s*ld], &src[(2*s+1)*ld], cols, nr)
-		case 2*s < kc:
-			cvtBF16Pairs(&d[0], &src[2*s*ld], &zeroRow[0], cols, nr)
-		default:
-			clear(d)
-		}
-	}
+	pairRowsBF(dst, len(dst)/rows, src, ld, kc, cols, rows)
 }
 
 func packTBF512(dst, src []float32, ld, kc, cols int) {
@@ -62,19 +72,8 @@ func packABF512(dst, src []float32, rsA, csA, kc, rows int) {
 	// Aᵀ: pair the rows of the source (steps 2s and 2s+1, contiguous over
 	// A's rows), then transpose the words.
 	ldt := roundUp(rows, 16)
-	_ = src[(kc-1)*csA+rows-1]
 	tb := getBuf(kq * ldt)
 	defer putBuf(tb)
-	t := *tb
-	for s := 0; s < kq; s++ {
-		switch {
-		case 2*s+1 < kc:
-			cvtBF16Pairs(&t[s*ldt], &src[2*s*csA], &src[(2*s+1)*csA], rows, ldt)
-		case 2*s < kc:
-			cvtBF16Pairs(&t[s*ldt], &src[2*s*csA], &zeroRow[0], rows, ldt)
-		default:
-			clear(t[s*ldt : (s+1)*ldt])
-		}
-	}
-	transposeAsm512(dst, t, kq, ldt, kq, rows)
+	pairRowsBF(*tb, ldt, src, csA, kc, rows, kq)
+	transposeAsm512(dst, *tb, kq, ldt, kq, rows)
 }
