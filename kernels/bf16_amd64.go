@@ -18,10 +18,10 @@ var zeroRow [gemmMaxNT + 64]float32
 // contracts of the portable reference packers packNBFGo, packTBFGo and
 // packABFGo (bf16_ref_test.go).
 
-// pairRowsBF writes pair rows s < rows, ldd words each (a multiple of 16), to
-// dst: word j of
-// row s holds the bfloat16 of src[2s·ld + j] and src[(2s+1)·ld + j] for
-// j < n, with zero for the rows of src at or past kc and for j ≥ n.
+// pairRowsBF writes pair rows s < rows, ldd words each (a multiple of 16),
+// to dst: word j of row s holds the bfloat16 of src[2s·ld + j] and
+// src[(2s+1)·ld + j] for j < n, with zero for the rows of src at or past kc
+// and for j ≥ n.
 func pairRowsBF(dst []float32, ldd int, src []float32, ld, kc, n, rows int) {
 	_ = src[(kc-1)*ld+n-1]
 	_ = dst[rows*ldd-1]
