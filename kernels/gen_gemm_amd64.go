@@ -59,6 +59,21 @@ func advance(mr int) {
 	p("\tADDQ R9, R8")
 }
 
+// step512 writes one step of l of the AVX-512 kernel: load the row of Bp,
+// then per row of A a broadcast and two FMAs. The broadcast registers
+// Z26…Z31 rotate from rot on, so that the second step of an unrolled trip
+// does not wait for the first's registers.
+func step512(mr, rot int) {
+	p("\tVMOVUPS (R8), Z24")
+	p("\tVMOVUPS 64(R8), Z25")
+	for r := 0; r < mr; r++ {
+		t := 26 + (r+rot)%6
+		p("\tVBROADCASTSS %s, Z%d", rowAddr(r), t)
+		p("\tVFMADD231PS Z24, Z%d, Z%d", t, 2*r)
+		p("\tVFMADD231PS Z25, Z%d, Z%d", t, 2*r+1)
+	}
+}
+
 func avx512Kernel(mr int) {
 	p("")
 	stub(fmt.Sprintf("func gemmK512x%d(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)", mr))
@@ -86,14 +101,7 @@ func avx512Kernel(mr int) {
 	p("\tPCALIGN $64")
 	p("k512x%d_loop2:", mr)
 	for u := 0; u < 2; u++ {
-		p("\tVMOVUPS (R8), Z24")
-		p("\tVMOVUPS 64(R8), Z25")
-		for r := 0; r < mr; r++ {
-			t := 26 + (r+u*mr)%6
-			p("\tVBROADCASTSS %s, Z%d", rowAddr(r), t)
-			p("\tVFMADD231PS Z24, Z%d, Z%d", t, 2*r)
-			p("\tVFMADD231PS Z25, Z%d, Z%d", t, 2*r+1)
-		}
+		step512(mr, u*mr)
 		advance(mr)
 	}
 	p("\tDECQ R10")
@@ -102,14 +110,7 @@ func avx512Kernel(mr int) {
 	p("\tMOVQ kc+56(FP), R10")
 	p("\tANDQ $1, R10")
 	p("\tJEQ k512x%d_store", mr)
-	p("\tVMOVUPS (R8), Z24")
-	p("\tVMOVUPS 64(R8), Z25")
-	for r := 0; r < mr; r++ {
-		t := 26 + r%6
-		p("\tVBROADCASTSS %s, Z%d", rowAddr(r), t)
-		p("\tVFMADD231PS Z24, Z%d, Z%d", t, 2*r)
-		p("\tVFMADD231PS Z25, Z%d, Z%d", t, 2*r+1)
-	}
+	step512(mr, 0)
 	p("k512x%d_store:", mr)
 	p("\tMOVL mask+64(FP), R13")
 	p("\tKMOVW R13, K1")
