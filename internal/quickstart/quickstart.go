@@ -114,7 +114,6 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	to.NumTrainEpochs = o.Epochs
 	to.LoggingSteps = 10
 	to.EvalSteps = 50
-	to.ComputeDType = o.Precision.String()
 
 	tr := &train.Trainer{Opts: to, Policy: m, Train: Task(o.TrainPairs, 1), Eval: Task(o.EvalPairs, 2),
 		SaveDType: "F32", Pool: pool, Progress: o.Progress}
