@@ -74,7 +74,7 @@ func BenchmarkAMXParallel(b *testing.B) {
 			a := make([]float32, 12*kc)
 			bp := make([]float32, kc*32)
 			c := make([]float32, 12*32)
-			return func() { gemmK512x12(&a[0], 4*kc, 4, &bp[0], 128, &c[0], 128, kc, ^uint32(0)) }
+			return func() { gemmK512x12(&a[0], 4*kc, 4, &bp[0], 128, &c[0], 128, kc, ^uint32(0), false) }
 		})
 	})
 }

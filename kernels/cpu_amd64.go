@@ -76,7 +76,7 @@ func gemmPaths() []*gemmPath {
 	return paths
 }
 
-type kernelFunc = func(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+type kernelFunc = func(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 var kernels512 = [...]kernelFunc{nil,
 	gemmK512x1, gemmK512x2, gemmK512x3, gemmK512x4, gemmK512x5, gemmK512x6,
@@ -117,8 +117,8 @@ func blockAMX(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int
 	}
 }
 
-func kernel512(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int) {
-	kernels512[rows](a, rsA, csA, b, ldb, c, ldc, kc, colMask32(cols))
+func kernel512(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int, store bool) {
+	kernels512[rows](a, rsA, csA, b, ldb, c, ldc, kc, colMask32(cols), store)
 }
 
 func packNAsm512(dst []float32, src []float32, ld, kc, cols int) {
@@ -154,7 +154,7 @@ func packTAsm512(dst []float32, src []float32, ld, kc, cols int) {
 	transpose16(dst, src, 32, ld, cols, kc)
 }
 
-type kernelFunc256 = func(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
+type kernelFunc256 = func(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
 
 var kernels256 = [...]kernelFunc256{nil,
 	gemmK256x1, gemmK256x2, gemmK256x3, gemmK256x4, gemmK256x5, gemmK256x6}
@@ -163,8 +163,8 @@ var kernels256 = [...]kernelFunc256{nil,
 // masks of a 16-column panel with cols valid columns.
 var maskTable256 = [32]int32{-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}
 
-func kernel256(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int) {
-	kernels256[rows](a, rsA, csA, b, ldb, c, ldc, kc, &maskTable256[16-min(cols, 16)])
+func kernel256(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int, store bool) {
+	kernels256[rows](a, rsA, csA, b, ldb, c, ldc, kc, &maskTable256[16-min(cols, 16)], store)
 }
 
 func transposeAsm512(dst, src []float32, ldd, lds, rows, cols int) {

@@ -149,18 +149,32 @@ func MatMulNNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 	checkLen("MatMulNNAcc C", c, m*n)
 	checkLen("MatMulNNAcc A", a, m*k)
 	checkLen("MatMulNNAcc B", b, k*n)
-	matMulAcc(p, c, a, k, 1, b, m, n, k)
+	matMulAcc(p, c, a, k, 1, b, m, n, k, false)
 }
 
-// matMulAcc computes C += op(A)·B, op(A)[i, l] = a[i·rsA + l·csA], under the
-// pool's precision: on the blocked path, or with matMulAccGo.
-func matMulAcc(p *Pool, c, a []float32, rsA, csA int, b []float32, m, n, k int) {
+// MatMulNN computes C = A·B with A [m, k], B [k, n], C [m, n]: MatMulNNAcc
+// into a C that it overwrites, so that C needs no zeroing first.
+func MatMulNN(p *Pool, c, a, b []float32, m, n, k int) {
+	checkLen("MatMulNN C", c, m*n)
+	checkLen("MatMulNN A", a, m*k)
+	checkLen("MatMulNN B", b, k*n)
+	matMulAcc(p, c, a, k, 1, b, m, n, k, true)
+}
+
+// matMulAcc computes C += op(A)·B (C = op(A)·B with overwrite),
+// op(A)[i, l] = a[i·rsA + l·csA], under the pool's precision: on the blocked
+// path, or with matMulAccGo.
+func matMulAcc(p *Pool, c, a []float32, rsA, csA int, b []float32, m, n, k int, overwrite bool) {
 	a, b, native, release := bf16Operands(p, a, b)
 	defer release()
 	if path := gemmImpl; path != nil {
-		g := gemmArgs{c: c, ldc: n, a: a, rsA: rsA, csA: csA, b: b, ldb: n, m: m, n: n, k: k, bf16: native}
+		g := gemmArgs{c: c, ldc: n, a: a, rsA: rsA, csA: csA, b: b, ldb: n, m: m, n: n, k: k,
+			overwrite: overwrite, bf16: native}
 		g.run(p, path)
 		return
+	}
+	if overwrite {
+		p.ForRange(len(c), 1<<14, func(lo, hi int) { clear(c[lo:hi]) })
 	}
 	matMulAccGo(p, c, a, rsA, csA, b, m, n, k)
 }
@@ -200,7 +214,7 @@ func MatMulTNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 	checkLen("MatMulTNAcc C", c, m*n)
 	checkLen("MatMulTNAcc A", a, k*m)
 	checkLen("MatMulTNAcc B", b, k*n)
-	matMulAcc(p, c, a, 1, m, b, m, n, k)
+	matMulAcc(p, c, a, 1, m, b, m, n, k, false)
 }
 
 // axpy4 computes y += a0·x0 + a1·x1 + a2·x2 + a3·x3.

@@ -30,8 +30,8 @@
 
 #include "textflag.h"
 
-// func gemmK512x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x1(SB), NOSPLIT, $0-68
+// func gemmK512x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x1(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -81,6 +81,9 @@ k512x1_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x1_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -89,9 +92,14 @@ k512x1_store:
 	VMOVUPS Z1, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x1_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x2(SB), NOSPLIT, $0-68
+// func gemmK512x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x2(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -155,6 +163,9 @@ k512x2_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x2_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -170,9 +181,17 @@ k512x2_store:
 	VMOVUPS Z3, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x2_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x3(SB), NOSPLIT, $0-68
+// func gemmK512x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x3(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -250,6 +269,9 @@ k512x3_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x3_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -272,9 +294,20 @@ k512x3_store:
 	VMOVUPS Z5, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x3_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x4(SB), NOSPLIT, $0-68
+// func gemmK512x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x4(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -370,6 +403,9 @@ k512x4_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x4_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -399,9 +435,23 @@ k512x4_store:
 	VMOVUPS Z7, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x4_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x5(SB), NOSPLIT, $0-68
+// func gemmK512x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x5(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -511,6 +561,9 @@ k512x5_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x5_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -547,9 +600,26 @@ k512x5_store:
 	VMOVUPS Z9, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x5_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z8, K1, (R11)
+	VMOVUPS Z9, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x6(SB), NOSPLIT, $0-68
+// func gemmK512x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x6(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -673,6 +743,9 @@ k512x6_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x6_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -716,9 +789,29 @@ k512x6_store:
 	VMOVUPS Z11, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x6_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z8, K1, (R11)
+	VMOVUPS Z9, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z10, K1, (R11)
+	VMOVUPS Z11, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x7(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x7(SB), NOSPLIT, $0-68
+// func gemmK512x7(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x7(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -859,6 +952,9 @@ k512x7_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x7_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -909,9 +1005,32 @@ k512x7_store:
 	VMOVUPS Z13, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x7_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z8, K1, (R11)
+	VMOVUPS Z9, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z10, K1, (R11)
+	VMOVUPS Z11, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z12, K1, (R11)
+	VMOVUPS Z13, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x8(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x8(SB), NOSPLIT, $0-68
+// func gemmK512x8(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x8(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -1066,6 +1185,9 @@ k512x8_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x8_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -1123,9 +1245,35 @@ k512x8_store:
 	VMOVUPS Z15, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x8_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z8, K1, (R11)
+	VMOVUPS Z9, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z10, K1, (R11)
+	VMOVUPS Z11, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z12, K1, (R11)
+	VMOVUPS Z13, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z14, K1, (R11)
+	VMOVUPS Z15, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x9(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x9(SB), NOSPLIT, $0-68
+// func gemmK512x9(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x9(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -1294,6 +1442,9 @@ k512x9_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x9_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -1358,9 +1509,38 @@ k512x9_store:
 	VMOVUPS Z17, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x9_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z8, K1, (R11)
+	VMOVUPS Z9, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z10, K1, (R11)
+	VMOVUPS Z11, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z12, K1, (R11)
+	VMOVUPS Z13, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z14, K1, (R11)
+	VMOVUPS Z15, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z16, K1, (R11)
+	VMOVUPS Z17, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x10(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x10(SB), NOSPLIT, $0-68
+// func gemmK512x10(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x10(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -1546,6 +1726,9 @@ k512x10_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x10_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -1617,9 +1800,41 @@ k512x10_store:
 	VMOVUPS Z19, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x10_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z8, K1, (R11)
+	VMOVUPS Z9, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z10, K1, (R11)
+	VMOVUPS Z11, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z12, K1, (R11)
+	VMOVUPS Z13, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z14, K1, (R11)
+	VMOVUPS Z15, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z16, K1, (R11)
+	VMOVUPS Z17, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z18, K1, (R11)
+	VMOVUPS Z19, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x11(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x11(SB), NOSPLIT, $0-68
+// func gemmK512x11(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x11(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -1819,6 +2034,9 @@ k512x11_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x11_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -1897,9 +2115,44 @@ k512x11_store:
 	VMOVUPS Z21, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x11_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z8, K1, (R11)
+	VMOVUPS Z9, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z10, K1, (R11)
+	VMOVUPS Z11, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z12, K1, (R11)
+	VMOVUPS Z13, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z14, K1, (R11)
+	VMOVUPS Z15, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z16, K1, (R11)
+	VMOVUPS Z17, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z18, K1, (R11)
+	VMOVUPS Z19, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z20, K1, (R11)
+	VMOVUPS Z21, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK512x12(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
-TEXT ·gemmK512x12(SB), NOSPLIT, $0-68
+// func gemmK512x12(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
+TEXT ·gemmK512x12(SB), NOSPLIT, $0-69
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -2113,6 +2366,9 @@ k512x12_store:
 	KMOVW R13, K1
 	SHRL $16, R13
 	KMOVW R13, K2
+	MOVBLZX store+68(FP), R10
+	TESTQ R10, R10
+	JNE k512x12_overwrite
 	VMOVUPS.Z (R11), K1, Z24
 	VMOVUPS.Z 64(R11), K2, Z25
 	VADDPS Z24, Z0, Z0
@@ -2198,9 +2454,47 @@ k512x12_store:
 	VMOVUPS Z23, K2, 64(R11)
 	VZEROUPPER
 	RET
+k512x12_overwrite:
+	VMOVUPS Z0, K1, (R11)
+	VMOVUPS Z1, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z2, K1, (R11)
+	VMOVUPS Z3, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z4, K1, (R11)
+	VMOVUPS Z5, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z6, K1, (R11)
+	VMOVUPS Z7, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z8, K1, (R11)
+	VMOVUPS Z9, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z10, K1, (R11)
+	VMOVUPS Z11, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z12, K1, (R11)
+	VMOVUPS Z13, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z14, K1, (R11)
+	VMOVUPS Z15, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z16, K1, (R11)
+	VMOVUPS Z17, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z18, K1, (R11)
+	VMOVUPS Z19, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z20, K1, (R11)
+	VMOVUPS Z21, K2, 64(R11)
+	ADDQ R12, R11
+	VMOVUPS Z22, K1, (R11)
+	VMOVUPS Z23, K2, 64(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK256x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
-TEXT ·gemmK256x1(SB), NOSPLIT, $0-72
+// func gemmK256x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
+TEXT ·gemmK256x1(SB), NOSPLIT, $0-73
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -2228,6 +2522,9 @@ k256x1_store:
 	MOVQ mask+64(FP), R13
 	VMOVUPS (R13), Y12
 	VMOVUPS 32(R13), Y13
+	MOVBLZX store+72(FP), R10
+	TESTQ R10, R10
+	JNE k256x1_overwrite
 	VMASKMOVPS (R11), Y12, Y14
 	VMASKMOVPS 32(R11), Y13, Y15
 	VADDPS Y14, Y0, Y0
@@ -2236,9 +2533,14 @@ k256x1_store:
 	VMASKMOVPS Y1, Y13, 32(R11)
 	VZEROUPPER
 	RET
+k256x1_overwrite:
+	VMASKMOVPS Y0, Y12, (R11)
+	VMASKMOVPS Y1, Y13, 32(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK256x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
-TEXT ·gemmK256x2(SB), NOSPLIT, $0-72
+// func gemmK256x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
+TEXT ·gemmK256x2(SB), NOSPLIT, $0-73
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -2271,6 +2573,9 @@ k256x2_store:
 	MOVQ mask+64(FP), R13
 	VMOVUPS (R13), Y12
 	VMOVUPS 32(R13), Y13
+	MOVBLZX store+72(FP), R10
+	TESTQ R10, R10
+	JNE k256x2_overwrite
 	VMASKMOVPS (R11), Y12, Y14
 	VMASKMOVPS 32(R11), Y13, Y15
 	VADDPS Y14, Y0, Y0
@@ -2286,9 +2591,17 @@ k256x2_store:
 	VMASKMOVPS Y3, Y13, 32(R11)
 	VZEROUPPER
 	RET
+k256x2_overwrite:
+	VMASKMOVPS Y0, Y12, (R11)
+	VMASKMOVPS Y1, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y2, Y12, (R11)
+	VMASKMOVPS Y3, Y13, 32(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK256x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
-TEXT ·gemmK256x3(SB), NOSPLIT, $0-72
+// func gemmK256x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
+TEXT ·gemmK256x3(SB), NOSPLIT, $0-73
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -2326,6 +2639,9 @@ k256x3_store:
 	MOVQ mask+64(FP), R13
 	VMOVUPS (R13), Y12
 	VMOVUPS 32(R13), Y13
+	MOVBLZX store+72(FP), R10
+	TESTQ R10, R10
+	JNE k256x3_overwrite
 	VMASKMOVPS (R11), Y12, Y14
 	VMASKMOVPS 32(R11), Y13, Y15
 	VADDPS Y14, Y0, Y0
@@ -2348,9 +2664,20 @@ k256x3_store:
 	VMASKMOVPS Y5, Y13, 32(R11)
 	VZEROUPPER
 	RET
+k256x3_overwrite:
+	VMASKMOVPS Y0, Y12, (R11)
+	VMASKMOVPS Y1, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y2, Y12, (R11)
+	VMASKMOVPS Y3, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y4, Y12, (R11)
+	VMASKMOVPS Y5, Y13, 32(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK256x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
-TEXT ·gemmK256x4(SB), NOSPLIT, $0-72
+// func gemmK256x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
+TEXT ·gemmK256x4(SB), NOSPLIT, $0-73
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -2396,6 +2723,9 @@ k256x4_store:
 	MOVQ mask+64(FP), R13
 	VMOVUPS (R13), Y12
 	VMOVUPS 32(R13), Y13
+	MOVBLZX store+72(FP), R10
+	TESTQ R10, R10
+	JNE k256x4_overwrite
 	VMASKMOVPS (R11), Y12, Y14
 	VMASKMOVPS 32(R11), Y13, Y15
 	VADDPS Y14, Y0, Y0
@@ -2425,9 +2755,23 @@ k256x4_store:
 	VMASKMOVPS Y7, Y13, 32(R11)
 	VZEROUPPER
 	RET
+k256x4_overwrite:
+	VMASKMOVPS Y0, Y12, (R11)
+	VMASKMOVPS Y1, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y2, Y12, (R11)
+	VMASKMOVPS Y3, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y4, Y12, (R11)
+	VMASKMOVPS Y5, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y6, Y12, (R11)
+	VMASKMOVPS Y7, Y13, 32(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK256x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
-TEXT ·gemmK256x5(SB), NOSPLIT, $0-72
+// func gemmK256x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
+TEXT ·gemmK256x5(SB), NOSPLIT, $0-73
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -2478,6 +2822,9 @@ k256x5_store:
 	MOVQ mask+64(FP), R13
 	VMOVUPS (R13), Y12
 	VMOVUPS 32(R13), Y13
+	MOVBLZX store+72(FP), R10
+	TESTQ R10, R10
+	JNE k256x5_overwrite
 	VMASKMOVPS (R11), Y12, Y14
 	VMASKMOVPS 32(R11), Y13, Y15
 	VADDPS Y14, Y0, Y0
@@ -2514,9 +2861,26 @@ k256x5_store:
 	VMASKMOVPS Y9, Y13, 32(R11)
 	VZEROUPPER
 	RET
+k256x5_overwrite:
+	VMASKMOVPS Y0, Y12, (R11)
+	VMASKMOVPS Y1, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y2, Y12, (R11)
+	VMASKMOVPS Y3, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y4, Y12, (R11)
+	VMASKMOVPS Y5, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y6, Y12, (R11)
+	VMASKMOVPS Y7, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y8, Y12, (R11)
+	VMASKMOVPS Y9, Y13, 32(R11)
+	VZEROUPPER
+	RET
 
-// func gemmK256x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
-TEXT ·gemmK256x6(SB), NOSPLIT, $0-72
+// func gemmK256x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
+TEXT ·gemmK256x6(SB), NOSPLIT, $0-73
 	MOVQ a+0(FP), AX
 	MOVQ rsA+8(FP), SI
 	MOVQ csA+16(FP), DI
@@ -2572,6 +2936,9 @@ k256x6_store:
 	MOVQ mask+64(FP), R13
 	VMOVUPS (R13), Y12
 	VMOVUPS 32(R13), Y13
+	MOVBLZX store+72(FP), R10
+	TESTQ R10, R10
+	JNE k256x6_overwrite
 	VMASKMOVPS (R11), Y12, Y14
 	VMASKMOVPS 32(R11), Y13, Y15
 	VADDPS Y14, Y0, Y0
@@ -2611,6 +2978,26 @@ k256x6_store:
 	VMASKMOVPS 32(R11), Y13, Y15
 	VADDPS Y14, Y10, Y10
 	VADDPS Y15, Y11, Y11
+	VMASKMOVPS Y10, Y12, (R11)
+	VMASKMOVPS Y11, Y13, 32(R11)
+	VZEROUPPER
+	RET
+k256x6_overwrite:
+	VMASKMOVPS Y0, Y12, (R11)
+	VMASKMOVPS Y1, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y2, Y12, (R11)
+	VMASKMOVPS Y3, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y4, Y12, (R11)
+	VMASKMOVPS Y5, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y6, Y12, (R11)
+	VMASKMOVPS Y7, Y13, 32(R11)
+	ADDQ R12, R11
+	VMASKMOVPS Y8, Y12, (R11)
+	VMASKMOVPS Y9, Y13, 32(R11)
+	ADDQ R12, R11
 	VMASKMOVPS Y10, Y12, (R11)
 	VMASKMOVPS Y11, Y13, 32(R11)
 	VZEROUPPER

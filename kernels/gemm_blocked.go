@@ -49,7 +49,8 @@ const inPlaceMaxLd = 512
 var prepackLimit = 1 << 22
 
 // gemmPath is one set of micro-kernels: kernel computes C[rows×cols] +=
-// op(A)[rows×kc]·Bp[kc×cols] (rows ≤ mr, cols ≤ nr) with byte strides, and the
+// op(A)[rows×kc]·Bp[kc×cols] (rows ≤ mr, cols ≤ nr) with byte strides (with
+// store, C = the product: C is neither read nor needs clearing), and the
 // pack functions write a kc×nr panel from B's rows (packN, op(B)[l, j] =
 // src[l·ld + j]) or from Bᵀ's rows (packT, op(B)[l, j] = src[j·ld + l]),
 // zero-filling columns past cols (or leaving them alone: the kernel never
@@ -57,7 +58,7 @@ var prepackLimit = 1 << 22
 type gemmPath struct {
 	name   string
 	mr, nr int
-	kernel func(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int)
+	kernel func(rows int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc, cols int, store bool)
 	packN  func(dst, src []float32, ld, kc, cols int)
 	packT  func(dst, src []float32, ld, kc, cols int)
 	// packA copies rows [0, rows) of op(A) = Aᵀ, steps [0, kc), from
@@ -302,14 +303,20 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 	mr, nr, k := path.mr, path.nr, g.k
 	kcMax := g.kcMax() // steps of k per block
 	c, ldc, ci0, cj0 := g.c, g.ldc, 0, 0
+	// The first block of k stores its product instead of adding it to C
+	// when C is overwritten without a bias (the bfloat16 block kernel
+	// always adds, and with k = 0 there is no block).
+	store := g.overwrite && g.bias == nil && !g.bf16 && k > 0
 	var tb *[]float32
 	if g.transC {
-		// Accumulate into a zeroed tile and transpose it into C at the end.
+		// Accumulate into a tile and transpose it into C at the end.
 		tb = getBuf((i1 - i0) * (j1 - j0))
 		defer putBuf(tb)
 		c, ldc, ci0, cj0 = *tb, j1-j0, i0, j0
-		clear(c)
-	} else if g.overwrite {
+		if !store {
+			clear(c)
+		}
+	} else if g.overwrite && !store {
 		for i := i0; i < i1; i++ {
 			row := c[i*ldc+j0 : i*ldc+j1]
 			if g.bias != nil {
@@ -384,7 +391,7 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 						ao = (i - ai0) * kc
 					}
 					path.kernel(min(mr, ie-i), &a[ao], 4*rsA, 4*csA,
-						bp, 4*ldb, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kc, cols)
+						bp, 4*ldb, &c[(i-ci0)*ldc+j-cj0], 4*ldc, kc, cols, store && l0 == 0)
 				}
 			}
 		}

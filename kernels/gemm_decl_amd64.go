@@ -5,58 +5,58 @@
 package kernels
 
 //go:noescape
-func gemmK512x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x7(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x7(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x8(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x8(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x9(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x9(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x10(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x10(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x11(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x11(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK512x12(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)
+func gemmK512x12(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
-func gemmK256x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
+func gemmK256x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
 
 //go:noescape
-func gemmK256x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
+func gemmK256x2(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
 
 //go:noescape
-func gemmK256x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
+func gemmK256x3(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
 
 //go:noescape
-func gemmK256x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
+func gemmK256x4(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
 
 //go:noescape
-func gemmK256x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
+func gemmK256x5(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
 
 //go:noescape
-func gemmK256x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)
+func gemmK256x6(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
 
 //go:noescape
 func transpose16x16(dst, src *float32, lds, ldd, nblk int)

@@ -62,7 +62,7 @@ func gemmRef(prec Precision, variant string, c0, a, b, bias []float32, m, n, k i
 				switch variant {
 				case "NT":
 					x, y = op(a[i*k+l]), op(b[j*k+l])
-				case "NN":
+				case "NN", "NN=":
 					x, y = op(a[i*k+l]), op(b[l*n+j])
 				case "TN":
 					x, y = op(a[l*m+i]), op(b[l*n+j])
@@ -70,12 +70,14 @@ func gemmRef(prec Precision, variant string, c0, a, b, bias []float32, m, n, k i
 				s += x * y
 				abs += math.Abs(x * y)
 			}
-			if variant == "NT" {
+			switch variant {
+			case "NN=": // MatMulNN overwrites C
+			case "NT":
 				if bias != nil {
 					s += float64(bias[j])
 					abs += math.Abs(float64(bias[j]))
 				}
-			} else {
+			default:
 				s += float64(c0[i*n+j])
 				abs += math.Abs(float64(c0[i*n+j]))
 			}
@@ -96,7 +98,7 @@ func checkGemm(t *testing.T, p *Pool, variant string, m, n, k int, withBias bool
 	switch variant {
 	case "NT":
 		a, b = randSlice(r, m*k), randSlice(r, n*k)
-	case "NN":
+	case "NN", "NN=":
 		a, b = randSlice(r, m*k), randSlice(r, k*n)
 	case "TN":
 		a, b = randSlice(r, k*m), randSlice(r, k*n)
@@ -118,6 +120,8 @@ func checkGemm(t *testing.T, p *Pool, variant string, m, n, k int, withBias bool
 		MatMulNT(p, c[:m*n], a, b, bias, m, n, k)
 	case "NN":
 		MatMulNNAcc(p, c[:m*n], a, b, m, n, k)
+	case "NN=":
+		MatMulNN(p, c[:m*n], a, b, m, n, k)
 	case "TN":
 		MatMulTNAcc(p, c[:m*n], a, b, m, n, k)
 	}
@@ -149,7 +153,7 @@ func TestMatMulPaths(t *testing.T) {
 	for _, path := range testPaths() {
 		t.Run(pathName(path), func(t *testing.T) {
 			withPath(path, func() {
-				for _, variant := range []string{"NT", "NN", "TN"} {
+				for _, variant := range []string{"NT", "NN", "NN=", "TN"} {
 					for _, m := range edgeSizes {
 						for _, n := range edgeSizes {
 							for _, k := range []int{1, 13, 259} {
@@ -185,6 +189,8 @@ func TestMatMulLarge(t *testing.T) {
 		{"NT", 600, 33, 13}, {"NN", 13, 600, 33}, {"TN", 33, 13, 600},
 		// Deep products with a small C, summed over parts of k.
 		{"NN", 13, 40, 2000}, {"TN", 17, 33, 1700}, {"NN", 64, 64, 1537},
+		// MatMulNN overwrites C: the first block of k stores.
+		{"NN=", 100, 96, 600}, {"NN=", 13, 40, 2000}, {"NN=", 130, 290, 0},
 	}
 	for _, path := range testPaths()[1:] {
 		for _, limit := range []int{saved, 1000} {
@@ -232,7 +238,7 @@ func TestMatMulBF16(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			withPath(path, func() {
-				for _, variant := range []string{"NT", "NN", "TN"} {
+				for _, variant := range []string{"NT", "NN", "NN=", "TN"} {
 					for _, m := range []int{1, 5, 12, 13, 33, 97} {
 						for _, n := range []int{1, 16, 31, 33, 65} {
 							for _, k := range []int{1, 2, 13, 259, 400} {
@@ -248,7 +254,7 @@ func TestMatMulBF16(t *testing.T) {
 				for _, limit := range []int{saved, 1000} {
 					prepackLimit = limit
 					for _, s := range [][3]int{{130, 290, 600}, {64, 1000, 47}, {13, 40, 2001}} {
-						for _, variant := range []string{"NT", "NN", "TN"} {
+						for _, variant := range []string{"NT", "NN", "NN=", "TN"} {
 							checkGemm(t, pool, variant, s[0], s[1], s[2], true, 5)
 						}
 					}

@@ -76,8 +76,8 @@ func step512(mr, rot int) {
 
 func avx512Kernel(mr int) {
 	p("")
-	stub(fmt.Sprintf("func gemmK512x%d(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32)", mr))
-	p("TEXT ·gemmK512x%d(SB), NOSPLIT, $0-68", mr)
+	stub(fmt.Sprintf("func gemmK512x%d(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)", mr))
+	p("TEXT ·gemmK512x%d(SB), NOSPLIT, $0-69", mr)
 	prologue(mr)
 	// Fetch the C tile while the loop runs: it is only needed at the end.
 	p("\tMOVQ R11, R13")
@@ -116,6 +116,10 @@ func avx512Kernel(mr int) {
 	p("\tKMOVW R13, K1")
 	p("\tSHRL $16, R13")
 	p("\tKMOVW R13, K2")
+	// With store, C = the product: C is not read.
+	p("\tMOVBLZX store+68(FP), R10")
+	p("\tTESTQ R10, R10")
+	p("\tJNE k512x%d_overwrite", mr)
 	for r := 0; r < mr; r++ {
 		p("\tVMOVUPS.Z (R11), K1, Z24")
 		p("\tVMOVUPS.Z 64(R11), K2, Z25")
@@ -129,12 +133,22 @@ func avx512Kernel(mr int) {
 	}
 	p("\tVZEROUPPER")
 	p("\tRET")
+	p("k512x%d_overwrite:", mr)
+	for r := 0; r < mr; r++ {
+		p("\tVMOVUPS Z%d, K1, (R11)", 2*r)
+		p("\tVMOVUPS Z%d, K2, 64(R11)", 2*r+1)
+		if r+1 < mr {
+			p("\tADDQ R12, R11")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
 }
 
 func avx2Kernel(mr int) {
 	p("")
-	stub(fmt.Sprintf("func gemmK256x%d(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32)", mr))
-	p("TEXT ·gemmK256x%d(SB), NOSPLIT, $0-72", mr)
+	stub(fmt.Sprintf("func gemmK256x%d(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)", mr))
+	p("TEXT ·gemmK256x%d(SB), NOSPLIT, $0-73", mr)
 	prologue(mr)
 	for r := 0; r < 2*mr; r++ {
 		p("\tVXORPS Y%d, Y%d, Y%d", r, r, r)
@@ -158,11 +172,24 @@ func avx2Kernel(mr int) {
 	p("\tMOVQ mask+64(FP), R13")
 	p("\tVMOVUPS (R13), Y12")
 	p("\tVMOVUPS 32(R13), Y13")
+	p("\tMOVBLZX store+72(FP), R10")
+	p("\tTESTQ R10, R10")
+	p("\tJNE k256x%d_overwrite", mr)
 	for r := 0; r < mr; r++ {
 		p("\tVMASKMOVPS (R11), Y12, Y14")
 		p("\tVMASKMOVPS 32(R11), Y13, Y15")
 		p("\tVADDPS Y14, Y%d, Y%d", 2*r, 2*r)
 		p("\tVADDPS Y15, Y%d, Y%d", 2*r+1, 2*r+1)
+		p("\tVMASKMOVPS Y%d, Y12, (R11)", 2*r)
+		p("\tVMASKMOVPS Y%d, Y13, 32(R11)", 2*r+1)
+		if r+1 < mr {
+			p("\tADDQ R12, R11")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("k256x%d_overwrite:", mr)
+	for r := 0; r < mr; r++ {
 		p("\tVMASKMOVPS Y%d, Y12, (R11)", 2*r)
 		p("\tVMASKMOVPS Y%d, Y13, 32(R11)", 2*r+1)
 		if r+1 < mr {

@@ -38,7 +38,7 @@ func TestMatMulGuarded(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	shapes := [][3]int{{1, 1, 1}, {13, 7, 5}, {31, 33, 17}, {64, 1000, 47}, {47, 64, 1000}, {5, 33, 2000}, {100, 37, 300}}
 	for _, path := range testPaths()[1:] {
-		for _, variant := range []string{"NT", "NN", "TN"} {
+		for _, variant := range []string{"NT", "NN", "NN=", "TN"} {
 			for _, s := range shapes {
 				m, n, k := s[0], s[1], s[2]
 				t.Run(fmt.Sprintf("%s/%s/%dx%dx%d", path.name, variant, m, n, k), func(t *testing.T) {
@@ -56,6 +56,8 @@ func TestMatMulGuarded(t *testing.T) {
 									MatMulNT(pool, c, a, b, bias, m, n, k)
 								case "NN":
 									MatMulNNAcc(pool, c, a, b, m, n, k)
+								case "NN=":
+									MatMulNN(pool, c, a, b, m, n, k)
 								case "TN":
 									MatMulTNAcc(pool, c, a, b, m, n, k)
 								}

@@ -39,7 +39,7 @@ func benchKernel512(b *testing.B, kc int) {
 	defer runtime.UnlockOSThread()
 	t0 := threadCPU()
 	for b.Loop() {
-		gemmK512x12(&a[0], 4*k, 4, &bp[0], 128, &c[0], 128, kc, ^uint32(0))
+		gemmK512x12(&a[0], 4*k, 4, &bp[0], 128, &c[0], 128, kc, ^uint32(0), false)
 	}
 	flop := 2 * 12 * 32 * float64(kc) * float64(b.N)
 	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")

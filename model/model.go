@@ -411,19 +411,16 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 	for l := len(ws.layers) - 1; l >= 0; l-- {
 		a, w, gw := &ws.layers[l], &P.Layers[l], &grads.Layers[l]
 		// MLP block: dx holds ∂L/∂(layer output); the residual passes it through.
-		clear(ws.dh)
-		kernels.MatMulNNAcc(p, ws.dh, dx, w.WDown, N, I, D)
+		kernels.MatMulNN(p, ws.dh, dx, w.WDown, N, I, D)
 		kernels.MatMulTNAcc(p, gw.WDown, dx, a.h, D, I, N)
 		kernels.SwiGLUBackward(p, ws.dgate, ws.dup, ws.dh, a.gate, a.up)
 		kernels.MatMulTNAcc(p, gw.WGate, ws.dgate, a.xn2, I, D, N)
 		kernels.MatMulTNAcc(p, gw.WUp, ws.dup, a.xn2, I, D, N)
-		clear(dxn)
-		kernels.MatMulNNAcc(p, dxn, ws.dgate, w.WGate, N, D, I)
+		kernels.MatMulNN(p, dxn, ws.dgate, w.WGate, N, D, I)
 		kernels.MatMulNNAcc(p, dxn, ws.dup, w.WUp, N, D, I)
 		kernels.RMSNormBackward(p, dx, gw.MLPNorm, dxn, a.x2, w.MLPNorm, a.rstd2, N, D)
 		// attention block: dx now holds ∂L/∂x2.
-		clear(ws.datt)
-		kernels.MatMulNNAcc(p, ws.datt, dx, w.Wo, N, H*hd, D)
+		kernels.MatMulNN(p, ws.datt, dx, w.Wo, N, H*hd, D)
 		kernels.MatMulTNAcc(p, gw.Wo, dx, a.att, D, H*hd, N)
 		if gw.Bo != nil {
 			colSumAcc(gw.Bo, dx, N, D)
@@ -457,8 +454,7 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			colSumAcc(gw.Bk, dk, N, KV*hd)
 			colSumAcc(gw.Bv, ws.dv, N, KV*hd)
 		}
-		clear(dxn)
-		kernels.MatMulNNAcc(p, dxn, dq, w.Wq, N, D, H*hd)
+		kernels.MatMulNN(p, dxn, dq, w.Wq, N, D, H*hd)
 		kernels.MatMulNNAcc(p, dxn, dk, w.Wk, N, D, KV*hd)
 		kernels.MatMulNNAcc(p, dxn, ws.dv, w.Wv, N, D, KV*hd)
 		kernels.RMSNormBackward(p, dx, gw.AttnNorm, dxn, a.x, w.AttnNorm, a.rstd1, N, D)
