@@ -44,10 +44,49 @@ const attnBlock = 48
 // attnProduct runs one serial product C (+)= op(A)·op(B) on the path.
 func attnProduct(path *gemmPath, g gemmArgs) { g.run(nil, path) }
 
+// packedRowsLen is the length of n rows of keys or values of one head packed
+// by packRowsT.
+func packedRowsLen(path *gemmPath, n, hd int) int { return roundUp(n, path.nr) * hd }
+
+// packRowsT packs Xᵀ for the n rows of one head in x (row i at x[i·ld:],
+// hd wide) into dst as the micro-kernel's panels of B (gemmArgs.packedB),
+// so that the products of every block of queries and every query head of a
+// group read one packing of a sequence's keys (or values) instead of each
+// packing its own.
+func packRowsT(path *gemmPath, dst, x []float32, ld, n, hd int) []float32 {
+	g := gemmArgs{b: x, ldb: ld, bT: true, n: n, k: hd}
+	nr := path.nr
+	dst = dst[:packedRowsLen(path, n, hd)]
+	for q := 0; q*nr < n; q++ {
+		g.packPanel(path, dst[q*hd*nr:(q+1)*hd*nr], q*nr, 0, hd)
+	}
+	return dst
+}
+
 func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32, sh AttnShape) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	g := sh.group()
+	// Kᵀ of every sequence and key/value head, packed once: kt[s·KV + kvh].
+	kt := make([][]float32, (len(sh.Offsets)-1)*KV)
+	total := 0
+	for s := 0; s+1 < len(sh.Offsets); s++ {
+		total += KV * packedRowsLen(path, sh.Offsets[s+1]-sh.Offsets[s], hd)
+	}
+	ktBuf := getBuf(total)
+	defer putBuf(ktBuf)
+	for s, off := 0, 0; s+1 < len(sh.Offsets); s++ {
+		n := packedRowsLen(path, sh.Offsets[s+1]-sh.Offsets[s], hd)
+		for kvh := 0; kvh < KV; kvh++ {
+			kt[s*KV+kvh] = (*ktBuf)[off : off+n]
+			off += n
+		}
+	}
+	p.For(len(kt), func(i int) {
+		s, kvh := i/KV, i%KV
+		lo, hi := sh.Offsets[s], sh.Offsets[s+1]
+		packRowsT(path, kt[i], k[(lo*KV+kvh)*hd:], KV*hd, hi-lo, hd)
+	})
 	type task struct{ s, h, t0, t1 int }
 	var tasks []task
 	for s := 0; s+1 < len(sh.Offsets); s++ {
@@ -74,12 +113,12 @@ func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32
 		if np > 0 {
 			attnProduct(path, gemmArgs{c: S, ldc: nk,
 				a: qBlk, rsA: H * hd, csA: 1,
-				b: k[(pfx0*KV+kvh)*hd:], ldb: KV * hd, bT: true,
+				b: k[(pfx0*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[sh.Prefix[tk.s]*KV+kvh],
 				m: nq, n: np, k: hd, overwrite: true})
 		}
 		attnProduct(path, gemmArgs{c: S[np:], ldc: nk,
 			a: qBlk, rsA: H * hd, csA: 1,
-			b: k[(start*KV+kvh)*hd:], ldb: KV * hd, bT: true,
+			b: k[(start*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[tk.s*KV+kvh],
 			m: nq, n: nown, k: hd, overwrite: true})
 		for i := 0; i < nq; i++ {
 			t := tk.t0 + i
@@ -129,16 +168,38 @@ func attentionBackwardBlocks(p *Pool, path *gemmPath, dq, dk, dv, dout, q, k, v,
 		}
 	}
 	p.For(len(groups)*KV, func(i int) {
-		kvh := i % KV
-		for _, s := range groups[i/KV] {
-			attentionBackwardSeq(path, s, kvh, g, scale, dq, dk, dv, dout, q, k, v, out, lse, sh)
+		kvh, gr := i%KV, groups[i/KV]
+		// Kᵀ and Vᵀ of the group's sequences for this head, packed once
+		// for every query head and block that reads them; the group's
+		// first sequence is the others' prefix.
+		n := 0
+		for _, s := range gr {
+			n += packedRowsLen(path, sh.Offsets[s+1]-sh.Offsets[s], hd)
+		}
+		kb, vb := getBuf(n), getBuf(n)
+		defer putBuf(kb)
+		defer putBuf(vb)
+		kt, vt := make([][]float32, len(gr)), make([][]float32, len(gr))
+		off := 0
+		for j, s := range gr {
+			lo, hi := sh.Offsets[s], sh.Offsets[s+1]
+			kt[j] = packRowsT(path, (*kb)[off:], k[(lo*KV+kvh)*hd:], KV*hd, hi-lo, hd)
+			vt[j] = packRowsT(path, (*vb)[off:], v[(lo*KV+kvh)*hd:], KV*hd, hi-lo, hd)
+			off += len(kt[j])
+		}
+		for j, s := range gr {
+			attentionBackwardSeq(path, s, kvh, g, scale, dq, dk, dv, dout, q, k, v, out, lse, sh,
+				kt[j], vt[j], kt[0], vt[0])
 		}
 	})
 }
 
 // attentionBackwardSeq is the backward pass of one sequence and key/value
-// head, block of queries by block of queries.
-func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
+// head, block of queries by block of queries. kt and vt are the sequence's
+// keys and values of the head packed by packRowsT, ktPfx and vtPfx its
+// prefix's (unused without one).
+func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape,
+	kt, vt, ktPfx, vtPfx []float32) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
 	start, end := sh.Offsets[s], sh.Offsets[s+1]
 	if end == start {
@@ -164,17 +225,17 @@ func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, 
 			// the sequence's own (np..nk).
 			if np > 0 {
 				attnProduct(path, gemmArgs{c: P, ldc: nk,
-					a: qBlk, rsA: H * hd, csA: 1, b: kPfx, ldb: KV * hd, bT: true,
+					a: qBlk, rsA: H * hd, csA: 1, b: kPfx, ldb: KV * hd, bT: true, packedB: ktPfx,
 					m: nq, n: np, k: hd, overwrite: true})
 				attnProduct(path, gemmArgs{c: dP, ldc: nk,
-					a: doBlk, rsA: H * hd, csA: 1, b: vPfx, ldb: KV * hd, bT: true,
+					a: doBlk, rsA: H * hd, csA: 1, b: vPfx, ldb: KV * hd, bT: true, packedB: vtPfx,
 					m: nq, n: np, k: hd, overwrite: true})
 			}
 			attnProduct(path, gemmArgs{c: P[np:], ldc: nk,
-				a: qBlk, rsA: H * hd, csA: 1, b: kRows, ldb: KV * hd, bT: true,
+				a: qBlk, rsA: H * hd, csA: 1, b: kRows, ldb: KV * hd, bT: true, packedB: kt,
 				m: nq, n: nown, k: hd, overwrite: true})
 			attnProduct(path, gemmArgs{c: dP[np:], ldc: nk,
-				a: doBlk, rsA: H * hd, csA: 1, b: vRows, ldb: KV * hd, bT: true,
+				a: doBlk, rsA: H * hd, csA: 1, b: vRows, ldb: KV * hd, bT: true, packedB: vt,
 				m: nq, n: nown, k: hd, overwrite: true})
 			for i := 0; i < nq; i++ {
 				t := t0 + i

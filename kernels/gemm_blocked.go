@@ -98,6 +98,10 @@ type gemmArgs struct {
 	// bf16 runs the product on the path's bfloat16 block kernel, with A and
 	// B packed as rounded pairs along k (bf16.go).
 	bf16 bool
+	// packedB, if not nil, is op(B) already packed as run would pack it
+	// for the whole product (panel q at q·panelRows(k)·nr), or for a wider
+	// one with the same k: run then reads it instead of packing B.
+	packedB []float32
 }
 
 // panelRows is the number of rows a packed panel of B has for kc steps of k.
@@ -159,8 +163,11 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	nPan := (n + nr - 1) / nr
 	kq := g.panelRows(k) // rows of a whole packed panel
 	var packed []float32
-	g.inPlaceB = !g.bT && !g.bf16 && m <= inPlaceRows && g.ldb <= inPlaceMaxLd
-	if k*n <= prepackLimit && k > 0 && !g.inPlaceB {
+	g.inPlaceB = !g.bT && !g.bf16 && m <= inPlaceRows && g.ldb <= inPlaceMaxLd && g.packedB == nil
+	if g.packedB != nil && k > 0 {
+		_ = g.packedB[nPan*kq*nr-1]
+		packed = g.packedB
+	} else if k*n <= prepackLimit && k > 0 && !g.inPlaceB {
 		pb := getBuf(nPan * kq * nr)
 		defer putBuf(pb)
 		packed = *pb
