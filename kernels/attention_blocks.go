@@ -127,10 +127,7 @@ func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32
 			sc := row[:n]
 			mx := maxOf(sc) * scale // = max of the scaled scores: scale > 0
 			sum := expAffine(sc, sc, scale, mx, 1)
-			inv := float32(1 / sum)
-			for j := range sc {
-				sc[j] *= inv
-			}
+			scal(sc, float32(1/sum))
 			clear(row[n:])
 			lse[t*H+tk.h] = mx + float32(math.Log(sum))
 		}
@@ -244,9 +241,7 @@ func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, 
 				dsum := Dot(dout[row:row+hd], out[row:row+hd]) // D_t = dout·out
 				pr, dr := P[i*nk:i*nk+n], dP[i*nk:i*nk+n]
 				expAffine(pr, pr, scale, lse[t*H+h], 1)
-				for j, pj := range pr {
-					dr[j] = pj * (dr[j] - dsum) * scale
-				}
+				softmaxBwdRow(dr, pr, dsum, scale)
 				clear(P[i*nk+n : i*nk+nk])
 				clear(dP[i*nk+n : i*nk+nk])
 			}
@@ -273,5 +268,28 @@ func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, 
 				a: dP[np:], rsA: 1, csA: nk, b: qBlk, ldb: H * hd,
 				m: nown, n: hd, k: nq})
 		}
+	}
+}
+
+// scal sets x[i] = x[i]·a.
+func scal(x []float32, a float32) {
+	if scalFast(x, a) {
+		return
+	}
+	for i := range x {
+		x[i] *= a
+	}
+}
+
+// softmaxBwdRow sets dr[i] = p[i]·(dr[i] − d)·s, rounded in that order:
+// a row of scores' gradient from the probabilities p, the gradient dr of
+// the probabilities, d = Σ dout·out and the scale s.
+func softmaxBwdRow(dr, p []float32, d, s float32) {
+	if softmaxBwdFast(dr, p, d, s) {
+		return
+	}
+	p = p[:len(dr)]
+	for i, pi := range p {
+		dr[i] = pi * (dr[i] - d) * s
 	}
 }

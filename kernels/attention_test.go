@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -91,4 +92,40 @@ func TestAttentionPaths(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAttentionRowOps checks the vector row operations of the blocked
+// attention against their Go loops bit for bit: each element is computed
+// with the same float32 operations in the same order, and lengths around
+// the vector width reach the masked tails.
+func TestAttentionRowOps(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 7, 15, 16, 17, 31, 32, 33, 100, 257} {
+		x, p, dr := randSlice(r, n+1), randSlice(r, n+1), randSlice(r, n+1)
+		a, d, s := float32(0.37), float32(-0.61), float32(0.125)
+		want, got := slices.Clone(x), slices.Clone(x)
+		for i := range want[:n] {
+			want[i] *= a
+		}
+		scal(got[:n], a)
+		if !slices.Equal(math32Bits(got), math32Bits(want)) {
+			t.Errorf("scal n=%d: got %v, want %v", n, got, want)
+		}
+		want, got = slices.Clone(dr), slices.Clone(dr)
+		for i := range want[:n] {
+			want[i] = p[i] * (want[i] - d) * s
+		}
+		softmaxBwdRow(got[:n], p, d, s)
+		if !slices.Equal(math32Bits(got), math32Bits(want)) {
+			t.Errorf("softmaxBwdRow n=%d: got %v, want %v", n, got, want)
+		}
+	}
+}
+
+func math32Bits(x []float32) []uint32 {
+	b := make([]uint32, len(x))
+	for i, v := range x {
+		b[i] = math.Float32bits(v)
+	}
+	return b
 }

@@ -204,6 +204,32 @@ func dot512(a, b *float32, n int) float32
 //go:noescape
 func axpy512(y, x *float32, a float32, n int)
 
+//go:noescape
+func scal512(x *float32, a float32, n int)
+
+//go:noescape
+func softmaxBwd512(dr, p *float32, d, s float32, n int)
+
+// scalFast computes scal with AVX-512 when that path is in use.
+func scalFast(x []float32, a float32) bool {
+	if !vec512 || len(x) == 0 {
+		return false
+	}
+	scal512(&x[0], a, len(x))
+	return true
+}
+
+// softmaxBwdFast computes softmaxBwdRow with AVX-512 when that path is in
+// use.
+func softmaxBwdFast(dr, p []float32, d, s float32) bool {
+	if !vec512 || len(dr) == 0 {
+		return false
+	}
+	_ = p[len(dr)-1]
+	softmaxBwd512(&dr[0], &p[0], d, s, len(dr))
+	return true
+}
+
 // dotFast computes Dot with AVX-512 when that path is in use.
 func dotFast(a, b []float32) (float32, bool) {
 	if !vec512 || len(a) < 8 {

@@ -8,6 +8,8 @@ func gemmPaths() []*gemmPath { return nil }
 
 func dotFast(a, b []float32) (float32, bool)            { return 0, false }
 func axpyFast(y []float32, a float32, x []float32) bool { return false }
+func scalFast(x []float32, a float32) bool              { return false }
+func softmaxBwdFast(dr, p []float32, d, s float32) bool { return false }
 
 func expAffineFast(dst, src []float32, a, b, c float32) (float64, bool) { return 0, false }
 func sumExpFast(x []float32, b float32) (float64, bool)                 { return 0, false }

@@ -113,3 +113,67 @@ axpy_tail:
 axpy_done:
 	VZEROUPPER
 	RET
+
+// func scal512(x *float32, a float32, n int)
+TEXT ·scal512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), DI
+	VBROADCASTSS a+8(FP), Z0
+	MOVQ n+16(FP), CX
+scal_loop16:
+	CMPQ CX, $16
+	JLT scal_tail
+	VMULPS (DI), Z0, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP scal_loop16
+scal_tail:
+	TESTQ CX, CX
+	JEQ scal_done
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	VMOVUPS.Z (DI), K1, Z1
+	VMULPS Z1, Z0, Z1
+	VMOVUPS Z1, K1, (DI)
+scal_done:
+	VZEROUPPER
+	RET
+
+// func softmaxBwd512(dr, p *float32, d, s float32, n int)
+// dr[i] = (p[i]·(dr[i] − d))·s, each operation rounded as written.
+TEXT ·softmaxBwd512(SB), NOSPLIT, $0-32
+	MOVQ dr+0(FP), DI
+	MOVQ p+8(FP), SI
+	VBROADCASTSS d+16(FP), Z0
+	VBROADCASTSS s+20(FP), Z3
+	MOVQ n+24(FP), CX
+sbwd_loop16:
+	CMPQ CX, $16
+	JLT sbwd_tail
+	VMOVUPS (DI), Z1
+	VSUBPS Z0, Z1, Z1
+	VMULPS (SI), Z1, Z1
+	VMULPS Z3, Z1, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP sbwd_loop16
+sbwd_tail:
+	TESTQ CX, CX
+	JEQ sbwd_done
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	VMOVUPS.Z (DI), K1, Z1
+	VMOVUPS.Z (SI), K1, Z2
+	VSUBPS Z0, Z1, Z1
+	VMULPS Z2, Z1, Z1
+	VMULPS Z3, Z1, Z1
+	VMOVUPS Z1, K1, (DI)
+sbwd_done:
+	VZEROUPPER
+	RET
