@@ -25,13 +25,14 @@ package kernels
 // calls. A call is an assembly function without preemption points, so it
 // runs on one thread from start to end.
 
-// amxBF16Block computes C[rows×32] += A[rows×kc]·B[kc×32] in blocks of 32×32,
-// loading the tile configuration once per call. rows and kc must be multiples
-// of 32 (other values are rounded down to one; zero rows or depth do nothing).
-// The caller must have checked amxEnable.
+// amxBF16Block computes C[rows×32] += A[rows×kc]·B[kc×32] in blocks of 32×32
+// (with store, C = A·B: C is not read), loading the tile configuration once
+// per call. rows and kc must be multiples of 32 (other values are rounded
+// down to one; zero rows or depth do nothing). The caller must have checked
+// amxEnable.
 //
 //go:noescape
-func amxBF16Block(a *uint16, lda, rows int, b *uint16, ldb int, c *float32, ldc int, kc int)
+func amxBF16Block(a *uint16, lda, rows int, b *uint16, ldb int, c *float32, ldc int, kc int, store bool)
 
 // amxTileConfigRelease loads the tile configuration and releases it again:
 // the fixed cost that every amxBF16Block call pays, for benchmarks.
@@ -40,7 +41,7 @@ func amxTileConfigRelease()
 // amxBF16Kernel32x32 computes C[32×32] += A[32×kc]·B[kc×32]: amxBF16Block
 // for one row block. The caller must have checked amxEnable.
 func amxBF16Kernel32x32(a *uint16, lda int, b *uint16, ldb int, c *float32, ldc int, kc int) {
-	amxBF16Block(a, lda, 32, b, ldb, c, ldc, kc)
+	amxBF16Block(a, lda, 32, b, ldb, c, ldc, kc, false)
 }
 
 // amxTDPPeak runs n steps of four TDPBF16PS on zeroed tiles without memory

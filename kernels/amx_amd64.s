@@ -46,6 +46,16 @@
 #define TDP_T2_T5_T6 BYTE $0xC4; BYTE $0xE2; BYTE $0x4A; BYTE $0x5C; BYTE $0xD5
 #define TDP_T3_T5_T7 BYTE $0xC4; BYTE $0xE2; BYTE $0x42; BYTE $0x5C; BYTE $0xDD
 
+// TILEZERO tmm0 … tmm7.
+#define TZERO_T0 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xC0
+#define TZERO_T1 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xC8
+#define TZERO_T2 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xD0
+#define TZERO_T3 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xD8
+#define TZERO_T4 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xE0
+#define TZERO_T5 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xE8
+#define TZERO_T6 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xF0
+#define TZERO_T7 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xF8
+
 // amxCfg<> is the 64-byte LDTILECFG operand: palette 1, start row 0, tiles
 // 0-7 each 16 rows of 64 bytes (colsb at bytes 16-31, rows at bytes 48-55).
 DATA amxCfg<>+0(SB)/8, $1
@@ -58,13 +68,13 @@ DATA amxCfg<>+48(SB)/8, $0x1010101010101010
 DATA amxCfg<>+56(SB)/8, $0
 GLOBL amxCfg<>(SB), RODATA|NOPTR, $64
 
-// func amxBF16Block(a *uint16, lda, rows int, b *uint16, ldb int, c *float32, ldc int, kc int)
+// func amxBF16Block(a *uint16, lda, rows int, b *uint16, ldb int, c *float32, ldc int, kc int, store bool)
 //
 // Register use: SI/R8 A rows 0-15/16-31 at the current k, DI the B panel at
 // the current k-pair, BX/R9 C rows 0-15/16-31 of the current row block,
 // CX/DX/AX the strides lda/ldb/ldc in bytes, R10 the A row block start,
 // R11 the k-step counter, R12 the row counter, R13 16*ldb (one k step of B).
-TEXT ·amxBF16Block(SB), NOSPLIT, $0-64
+TEXT ·amxBF16Block(SB), NOSPLIT, $0-65
 	MOVQ rows+16(FP), R12
 	SHRQ $5, R12
 	JZ   done
@@ -88,10 +98,23 @@ rowblock:
 	MOVQ AX, R9
 	SHLQ $4, R9
 	ADDQ BX, R9
+	// With store, the C tiles start at zero instead of C's values.
+	MOVBLZX store+64(FP), R11
+	TESTQ R11, R11
+	JNZ  zeroc
 	TLOAD_T0_BX_AX
 	TLOAD_T1_BX64_AX
 	TLOAD_T2_R9_AX
 	TLOAD_T3_R964_AX
+	JMP  cready
+
+zeroc:
+	TZERO_T0
+	TZERO_T1
+	TZERO_T2
+	TZERO_T3
+
+cready:
 
 	MOVQ R10, SI
 	MOVQ CX, R8
@@ -143,15 +166,6 @@ TEXT ·amxTileConfigRelease(SB), NOSPLIT, $0-0
 	TILERELEASE
 	RET
 
-// TILEZERO tmm0 … tmm7.
-#define TZERO_T0 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xC0
-#define TZERO_T1 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xC8
-#define TZERO_T2 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xD0
-#define TZERO_T3 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xD8
-#define TZERO_T4 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xE0
-#define TZERO_T5 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xE8
-#define TZERO_T6 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xF0
-#define TZERO_T7 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xF8
 
 // func amxTDPPeak(n int, c *float32)
 //

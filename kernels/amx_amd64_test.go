@@ -74,8 +74,11 @@ func newAMXOperands(rows, kc, lda, ldb, ldc int, gen func() float32, c0 func() f
 func (o *amxOperands) bIndex(k, j int) int { return k/2*o.ldb + 2*j + k%2 }
 
 // run calls the kernel on the operands.
-func (o *amxOperands) run() {
-	amxBF16Block(&o.a[0], 2*o.lda, o.rows, &o.b[0], 2*o.ldb, &o.c[0], 4*o.ldc, o.kc)
+func (o *amxOperands) run() { o.runStore(false) }
+
+// runStore calls the kernel on the operands with its store flag.
+func (o *amxOperands) runStore(store bool) {
+	amxBF16Block(&o.a[0], 2*o.lda, o.rows, &o.b[0], 2*o.ldb, &o.c[0], 4*o.ldc, o.kc, store)
 }
 
 // reference returns C + A·B computed in float64 from the decoded bf16
@@ -146,28 +149,32 @@ func amxSkip(tb testing.TB) {
 
 // TestAMXBF16Block checks the AMX kernel against a float64 reference for
 // several depths, row counts and strides (A strides that are not multiples of
-// 64 bytes included), accumulating onto zero and non-zero C.
+// 64 bytes included), accumulating onto zero and non-zero C, and storing
+// over a non-zero C.
 func TestAMXBF16Block(t *testing.T) {
 	amxSkip(t)
 	tests := []struct {
 		rows, kc      int
 		lda, ldb, ldc int // extra elements beyond kc, 64 and 32
 		nonZeroC      bool
+		store         bool
 	}{
-		{32, 32, 0, 0, 0, false},
-		{32, 32, 0, 0, 0, true},
-		{32, 64, 0, 0, 0, true},
-		{32, 192, 0, 0, 0, true},
-		{32, 512, 0, 0, 0, true},
-		{32, 64, 32, 0, 16, true},
-		{32, 192, 1, 64, 1, true},
-		{64, 64, 0, 0, 0, true},
-		{96, 192, 7, 0, 3, true},
-		{128, 512, 32, 0, 32, true},
-		{256, 64, 0, 0, 0, false},
+		{32, 32, 0, 0, 0, false, false},
+		{32, 32, 0, 0, 0, true, false},
+		{32, 64, 0, 0, 0, true, false},
+		{32, 192, 0, 0, 0, true, false},
+		{32, 512, 0, 0, 0, true, false},
+		{32, 64, 32, 0, 16, true, false},
+		{32, 192, 1, 64, 1, true, false},
+		{64, 64, 0, 0, 0, true, false},
+		{96, 192, 7, 0, 3, true, false},
+		{128, 512, 32, 0, 32, true, false},
+		{256, 64, 0, 0, 0, false, false},
+		{32, 64, 0, 0, 0, true, true},
+		{96, 192, 7, 0, 3, true, true},
 	}
 	for _, tt := range tests {
-		name := fmt.Sprintf("rows%d/kc%d/lda+%d/ldb+%d/ldc+%d/c0=%v", tt.rows, tt.kc, tt.lda, tt.ldb, tt.ldc, tt.nonZeroC)
+		name := fmt.Sprintf("rows%d/kc%d/lda+%d/ldb+%d/ldc+%d/c0=%v/store=%v", tt.rows, tt.kc, tt.lda, tt.ldb, tt.ldc, tt.nonZeroC, tt.store)
 		t.Run(name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(tt.rows), uint64(tt.kc)))
 			gen := func() float32 { return float32(r.NormFloat64()) }
@@ -176,8 +183,12 @@ func TestAMXBF16Block(t *testing.T) {
 				c0 = func() float32 { return float32(10 * r.NormFloat64()) }
 			}
 			o := newAMXOperands(tt.rows, tt.kc, tt.kc+tt.lda, 64+tt.ldb, 32+tt.ldc, gen, c0)
-			want, tol := o.reference(o.c)
-			o.run()
+			ref := o.c
+			if tt.store {
+				ref = make([]float32, len(o.c)) // C's values must not count
+			}
+			want, tol := o.reference(ref)
+			o.runStore(tt.store)
 			o.check(t, want, tol)
 		})
 	}
@@ -195,8 +206,8 @@ func TestAMXBF16Kernel32x32(t *testing.T) {
 	o.check(t, want, tol)
 
 	before := append([]float32(nil), o.c...)
-	amxBF16Block(&o.a[0], 2*o.lda, 0, &o.b[0], 2*o.ldb, &o.c[0], 4*o.ldc, o.kc)
-	amxBF16Block(&o.a[0], 2*o.lda, 32, &o.b[0], 2*o.ldb, &o.c[0], 4*o.ldc, 0)
+	amxBF16Block(&o.a[0], 2*o.lda, 0, &o.b[0], 2*o.ldb, &o.c[0], 4*o.ldc, o.kc, false)
+	amxBF16Block(&o.a[0], 2*o.lda, 32, &o.b[0], 2*o.ldb, &o.c[0], 4*o.ldc, 0, false)
 	for i := range before {
 		if math.Float32bits(before[i]) != math.Float32bits(o.c[i]) {
 			t.Fatalf("empty product changed C[%d]: %v → %v", i, before[i], o.c[i])

@@ -31,7 +31,7 @@ func benchAMXBlock(b *testing.B, rows, kc int) {
 	defer runtime.UnlockOSThread()
 	t0 := threadCPU()
 	for b.Loop() {
-		amxBF16Block(&a[0], 2*kc, rows, &bp[0], 128, &c[0], 128, kc)
+		amxBF16Block(&a[0], 2*kc, rows, &bp[0], 128, &c[0], 128, kc, false)
 	}
 	flop := 2 * float64(rows) * 32 * float64(kc) * float64(b.N)
 	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
@@ -62,7 +62,7 @@ func BenchmarkAMXParallel(b *testing.B) {
 			a := make([]uint16, rows*kc)
 			bp := make([]uint16, kc*32)
 			c := make([]float32, rows*32)
-			return func() { amxBF16Block(&a[0], 2*kc, rows, &bp[0], 128, &c[0], 128, kc) }
+			return func() { amxBF16Block(&a[0], 2*kc, rows, &bp[0], 128, &c[0], 128, kc, false) }
 		})
 	})
 	b.Run("f32avx512", func(b *testing.B) {
@@ -143,7 +143,7 @@ func BenchmarkAMXDriverLike(b *testing.B) {
 						if mode == "sameC" || mode == "sameBC" {
 							co = 0
 						}
-						amxBF16Block(&a[0], 2*kc, rows, &bp[bo], 128, &c[co], 4*ldc, kc)
+						amxBF16Block(&a[0], 2*kc, rows, &bp[bo], 128, &c[co], 4*ldc, kc, false)
 					}
 				}
 				flop := 2 * float64(rows) * 32 * panels * float64(kc) * float64(b.N)

@@ -92,8 +92,8 @@ func colMask32(cols int) uint32 {
 // blockAMX is the bfloat16 block kernel of the avx512 path (gemmPath.blockBF),
 // on the AMX tile unit: full 32×32 blocks go straight into C, and the
 // partial ones (the last rows of a block, a panel narrower than 32 columns)
-// into a zeroed 32×32 tile that is then added to C.
-func blockAMX(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int) {
+// into a 32×32 tile that is then added to C (with store, copied).
+func blockAMX(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int, store bool) {
 	kq := bfRows(kc)
 	_ = a[roundUp(rows, 32)*kq-1]
 	b16 := (*uint16)(unsafe.Pointer(bp))
@@ -103,13 +103,17 @@ func blockAMX(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int
 	}
 	if full > 0 {
 		_ = c[(full-1)*ldc+31]
-		amxBF16Block((*uint16)(unsafe.Pointer(&a[0])), 4*kq, full, b16, 128, &c[0], 4*ldc, 2*kq)
+		amxBF16Block((*uint16)(unsafe.Pointer(&a[0])), 4*kq, full, b16, 128, &c[0], 4*ldc, 2*kq, store)
 	}
 	for r0 := full; r0 < rows; r0 += 32 {
 		var t [32 * 32]float32
-		amxBF16Block((*uint16)(unsafe.Pointer(&a[r0*kq])), 4*kq, 32, b16, 128, &t[0], 128, 2*kq)
+		amxBF16Block((*uint16)(unsafe.Pointer(&a[r0*kq])), 4*kq, 32, b16, 128, &t[0], 128, 2*kq, true)
 		for i := 0; i < min(32, rows-r0); i++ {
 			row := c[(r0+i)*ldc : (r0+i)*ldc+cols]
+			if store {
+				copy(row, t[i*32:])
+				continue
+			}
 			for j := range row {
 				row[j] += t[i*32+j]
 			}

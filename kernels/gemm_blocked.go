@@ -68,11 +68,11 @@ type gemmPath struct {
 	transpose func(dst, src []float32, ldd, lds, rows, cols int)
 
 	// The bfloat16 path (nil where the CPU has no AMX-BF16, and usable only
-	// once amxEnable reports true): blockBF computes C[rows×cols] +=
+	// once amxEnable reports true): blockBF computes C[rows×cols] (+)=
 	// A·Bp for a packed block of A (bfRows(kc) words a row, zero rows up to
 	// a multiple of 32) and a packed panel of nr = 32 columns (bf16.go); the
 	// pack functions write those from op(B) and op(A).
-	blockBF          func(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int)
+	blockBF          func(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int, store bool)
 	packNBF, packTBF func(dst, src []float32, ld, kc, cols int)
 	packABF          func(dst, src []float32, rsA, csA, kc, rows int)
 }
@@ -311,9 +311,8 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 	kcMax := g.kcMax() // steps of k per block
 	c, ldc, ci0, cj0 := g.c, g.ldc, 0, 0
 	// The first block of k stores its product instead of adding it to C
-	// when C is overwritten without a bias (the bfloat16 block kernel
-	// always adds, and with k = 0 there is no block).
-	store := g.overwrite && g.bias == nil && !g.bf16 && k > 0
+	// when C is overwritten without a bias (with k = 0 there is no block).
+	store := g.overwrite && g.bias == nil && k > 0
 	var tb *[]float32
 	if g.transC {
 		// Accumulate into a tile and transpose it into C at the end.
@@ -389,7 +388,7 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 					bp = &packed[(j/nr)*kqAll*nr+g.panelRows(l0)*nr]
 				}
 				if g.bf16 {
-					path.blockBF(abf, kc, ie-ic, bp, c[(ic-ci0)*ldc+j-cj0:], ldc, cols)
+					path.blockBF(abf, kc, ie-ic, bp, c[(ic-ci0)*ldc+j-cj0:], ldc, cols, store && l0 == 0)
 					continue
 				}
 				for i := ic; i < ie; i += mr {
