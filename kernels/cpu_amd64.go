@@ -252,3 +252,63 @@ func axpyFast(y []float32, a float32, x []float32) bool {
 	axpy512(&y[0], &x[0], a, len(y))
 	return true
 }
+
+//go:noescape
+func sumSq512(x *float32, n int) float64
+
+//go:noescape
+func rmsScale512(out, x, w *float32, rs float32, n int)
+
+//go:noescape
+func rmsBwdDot512(dwp, dr, xr, w *float32, rs float32, n int) float64
+
+//go:noescape
+func rmsBwdDx512(dxr, dr, xr, w *float32, rs, dot float32, n int)
+
+//go:noescape
+func rope512(x1, x2, c, s *float32, n int, inverse bool)
+
+// The row loops of RMSNorm and RoPE with AVX-512 when that path is in use
+// (see the Go loops in ops.go, whose float32 operations they repeat).
+
+func sumSqFast(x []float32) (float64, bool) {
+	if !vec512 || len(x) == 0 {
+		return 0, false
+	}
+	return sumSq512(&x[0], len(x)), true
+}
+
+func rmsScaleFast(out, x, w []float32, rs float32) bool {
+	if !vec512 || len(x) == 0 {
+		return false
+	}
+	_, _ = out[len(x)-1], w[len(x)-1]
+	rmsScale512(&out[0], &x[0], &w[0], rs, len(x))
+	return true
+}
+
+func rmsBwdDotFast(dwp, dr, xr, w []float32, rs float32) (float64, bool) {
+	if !vec512 || len(dr) == 0 {
+		return 0, false
+	}
+	_, _, _ = dwp[len(dr)-1], xr[len(dr)-1], w[len(dr)-1]
+	return rmsBwdDot512(&dwp[0], &dr[0], &xr[0], &w[0], rs, len(dr)), true
+}
+
+func rmsBwdDxFast(dxr, dr, xr, w []float32, rs, dot float32) bool {
+	if !vec512 || len(dr) == 0 {
+		return false
+	}
+	_, _, _ = dxr[len(dr)-1], xr[len(dr)-1], w[len(dr)-1]
+	rmsBwdDx512(&dxr[0], &dr[0], &xr[0], &w[0], rs, dot, len(dr))
+	return true
+}
+
+func ropeFast(x1, x2, c, s []float32, inverse bool) bool {
+	if !vec512 || len(c) == 0 {
+		return false
+	}
+	_, _, _ = x1[len(c)-1], x2[len(c)-1], s[len(c)-1]
+	rope512(&x1[0], &x2[0], &c[0], &s[0], len(c), inverse)
+	return true
+}

@@ -16,3 +16,9 @@ func sumExpFast(x []float32, b float32) (float64, bool)                 { return
 func maxFast(x []float32) (float32, bool)                               { return 0, false }
 func swigluFast(h, g, u []float32) bool                                 { return false }
 func swigluBwdFast(dg, du, d, g, u []float32) bool                      { return false }
+
+func sumSqFast(x []float32) (float64, bool)                              { return 0, false }
+func rmsScaleFast(out, x, w []float32, rs float32) bool                  { return false }
+func rmsBwdDotFast(dwp, dr, xr, w []float32, rs float32) (float64, bool) { return 0, false }
+func rmsBwdDxFast(dxr, dr, xr, w []float32, rs, dot float32) bool        { return false }
+func ropeFast(x1, x2, c, s []float32, inverse bool) bool                 { return false }

@@ -17,8 +17,8 @@ import "os"
 // so do the exponentials (exp.go): AVX-512 or AVX2 loops, or math.Exp.
 var gemmImpl *gemmPath
 
-// vec512 selects the AVX-512 Dot and Axpy and the AVX-512 exp loops; vec256
-// the AVX2 exp loops.
+// vec512 selects the AVX-512 Dot and Axpy, exp loops and row loops of
+// RMSNorm, RoPE and attention; vec256 the AVX2 exp loops.
 var vec512, vec256 bool
 
 func init() { setPath(selectPath(os.Getenv("RELUPO_KERNELS"))) }

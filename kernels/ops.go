@@ -10,17 +10,10 @@ func RMSNormForward(p *Pool, out, rstd, x, w []float32, rows, dim int, eps float
 	p.ForRange(rows, 16, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr := x[r*dim : r*dim+dim]
-			var ss float64
-			for _, v := range xr {
-				ss += float64(v) * float64(v)
-			}
+			ss := sumSq(xr)
 			rs := float32(1 / math.Sqrt(float64(float32(ss/float64(dim))+eps)))
 			rstd[r] = rs
-			or := out[r*dim : r*dim+dim]
-			w := w[:dim]
-			for i, v := range xr {
-				or[i] = w[i] * (v * rs)
-			}
+			rmsScaleRow(out[r*dim:r*dim+dim], xr, w[:dim], rs)
 		}
 	})
 }
@@ -46,18 +39,8 @@ func RMSNormBackward(p *Pool, dx, dw, dout, x, w, rstd []float32, rows, dim int)
 			dr := dout[r*dim : r*dim+dim]
 			rs := rstd[r]
 			// dot = Σ (dout·w)·xhat
-			var dot64 float64
-			for i, d := range dr {
-				xh := xr[i] * rs
-				dwp[i] += d * xh
-				dot64 += float64(d * w[i] * xh)
-			}
-			dot := float32(dot64 / float64(dim))
-			dxr := dx[r*dim : r*dim+dim]
-			for i, d := range dr {
-				xh := xr[i] * rs
-				dxr[i] += rs * (d*w[i] - xh*dot)
-			}
+			dot := float32(rmsBwdDotRow(dwp, dr, xr, w, rs) / float64(dim))
+			rmsBwdDxRow(dx[r*dim:r*dim+dim], dr, xr, w, rs, dot)
 		}
 	})
 	for _, dwp := range partial[:len(chunks)] {
@@ -80,12 +63,7 @@ func RopeForward(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, he
 			s := sin[int(pos[r])*half : int(pos[r])*half+half]
 			for h := 0; h < heads; h++ {
 				v := x[(r*heads+h)*headDim : (r*heads+h+1)*headDim]
-				x1, x2 := v[:half], v[half:headDim]
-				for i := range c {
-					a, b := x1[i], x2[i]
-					x1[i] = a*c[i] - b*s[i]
-					x2[i] = b*c[i] + a*s[i]
-				}
+				ropeRow(v[:half], v[half:headDim], c, s, false)
 			}
 		}
 	})
@@ -101,12 +79,7 @@ func RopeBackward(p *Pool, dx []float32, pos []int32, cos, sin []float32, rows, 
 			s := sin[int(pos[r])*half : int(pos[r])*half+half]
 			for h := 0; h < heads; h++ {
 				v := dx[(r*heads+h)*headDim : (r*heads+h+1)*headDim]
-				x1, x2 := v[:half], v[half:headDim]
-				for i := range c {
-					a, b := x1[i], x2[i]
-					x1[i] = a*c[i] + b*s[i]
-					x2[i] = b*c[i] - a*s[i]
-				}
+				ropeRow(v[:half], v[half:headDim], c, s, true)
 			}
 		}
 	})
@@ -169,4 +142,78 @@ func LogSumExp(x []float32) float32 {
 func SoftmaxGrad(x []float32, lse float32, label int, g float32) {
 	expAffine(x, x, 1, lse, -g)
 	x[label] += g
+}
+
+// The row loops of RMSNorm and RoPE. On the avx512 path they run in vector
+// code (norm_amd64.s) that repeats these float32 operations in this order,
+// bit for bit; only the float64 sums add in several lanes.
+
+// sumSq returns Σ float64(x[i])².
+func sumSq(x []float32) float64 {
+	if s, ok := sumSqFast(x); ok {
+		return s
+	}
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	return ss
+}
+
+// rmsScaleRow sets out[i] = w[i]·(x[i]·rs).
+func rmsScaleRow(out, x, w []float32, rs float32) {
+	if rmsScaleFast(out, x, w, rs) {
+		return
+	}
+	out, w = out[:len(x)], w[:len(x)]
+	for i, v := range x {
+		out[i] = w[i] * (v * rs)
+	}
+}
+
+// rmsBwdDotRow adds dr[i]·xh to dwp[i], xh = xr[i]·rs, and returns
+// Σ float64(dr[i]·w[i]·xh).
+func rmsBwdDotRow(dwp, dr, xr, w []float32, rs float32) float64 {
+	if s, ok := rmsBwdDotFast(dwp, dr, xr, w, rs); ok {
+		return s
+	}
+	dwp, xr, w = dwp[:len(dr)], xr[:len(dr)], w[:len(dr)]
+	var dot64 float64
+	for i, d := range dr {
+		xh := xr[i] * rs
+		dwp[i] += d * xh
+		dot64 += float64(d * w[i] * xh)
+	}
+	return dot64
+}
+
+// rmsBwdDxRow adds rs·(dr[i]·w[i] − xh·dot) to dxr[i], xh = xr[i]·rs.
+func rmsBwdDxRow(dxr, dr, xr, w []float32, rs, dot float32) {
+	if rmsBwdDxFast(dxr, dr, xr, w, rs, dot) {
+		return
+	}
+	dxr, xr, w = dxr[:len(dr)], xr[:len(dr)], w[:len(dr)]
+	for i, d := range dr {
+		xh := xr[i] * rs
+		dxr[i] += rs * (d*w[i] - xh*dot)
+	}
+}
+
+// ropeRow rotates the pairs (x1[i], x2[i]) by the angles of c and s:
+// x1 = a·c − b·s, x2 = b·c + a·s; inverse rotates back (s negated).
+func ropeRow(x1, x2, c, s []float32, inverse bool) {
+	if ropeFast(x1, x2, c, s, inverse) {
+		return
+	}
+	x1, x2, s = x1[:len(c)], x2[:len(c)], s[:len(c)]
+	for i := range c {
+		a, b := x1[i], x2[i]
+		if inverse {
+			x1[i] = a*c[i] + b*s[i]
+			x2[i] = b*c[i] - a*s[i]
+		} else {
+			x1[i] = a*c[i] - b*s[i]
+			x2[i] = b*c[i] + a*s[i]
+		}
+	}
 }
