@@ -141,7 +141,7 @@ func maxFast(x []float32) (float32, bool) {
 	return mx, true
 }
 
-// swigluFast is SwiGLUForward's loop in vector code, if the path has it.
+// swigluFast is swiglu's loop in vector code, if the path has it.
 func swigluFast(h, g, u []float32) bool {
 	w := vecWidth()
 	if w == 0 {
@@ -174,7 +174,7 @@ func swigluFast(h, g, u []float32) bool {
 	return true
 }
 
-// swigluBwdFast is SwiGLUBackward's loop in vector code, if the path has it.
+// swigluBwdFast is swigluBwd's loop in vector code, if the path has it.
 func swigluBwdFast(dg, du, d, g, u []float32) bool {
 	w := vecWidth()
 	if w == 0 {

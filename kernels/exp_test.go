@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -152,6 +153,44 @@ func TestExpKernels(t *testing.T) {
 			withPath(path, func() {
 				if v := LogSumExp([]float32{ninf, ninf}); !math.IsInf(float64(v), -1) {
 					t.Errorf("LogSumExp(-Inf...) = %v", v)
+				}
+			})
+		})
+	}
+}
+
+// TestSwiGLURows checks that the fused-row layout (gate and up side by side
+// in each row) gives exactly SwiGLUForward and SwiGLUBackward of the
+// separated values, on every path and for row widths around the vector
+// widths.
+func TestSwiGLURows(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	pool := NewPool(2)
+	defer pool.Close()
+	for _, path := range append([]*gemmPath{nil}, gemmPaths()...) {
+		t.Run(pathName(path), func(t *testing.T) {
+			withPath(path, func() {
+				for _, n := range []int{1, 15, 17, 64, 1376} {
+					rows := 7
+					gu, dh := randSlice(r, rows*2*n), randSlice(r, rows*n)
+					g, u := make([]float32, rows*n), make([]float32, rows*n)
+					for i := 0; i < rows; i++ {
+						copy(g[i*n:], gu[2*i*n:(2*i+1)*n])
+						copy(u[i*n:], gu[(2*i+1)*n:(2*i+2)*n])
+					}
+					h0, dg, du := make([]float32, rows*n), make([]float32, rows*n), make([]float32, rows*n)
+					SwiGLUForward(pool, h0, g, u)
+					SwiGLUBackward(pool, dg, du, dh, g, u)
+					h1, dgu := make([]float32, rows*n), make([]float32, rows*2*n)
+					SwiGLURows(pool, h1, gu, rows, n)
+					SwiGLURowsBackward(pool, dgu, dh, gu, rows, n)
+					want := make([]float32, 0, rows*2*n)
+					for i := 0; i < rows; i++ {
+						want = append(append(want, dg[i*n:(i+1)*n]...), du[i*n:(i+1)*n]...)
+					}
+					if !slices.Equal(math32Bits(h1), math32Bits(h0)) || !slices.Equal(math32Bits(dgu), math32Bits(want)) {
+						t.Fatalf("n=%d: SwiGLURows differs from SwiGLUForward/Backward", n)
+					}
 				}
 			})
 		})

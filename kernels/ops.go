@@ -88,33 +88,64 @@ func RopeBackward(p *Pool, dx []float32, pos []int32, cos, sin []float32, rows, 
 // SwiGLUForward computes h = silu(gate) · up elementwise, with
 // silu(g) = g / (1 + e^(−g)).
 func SwiGLUForward(p *Pool, h, gate, up []float32) {
-	p.ForRange(len(h), 4096, func(lo, hi int) {
-		g, u, o := gate[lo:hi], up[lo:hi], h[lo:hi]
-		if swigluFast(o, g, u) {
-			return
-		}
-		for i, gv := range g {
-			o[i] = gv / (1 + float32(math.Exp(float64(-gv)))) * u[i]
-		}
-	})
+	p.ForRange(len(h), 4096, func(lo, hi int) { swiglu(h[lo:hi], gate[lo:hi], up[lo:hi]) })
 }
 
 // SwiGLUBackward writes dgate and dup (overwriting them) from dh, given the
 // forward inputs gate and up.
 func SwiGLUBackward(p *Pool, dgate, dup, dh, gate, up []float32) {
 	p.ForRange(len(dh), 4096, func(lo, hi int) {
-		g, u, d := gate[lo:hi], up[lo:hi], dh[lo:hi]
-		dg, du := dgate[lo:hi], dup[lo:hi]
-		if swigluBwdFast(dg, du, d, g, u) {
-			return
-		}
-		for i, gv := range g {
-			sig := 1 / (1 + float32(math.Exp(float64(-gv))))
-			silu := gv * sig
-			du[i] = d[i] * silu
-			dg[i] = d[i] * u[i] * sig * (1 + gv*(1-sig))
+		swigluBwd(dgate[lo:hi], dup[lo:hi], dh[lo:hi], gate[lo:hi], up[lo:hi])
+	})
+}
+
+// SwiGLURows is SwiGLUForward for rows whose gate and up values sit side by
+// side, as the fused product x·[W_gate; W_up]ᵀ leaves them: gu is
+// [rows, 2n] (row r: n gate values, then n up values) and h is [rows, n].
+func SwiGLURows(p *Pool, h, gu []float32, rows, n int) {
+	p.ForRange(rows, max(1, 4096/max(n, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			g := gu[2*r*n : (2*r+1)*n]
+			swiglu(h[r*n:(r+1)*n], g, gu[(2*r+1)*n:(2*r+2)*n])
 		}
 	})
+}
+
+// SwiGLURowsBackward is SwiGLUBackward for the layout of SwiGLURows: it
+// writes dgu [rows, 2n] (row r: the gate gradients, then the up gradients)
+// from dh [rows, n] and the forward input gu.
+func SwiGLURowsBackward(p *Pool, dgu, dh, gu []float32, rows, n int) {
+	p.ForRange(rows, max(1, 4096/max(n, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			g, u := gu[2*r*n:(2*r+1)*n], gu[(2*r+1)*n:(2*r+2)*n]
+			swigluBwd(dgu[2*r*n:(2*r+1)*n], dgu[(2*r+1)*n:(2*r+2)*n], dh[r*n:(r+1)*n], g, u)
+		}
+	})
+}
+
+// swiglu sets o = silu(g)·u over len(o).
+func swiglu(o, g, u []float32) {
+	if swigluFast(o, g, u) {
+		return
+	}
+	g, u = g[:len(o)], u[:len(o)]
+	for i, gv := range g {
+		o[i] = gv / (1 + float32(math.Exp(float64(-gv)))) * u[i]
+	}
+}
+
+// swigluBwd sets dg and du from d, g and u over len(d).
+func swigluBwd(dg, du, d, g, u []float32) {
+	if swigluBwdFast(dg, du, d, g, u) {
+		return
+	}
+	dg, du, g, u = dg[:len(d)], du[:len(d)], g[:len(d)], u[:len(d)]
+	for i, gv := range g {
+		sig := 1 / (1 + float32(math.Exp(float64(-gv))))
+		silu := gv * sig
+		du[i] = d[i] * silu
+		dg[i] = d[i] * u[i] * sig * (1 + gv*(1-sig))
+	}
 }
 
 // Add computes y += x elementwise.

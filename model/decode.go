@@ -58,7 +58,7 @@ type Decoder struct {
 	maxPos   int
 
 	x, xn, q, k, v, att, x2 []float32
-	gate, up, h, rstd       []float32
+	gu, h, rstd             []float32
 	last                    []float32
 }
 
@@ -153,7 +153,7 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 		d.attention(caches, l)
 		kernels.MatMulNT(p, d.x2, d.att, w.Wo, w.Bo, N, D, H*hd)
 		kernels.Add(p, d.x2, d.x)
-		m.mlpBlock(p, w, d.x, d.x2, d.xn, d.rstd, d.gate, d.up, d.h, N)
+		m.mlpBlock(p, w, d.x, d.x2, d.xn, d.rstd, d.gu, d.h, N)
 	}
 	for s, cache := range caches {
 		cache.Len = oldLen[s] + len(tokens[s])
@@ -226,7 +226,7 @@ func (d *Decoder) reserve(n int) {
 	d.x, d.xn, d.x2 = grow(d.x, n*D), grow(d.xn, n*D), grow(d.x2, n*D)
 	d.q, d.att = grow(d.q, n*H*hd), grow(d.att, n*H*hd)
 	d.k, d.v = grow(d.k, n*KV*hd), grow(d.v, n*KV*hd)
-	d.gate, d.up, d.h = grow(d.gate, n*I), grow(d.up, n*I), grow(d.h, n*I)
+	d.gu, d.h = grow(d.gu, 2*n*I), grow(d.h, n*I)
 	d.rstd = grow(d.rstd, max(n, n*H, n*KV))
 	if cap(d.pos) < n {
 		d.pos, d.seqOf = make([]int32, n), make([]int, n)

@@ -153,7 +153,7 @@ type Workspace struct {
 	maxPos              int
 
 	// backward scratch
-	dx, dxn, dq, dk, dv, datt, dgate, dup, dh []float32
+	dx, dxn, dq, dk, dv, datt, dgu, dh []float32
 }
 
 type layerActs struct {
@@ -166,7 +166,8 @@ type layerActs struct {
 	att          []float32 // attention output before o_proj [N, heads·headDim]
 	lse          []float32 // [N, heads]
 	x2           []float32 // residual stream after attention [N, D]
-	gate, up, h  []float32 // [N, I]
+	gu           []float32 // gate and up projections side by side [N, 2I]
+	h            []float32 // SwiGLU output [N, I]
 }
 
 func grow(s []float32, n int) []float32 {
@@ -201,7 +202,7 @@ func (ws *Workspace) reserve(c Config, n int) {
 		}
 		a.att, a.lse = grow(a.att, n*H*hd), grow(a.lse, n*H)
 		a.x2 = grow(a.x2, n*D)
-		a.gate, a.up, a.h = grow(a.gate, n*I), grow(a.up, n*I), grow(a.h, n*I)
+		a.gu, a.h = grow(a.gu, 2*n*I), grow(a.h, n*I)
 	}
 	ws.xF, ws.rstdF, ws.xnF = grow(ws.xF, n*D), grow(ws.rstdF, n), grow(ws.xnF, n*D)
 	if cap(ws.pos) < n {
@@ -323,7 +324,7 @@ func (m *Model) trunk(ws *Workspace, b *Batch) {
 		if l+1 < len(ws.layers) {
 			next = ws.layers[l+1].x
 		}
-		m.mlpBlock(p, w, next, a.x2, a.xn2, a.rstd2, a.gate, a.up, a.h, N)
+		m.mlpBlock(p, w, next, a.x2, a.xn2, a.rstd2, a.gu, a.h, N)
 	}
 	kernels.RMSNormForward(p, ws.xnF, ws.rstdF, ws.xF, P.FinalNorm, N, D, eps)
 }
@@ -355,15 +356,15 @@ func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, x, xn, rstd, q, k, v
 }
 
 // mlpBlock is a layer's MLP block with its residual for N rows: xn = the
-// post-attention RMSNorm of x2 (rstd saved), h = SwiGLU(gate, up) of its
-// projections, out = x2 + W_down·h.
-func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, out, x2, xn, rstd, gate, up, h []float32, N int) {
+// post-attention RMSNorm of x2 (rstd saved), gu = its gate and up
+// projections (one product with the two weights stacked), h = SwiGLU of
+// them, out = x2 + W_down·h.
+func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, out, x2, xn, rstd, gu, h []float32, N int) {
 	c := m.Config
 	D, I, eps := c.HiddenSize, c.IntermediateSize, float32(c.RMSNormEps)
 	kernels.RMSNormForward(p, xn, rstd, x2, w.MLPNorm, N, D, eps)
-	kernels.MatMulNT(p, gate, xn, w.WGate, nil, N, I, D)
-	kernels.MatMulNT(p, up, xn, w.WUp, nil, N, I, D)
-	kernels.SwiGLUForward(p, h, gate, up)
+	kernels.MatMulNT(p, gu, xn, w.WGateUp, nil, N, 2*I, D)
+	kernels.SwiGLURows(p, h, gu, N, I)
 	kernels.MatMulNT(p, out, h, w.WDown, nil, N, D, I)
 	kernels.Add(p, out, x2)
 }
@@ -381,7 +382,7 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 	ws.dx, ws.dxn = grow(ws.dx, N*D), grow(ws.dxn, N*D)
 	ws.dq, ws.dk, ws.dv = grow(ws.dq, N*H*hd), grow(ws.dk, N*KV*hd), grow(ws.dv, N*KV*hd)
 	ws.datt = grow(ws.datt, N*H*hd)
-	ws.dgate, ws.dup, ws.dh = grow(ws.dgate, N*I), grow(ws.dup, N*I), grow(ws.dh, N*I)
+	ws.dgu, ws.dh = grow(ws.dgu, 2*N*I), grow(ws.dh, N*I)
 	dx, dxn := ws.dx, ws.dxn
 
 	// lm_head and log-softmax, recomputing each chunk's logits.
@@ -413,11 +414,9 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		// MLP block: dx holds ∂L/∂(layer output); the residual passes it through.
 		kernels.MatMulNN(p, ws.dh, dx, w.WDown, N, I, D)
 		kernels.MatMulTNAcc(p, gw.WDown, dx, a.h, D, I, N)
-		kernels.SwiGLUBackward(p, ws.dgate, ws.dup, ws.dh, a.gate, a.up)
-		kernels.MatMulTNAcc(p, gw.WGate, ws.dgate, a.xn2, I, D, N)
-		kernels.MatMulTNAcc(p, gw.WUp, ws.dup, a.xn2, I, D, N)
-		kernels.MatMulNN(p, dxn, ws.dgate, w.WGate, N, D, I)
-		kernels.MatMulNNAcc(p, dxn, ws.dup, w.WUp, N, D, I)
+		kernels.SwiGLURowsBackward(p, ws.dgu, ws.dh, a.gu, N, I)
+		kernels.MatMulTNAcc(p, gw.WGateUp, ws.dgu, a.xn2, 2*I, D, N)
+		kernels.MatMulNN(p, dxn, ws.dgu, w.WGateUp, N, D, 2*I)
 		kernels.RMSNormBackward(p, dx, gw.MLPNorm, dxn, a.x2, w.MLPNorm, a.rstd2, N, D)
 		// attention block: dx now holds ∂L/∂x2.
 		kernels.MatMulNN(p, ws.datt, dx, w.Wo, N, H*hd, D)
@@ -435,8 +434,8 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		if c.QKNorm {
 			// reuse the MLP scratch for the pre-norm gradients
 			var dqPre, dkPre []float32
-			if I >= H*hd {
-				dqPre, dkPre = ws.dgate[:N*H*hd], ws.dup[:N*KV*hd]
+			if 2*I >= (H+KV)*hd {
+				dqPre, dkPre = ws.dgu[:N*H*hd], ws.dgu[N*H*hd:N*(H+KV)*hd]
 			} else {
 				dqPre, dkPre = make([]float32, N*H*hd), make([]float32, N*KV*hd)
 			}

@@ -45,6 +45,10 @@ type LayerParams struct {
 	QNorm, KNorm      []float32
 	MLPNorm           []float32
 	WGate, WUp, WDown []float32
+
+	// WGateUp is WGate and WUp as one [2·intermediate, hidden] matrix (they
+	// are adjacent in memory), so that both projections run as one product.
+	WGateUp []float32
 }
 
 // Tensor is a named view of part of a Params allocation.
@@ -123,11 +127,17 @@ func NewParams(c Config) *Params {
 	}
 	p := &Params{Layers: make([]LayerParams, c.NumLayers), Mem: make([]float32, total)}
 	off := int64(0)
+	l := 0
 	for _, s := range specs {
 		n := s.size()
 		view := p.Mem[off : off+n : off+n]
 		*s.field(p) = view
 		p.tensors = append(p.tensors, Tensor{Name: s.name, Shape: s.shape, Data: view})
+		if strings.HasSuffix(s.name, ".mlp.gate_proj.weight") {
+			// up_proj follows gate_proj in tensorSpecs, with the same shape.
+			p.Layers[l].WGateUp = p.Mem[off : off+2*n : off+2*n]
+			l++
+		}
 		off += n
 	}
 	if c.TieWordEmbeddings {
