@@ -19,7 +19,8 @@ func processCPU() float64 {
 
 // benchShapes are the products of a training step of the 30m and 135m
 // presets with 1024 tokens, and of a 256-row logits chunk (the model's chunk for
-// both vocabularies: model.Config.logitChunk), named by layer.
+// both vocabularies: model.Config.logitChunk), named by layer; gate and up
+// are one product over the stacked weights, as the model runs them.
 // m, n, k are as passed to the function (MatMulNT: C[m,n] = A[m,k]·B[n,k]ᵀ;
 // MatMulNNAcc: C[m,n] += A[m,k]·B[k,n]; MatMulTNAcc: C[m,n] += A[k,m]ᵀ·B[k,n]).
 var benchShapes = []struct {
@@ -27,24 +28,24 @@ var benchShapes = []struct {
 	m, n, k       int
 }{
 	{"30m/qkvo/fwd", "NT", 1024, 512, 512},
-	{"30m/gateup/fwd", "NT", 1024, 1376, 512},
+	{"30m/gateup/fwd", "NT", 1024, 2752, 512},
 	{"30m/down/fwd", "NT", 1024, 512, 1376},
-	{"30m/gateup/dx", "NN", 1024, 512, 1376},
+	{"30m/gateup/dx", "NN", 1024, 512, 2752},
 	{"30m/down/dx", "NN", 1024, 1376, 512},
-	{"30m/gateup/dW", "TN", 1376, 512, 1024},
+	{"30m/gateup/dW", "TN", 2752, 512, 1024},
 	{"30m/down/dW", "TN", 512, 1376, 1024},
 	{"30m/logits/fwd", "NT", 256, 8192, 512},
 	{"30m/logits/dx", "NN", 256, 512, 8192},
 	{"30m/logits/dW", "TN", 8192, 512, 256},
 	{"135m/q/fwd", "NT", 1024, 576, 576},
 	{"135m/kv/fwd", "NT", 1024, 192, 576},
-	{"135m/gateup/fwd", "NT", 1024, 1536, 576},
+	{"135m/gateup/fwd", "NT", 1024, 3072, 576},
 	{"135m/down/fwd", "NT", 1024, 576, 1536},
 	{"135m/kv/dx", "NN", 1024, 576, 192},
-	{"135m/gateup/dx", "NN", 1024, 576, 1536},
+	{"135m/gateup/dx", "NN", 1024, 576, 3072},
 	{"135m/down/dx", "NN", 1024, 1536, 576},
 	{"135m/kv/dW", "TN", 192, 576, 1024},
-	{"135m/gateup/dW", "TN", 1536, 576, 1024},
+	{"135m/gateup/dW", "TN", 3072, 576, 1024},
 	{"135m/down/dW", "TN", 576, 1536, 1024},
 	{"135m/logits/fwd", "NT", 256, 49152, 576},
 	{"135m/logits/dx", "NN", 256, 576, 49152},
