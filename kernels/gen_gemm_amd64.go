@@ -120,23 +120,26 @@ func avx512Kernel(mr int) {
 	p("\tMOVBLZX store+68(FP), R10")
 	p("\tTESTQ R10, R10")
 	p("\tJNE k512x%d_overwrite", mr)
-	for r := 0; r < mr; r++ {
+	storeC(mr, func(r int) {
 		p("\tVMOVUPS.Z (R11), K1, Z24")
 		p("\tVMOVUPS.Z 64(R11), K2, Z25")
 		p("\tVADDPS Z24, Z%d, Z%d", 2*r, 2*r)
 		p("\tVADDPS Z25, Z%d, Z%d", 2*r+1, 2*r+1)
 		p("\tVMOVUPS Z%d, K1, (R11)", 2*r)
 		p("\tVMOVUPS Z%d, K2, 64(R11)", 2*r+1)
-		if r+1 < mr {
-			p("\tADDQ R12, R11")
-		}
-	}
-	p("\tVZEROUPPER")
-	p("\tRET")
+	})
 	p("k512x%d_overwrite:", mr)
-	for r := 0; r < mr; r++ {
+	storeC(mr, func(r int) {
 		p("\tVMOVUPS Z%d, K1, (R11)", 2*r)
 		p("\tVMOVUPS Z%d, K2, 64(R11)", 2*r+1)
+	})
+}
+
+// storeC writes a kernel's end: row(r) for each of the mr rows of C (R11,
+// moved down by the row stride R12 between rows), then VZEROUPPER and RET.
+func storeC(mr int, row func(r int)) {
+	for r := 0; r < mr; r++ {
+		row(r)
 		if r+1 < mr {
 			p("\tADDQ R12, R11")
 		}
@@ -175,29 +178,19 @@ func avx2Kernel(mr int) {
 	p("\tMOVBLZX store+72(FP), R10")
 	p("\tTESTQ R10, R10")
 	p("\tJNE k256x%d_overwrite", mr)
-	for r := 0; r < mr; r++ {
+	storeC(mr, func(r int) {
 		p("\tVMASKMOVPS (R11), Y12, Y14")
 		p("\tVMASKMOVPS 32(R11), Y13, Y15")
 		p("\tVADDPS Y14, Y%d, Y%d", 2*r, 2*r)
 		p("\tVADDPS Y15, Y%d, Y%d", 2*r+1, 2*r+1)
 		p("\tVMASKMOVPS Y%d, Y12, (R11)", 2*r)
 		p("\tVMASKMOVPS Y%d, Y13, 32(R11)", 2*r+1)
-		if r+1 < mr {
-			p("\tADDQ R12, R11")
-		}
-	}
-	p("\tVZEROUPPER")
-	p("\tRET")
+	})
 	p("k256x%d_overwrite:", mr)
-	for r := 0; r < mr; r++ {
+	storeC(mr, func(r int) {
 		p("\tVMASKMOVPS Y%d, Y12, (R11)", 2*r)
 		p("\tVMASKMOVPS Y%d, Y13, 32(R11)", 2*r+1)
-		if r+1 < mr {
-			p("\tADDQ R12, R11")
-		}
-	}
-	p("\tVZEROUPPER")
-	p("\tRET")
+	})
 }
 
 // transposeKernel writes transpose16x16: dst[c·ldd + r] = src[r·lds + c] for
