@@ -1,6 +1,9 @@
 package kernels
 
-import "sync"
+import (
+	"math/bits"
+	"sync"
+)
 
 // This file holds the cache-blocked driver of the assembly micro-kernels
 // (GotoBLAS/BLIS-style). One product C (+)= op(A)·op(B) of m×k by k×n:
@@ -121,18 +124,25 @@ func (g *gemmArgs) rowAlign(path *gemmPath) int {
 	return path.mr
 }
 
-var bufPool sync.Pool
+// bufPools[c] holds scratch buffers of capacity 2^c. Keeping each size
+// class apart lets a request reuse a buffer of its own class: one pool for
+// all sizes would hand small buffers to large requests, which then drop
+// them and allocate, so a training step made ~15-30 MB of garbage.
+var bufPools [48]sync.Pool
 
+// getBuf returns a scratch buffer of length n (with arbitrary contents);
+// give it back with putBuf.
 func getBuf(n int) *[]float32 {
-	if v, ok := bufPool.Get().(*[]float32); ok && cap(*v) >= n {
+	c := bits.Len(uint(max(n, 1) - 1))
+	if v, ok := bufPools[c].Get().(*[]float32); ok {
 		*v = (*v)[:n]
 		return v
 	}
-	s := make([]float32, n)
+	s := make([]float32, n, 1<<c)
 	return &s
 }
 
-func putBuf(b *[]float32) { bufPool.Put(b) }
+func putBuf(b *[]float32) { bufPools[bits.Len(uint(cap(*b)-1))].Put(b) }
 
 // packPanel packs columns [j0, j0+nr) ∩ [0, n) of op(B), rows [l0, l0+kc),
 // into dst.
