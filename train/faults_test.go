@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -69,5 +70,17 @@ func TestMemoryPreflight(t *testing.T) {
 	tr.Opts.Force = true
 	if err := tr.preflight(1 << 10); err != nil {
 		t.Fatalf("--force: %v", err)
+	}
+
+	// The collector's headroom counts: at GOGC=20 the estimate alone is
+	// not enough, 1.2 times it is.
+	tr.Opts.Force = false
+	defer debug.SetGCPercent(debug.SetGCPercent(20))
+	est := tr.Policy.Config.MemoryEstimate(maxMicroTokens(tr.Train, o.PerDeviceTrainBatchSize), true)
+	if err := tr.preflight(est); err == nil {
+		t.Errorf("preflight(%d) passed: the GC headroom is not counted", est)
+	}
+	if err := tr.preflight(est * 12 / 10); err != nil {
+		t.Errorf("preflight(1.2 × estimate): %v", err)
 	}
 }

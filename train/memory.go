@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,9 +50,22 @@ func maxMicroTokens(exs []Example, batch int) int {
 func (t *Trainer) preflight(available int64) error {
 	tokens := max(maxMicroTokens(t.Train, t.Opts.PerDeviceTrainBatchSize), maxMicroTokens(t.Eval, t.Opts.PerDeviceEvalBatchSize))
 	need := t.Policy.Config.MemoryEstimate(tokens, true)
+	// Between two collections the heap may grow by the collector's target
+	// percentage (GOGC; the relupo command sets 20) of what it holds.
+	if gc := gcPercent(); gc > 0 {
+		need += need * int64(gc) / 100
+	}
 	if available <= 0 || need <= available || t.Opts.Force {
 		return nil
 	}
-	return fmt.Errorf("memory pre-flight: this run needs about %.1f GB (weights, gradients, AdamW moments and activations for micro-batches of up to %d tokens) but %.1f GB is available; lower --per-device-train-batch-size or --max-length, or pass --force to try anyway",
+	return fmt.Errorf("memory pre-flight: this run needs about %.1f GB (weights, gradients, AdamW moments and activations for micro-batches of up to %d tokens, and the garbage collector's headroom) but %.1f GB is available; lower --per-device-train-batch-size or --max-length, or pass --force to try anyway",
 		float64(need)/1e9, tokens, float64(available)/1e9)
+}
+
+// gcPercent reports the garbage collector's target percentage (negative
+// when collection is off).
+func gcPercent() int {
+	gc := debug.SetGCPercent(-1)
+	debug.SetGCPercent(gc)
+	return gc
 }
