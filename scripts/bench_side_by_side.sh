@@ -5,18 +5,20 @@
 # with the ratio. Needs /usr/bin/python3 with torch (Debian: python3-torch).
 #
 #   scripts/bench_side_by_side.sh                 # 30m and 135m, f32
-#   STEPS=5 PT_SECONDS=90 scripts/bench_side_by_side.sh 30m
+#   STEPS=5 PT_SECONDS=90 scripts/bench_side_by_side.sh 30m   # a fixed number of relupo steps instead
 #   PREC=bf16 scripts/bench_side_by_side.sh       # relupo --compute-dtype bf16 against PyTorch's bf16 autocast
 #   ROUNDS=3 scripts/bench_side_by_side.sh 30m    # alternate the two three times: a row per round
 #
 # The machine's speed drifts by 10-40% from minute to minute, so a single pair
 # of runs can land on either side of a ratio; ROUNDS alternates relupo and
-# PyTorch and prints every round and the median ratio.
+# PyTorch and prints every round and the median ratio. Unless STEPS is set,
+# relupo times its training steps for PT_SECONDS as bench_train.py does
+# (relupo bench --seconds), so that both sides sample the machine as long.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(30m 135m)
-STEPS=${STEPS:-5}
+STEPS=${STEPS:-}
 PT_SECONDS=${PT_SECONDS:-90}
 PREC=${PREC:-f32}
 ROUNDS=${ROUNDS:-1}
@@ -34,8 +36,10 @@ for p in "${presets[@]}"; do
   for round in $(seq "$ROUNDS"); do
     label=$p
     [ "$ROUNDS" -gt 1 ] && label="$p (round $round)"
-    "$out/relupo" bench --preset "$p" --compute-dtype "$dtype" --steps "$STEPS" --json 2>"$out/relupo-$p.log" | tail -1 > "$out/relupo-$p.json"
-    "$out/relupo" bench --preset "$p" --compute-dtype "$dtype" --mode ref-forward --steps "$STEPS" --json 2>>"$out/relupo-$p.log" | tail -1 > "$out/relupo-ref-$p.json"
+    timing=(--seconds "$PT_SECONDS")
+    [ -n "$STEPS" ] && timing=(--steps "$STEPS")
+    "$out/relupo" bench --preset "$p" --compute-dtype "$dtype" "${timing[@]}" --json 2>"$out/relupo-$p.log" | tail -1 > "$out/relupo-$p.json"
+    "$out/relupo" bench --preset "$p" --compute-dtype "$dtype" --mode ref-forward --steps "${STEPS:-5}" --json 2>>"$out/relupo-$p.log" | tail -1 > "$out/relupo-ref-$p.json"
     OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-SkylakeX} \
       OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \
       /usr/bin/python3 ../shared/reference/bench_train.py "$p" 2 "$PT_SECONDS" "$PREC" > "$out/torch-$p.log" 2>&1

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -33,6 +34,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		preset, mode, shape string
 		steps, pairs, seq   int
+		seconds             float64
 		threads             int
 		jsonOut             bool
 		cpuProfile          string
@@ -64,7 +66,9 @@ no-gradient forward pass a reference model needs. --mode decode times KV-cache
 decoding: 2·pairs sequences prefilled with seq/4 tokens, then seq/4 greedy tokens each,
 reporting decoded tokens/s (and prefill tokens/s). --compute-dtype bf16 times
 bfloat16 matrix products (bench_train.py's bf16 argument runs PyTorch's autocast).
-FLOPs are counted as the script does: 6·N_matmul·tokens + 12·L·D·T·tokens. With --json the last line is one JSON
+FLOPs are counted as the script does: 6·N_matmul·tokens + 12·L·D·T·tokens. --seconds S times
+steps the way the script's max_seconds does (until S seconds after the warm-up began, at most
+20), so that both sides sample the machine for as long. With --json the last line is one JSON
 object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -87,6 +91,9 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 			}
 			if steps < 1 || pairs < 1 || T < 2 {
 				return usagef("bench: --steps, --pairs must be ≥ 1 and --seq ≥ 2")
+			}
+			if seconds < 0 || math.IsNaN(seconds) {
+				return usagef("bench: --seconds must be ≥ 0")
 			}
 			prec, err := kernels.ParsePrecision(computeDType)
 			if err != nil {
@@ -145,8 +152,16 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			// With --seconds, time steps as bench_train.py does: until that
+			// long after the warm-up began, at most benchMaxSteps.
+			more := func(done int) bool {
+				if seconds > 0 {
+					return done < 1 || (time.Since(t0).Seconds() < seconds && done < benchMaxSteps)
+				}
+				return done < steps
+			}
 			var times []float64
-			for i := 0; i < steps; i++ {
+			for i := 0; more(i); i++ {
 				t := time.Now()
 				if err := step(); err != nil {
 					return err
@@ -177,6 +192,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f.StringVar(&shape, "shape", "", "explicit shape V,D,I,L,H,KV (vocab, hidden, intermediate, layers, heads, kv heads)")
 	f.StringVar(&mode, "mode", "train", "train, ref-forward or decode")
 	f.IntVar(&steps, "steps", 3, "timed steps after one warm-up step")
+	f.Float64Var(&seconds, "seconds", 0, "instead of --steps, time steps until this many seconds after the warm-up began (at most 20), as bench_train.py's max_seconds does")
 	f.IntVar(&pairs, "pairs", 2, "preference pairs per step (2 sequences each)")
 	f.IntVar(&seq, "seq", 0, "tokens per sequence (default: the preset's)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: all cores)")
@@ -191,6 +207,9 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	return cmd
 }
+
+// benchMaxSteps is the most steps --seconds times, as in bench_train.py.
+const benchMaxSteps = 20
 
 // benchFlops counts a step's FLOPs as bench_train.py does.
 func benchFlops(c model.Config, T, tokens int, mode string) float64 {

@@ -19,6 +19,7 @@ func TestBenchSmoke(t *testing.T) {
 		{"train", shape, []string{"tokens_per_s", "step_s_median", "gflops", "peak_rss_GB"}},
 		{"train-bf16", append(shape, "--compute-dtype", "bf16"), []string{"tokens_per_s", "step_s_median", "gflops", "peak_rss_GB"}},
 		{"ref-forward", append(shape, "--mode", "ref-forward"), []string{"tokens_per_s", "step_s_median"}},
+		{"train-seconds", append(shape, "--seconds", "0.01"), []string{"tokens_per_s", "steps_measured"}},
 		{"decode", append(shape, "--mode", "decode"), []string{"tokens_per_s"}},
 		{"realistic", append(shape, "--data", pairs(t, 6), "--tokenizer", tinyModel), []string{"pairs_per_s", "tokens_per_s"}},
 	} {
