@@ -56,6 +56,18 @@ func RMSNormBackward(p *Pool, dx, dw, dout, x, w, rstd []float32, rows, dim int)
 // head are the two coordinates being rotated. cos and sin are tables
 // [maxPos, headDim/2].
 func RopeForward(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, heads, headDim int) {
+	rope(p, x, pos, cos, sin, rows, heads, headDim, false)
+}
+
+// RopeBackward applies the inverse rotation of RopeForward in place, which is
+// its gradient: rotations are orthogonal.
+func RopeBackward(p *Pool, dx []float32, pos []int32, cos, sin []float32, rows, heads, headDim int) {
+	rope(p, dx, pos, cos, sin, rows, heads, headDim, true)
+}
+
+// rope rotates every head of every row of x by its position's angles, or
+// back with inverse.
+func rope(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, heads, headDim int, inverse bool) {
 	half := headDim / 2
 	p.ForRange(rows, 32, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -63,23 +75,7 @@ func RopeForward(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, he
 			s := sin[int(pos[r])*half : int(pos[r])*half+half]
 			for h := 0; h < heads; h++ {
 				v := x[(r*heads+h)*headDim : (r*heads+h+1)*headDim]
-				ropeRow(v[:half], v[half:headDim], c, s, false)
-			}
-		}
-	})
-}
-
-// RopeBackward applies the inverse rotation of RopeForward in place, which is
-// its gradient: rotations are orthogonal.
-func RopeBackward(p *Pool, dx []float32, pos []int32, cos, sin []float32, rows, heads, headDim int) {
-	half := headDim / 2
-	p.ForRange(rows, 32, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			c := cos[int(pos[r])*half : int(pos[r])*half+half]
-			s := sin[int(pos[r])*half : int(pos[r])*half+half]
-			for h := 0; h < heads; h++ {
-				v := dx[(r*heads+h)*headDim : (r*heads+h+1)*headDim]
-				ropeRow(v[:half], v[half:headDim], c, s, true)
+				ropeRow(v[:half], v[half:headDim], c, s, inverse)
 			}
 		}
 	})
