@@ -44,48 +44,50 @@ const attnBlock = 48
 // attnProduct runs one serial product C (+)= op(A)·op(B) on the path.
 func attnProduct(path *gemmPath, g gemmArgs) { g.run(nil, path) }
 
-// packedRowsLen is the length of n rows of keys or values of one head packed
-// by packRowsT.
-func packedRowsLen(path *gemmPath, n, hd int) int { return roundUp(n, path.nr) * hd }
-
-// packRowsT packs Xᵀ for the n rows of one head in x (row i at x[i·ld:],
-// hd wide) into dst as the micro-kernel's panels of B (gemmArgs.packedB),
-// so that the products of every block of queries and every query head of a
-// group read one packing of a sequence's keys (or values) instead of each
-// packing its own.
-func packRowsT(path *gemmPath, dst, x []float32, ld, n, hd int) []float32 {
-	g := gemmArgs{b: x, ldb: ld, bT: true, n: n, k: hd}
-	nr := path.nr
-	dst = dst[:packedRowsLen(path, n, hd)]
-	for q := 0; q*nr < n; q++ {
-		g.packPanel(path, dst[q*hd*nr:(q+1)*hd*nr], q*nr, 0, hd)
+// packedSeqsLen is the length of packSeqsT's output for the sequences seqs.
+func packedSeqsLen(path *gemmPath, sh AttnShape, seqs []int) int {
+	n := 0
+	for _, s := range seqs {
+		n += roundUp(sh.Offsets[s+1]-sh.Offsets[s], path.nr) * sh.HeadDim
 	}
-	return dst
+	return n
+}
+
+// packSeqsT packs Xᵀ of key/value head kvh (x is k or v) for each sequence
+// in seqs, one after the other in dst, as the micro-kernel's panels of B
+// (gemmArgs.packedB), and returns each sequence's packing. Every block of
+// queries and every query head of a group then reads one packing of a
+// sequence's keys (or values) instead of each packing its own.
+func packSeqsT(path *gemmPath, dst, x []float32, sh AttnShape, seqs []int, kvh int) [][]float32 {
+	hd, KV, nr := sh.HeadDim, sh.KVHeads, path.nr
+	out := make([][]float32, len(seqs))
+	for j, s := range seqs {
+		lo, hi := sh.Offsets[s], sh.Offsets[s+1]
+		g := gemmArgs{b: x[(lo*KV+kvh)*hd:], ldb: KV * hd, bT: true, n: hi - lo, k: hd}
+		size := roundUp(hi-lo, nr) * hd
+		out[j], dst = dst[:size], dst[size:]
+		for q := 0; q*nr < hi-lo; q++ {
+			g.packPanel(path, out[j][q*hd*nr:(q+1)*hd*nr], q*nr, 0, hd)
+		}
+	}
+	return out
 }
 
 func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32, sh AttnShape) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	g := sh.group()
-	// Kᵀ of every sequence and key/value head, packed once: kt[s·KV + kvh].
-	kt := make([][]float32, (len(sh.Offsets)-1)*KV)
-	total := 0
-	for s := 0; s+1 < len(sh.Offsets); s++ {
-		total += KV * packedRowsLen(path, sh.Offsets[s+1]-sh.Offsets[s], hd)
+	// Kᵀ of every sequence and key/value head, packed once: kt[kvh][s].
+	seqs := make([]int, len(sh.Offsets)-1)
+	for s := range seqs {
+		seqs[s] = s
 	}
-	ktBuf := getBuf(total)
+	per := packedSeqsLen(path, sh, seqs)
+	ktBuf := getBuf(KV * per)
 	defer putBuf(ktBuf)
-	for s, off := 0, 0; s+1 < len(sh.Offsets); s++ {
-		n := packedRowsLen(path, sh.Offsets[s+1]-sh.Offsets[s], hd)
-		for kvh := 0; kvh < KV; kvh++ {
-			kt[s*KV+kvh] = (*ktBuf)[off : off+n]
-			off += n
-		}
-	}
-	p.For(len(kt), func(i int) {
-		s, kvh := i/KV, i%KV
-		lo, hi := sh.Offsets[s], sh.Offsets[s+1]
-		packRowsT(path, kt[i], k[(lo*KV+kvh)*hd:], KV*hd, hi-lo, hd)
+	kt := make([][][]float32, KV)
+	p.For(KV, func(kvh int) {
+		kt[kvh] = packSeqsT(path, (*ktBuf)[kvh*per:(kvh+1)*per], k, sh, seqs, kvh)
 	})
 	type task struct{ s, h, t0, t1 int }
 	var tasks []task
@@ -113,12 +115,12 @@ func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32
 		if np > 0 {
 			attnProduct(path, gemmArgs{c: S, ldc: nk,
 				a: qBlk, rsA: H * hd, csA: 1,
-				b: k[(pfx0*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[sh.Prefix[tk.s]*KV+kvh],
+				b: k[(pfx0*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[kvh][sh.Prefix[tk.s]],
 				m: nq, n: np, k: hd, overwrite: true})
 		}
 		attnProduct(path, gemmArgs{c: S[np:], ldc: nk,
 			a: qBlk, rsA: H * hd, csA: 1,
-			b: k[(start*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[tk.s*KV+kvh],
+			b: k[(start*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[kvh][tk.s],
 			m: nq, n: nown, k: hd, overwrite: true})
 		for i := 0; i < nq; i++ {
 			t := tk.t0 + i
@@ -169,21 +171,11 @@ func attentionBackwardBlocks(p *Pool, path *gemmPath, dq, dk, dv, dout, q, k, v,
 		// Kᵀ and Vᵀ of the group's sequences for this head, packed once
 		// for every query head and block that reads them; the group's
 		// first sequence is the others' prefix.
-		n := 0
-		for _, s := range gr {
-			n += packedRowsLen(path, sh.Offsets[s+1]-sh.Offsets[s], hd)
-		}
+		n := packedSeqsLen(path, sh, gr)
 		kb, vb := getBuf(n), getBuf(n)
 		defer putBuf(kb)
 		defer putBuf(vb)
-		kt, vt := make([][]float32, len(gr)), make([][]float32, len(gr))
-		off := 0
-		for j, s := range gr {
-			lo, hi := sh.Offsets[s], sh.Offsets[s+1]
-			kt[j] = packRowsT(path, (*kb)[off:], k[(lo*KV+kvh)*hd:], KV*hd, hi-lo, hd)
-			vt[j] = packRowsT(path, (*vb)[off:], v[(lo*KV+kvh)*hd:], KV*hd, hi-lo, hd)
-			off += len(kt[j])
-		}
+		kt, vt := packSeqsT(path, *kb, k, sh, gr, kvh), packSeqsT(path, *vb, v, sh, gr, kvh)
 		for j, s := range gr {
 			attentionBackwardSeq(path, s, kvh, g, scale, dq, dk, dv, dout, q, k, v, out, lse, sh,
 				kt[j], vt[j], kt[0], vt[0])
@@ -193,7 +185,7 @@ func attentionBackwardBlocks(p *Pool, path *gemmPath, dq, dk, dv, dout, q, k, v,
 
 // attentionBackwardSeq is the backward pass of one sequence and key/value
 // head, block of queries by block of queries. kt and vt are the sequence's
-// keys and values of the head packed by packRowsT, ktPfx and vtPfx its
+// keys and values of the head packed by packSeqsT, ktPfx and vtPfx its
 // prefix's (unused without one).
 func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape,
 	kt, vt, ktPfx, vtPfx []float32) {
