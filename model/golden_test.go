@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/relupo/relupo/internal/testutil"
@@ -163,9 +164,10 @@ func goldenDSums(kind string, g golden, sums []float64, counts []int) []float64 
 func TestGoldenGradients(t *testing.T) {
 	dir, g := loadGolden(t)
 	m := mustLoad(t, filepath.Join(dir, "tiny-llama"))
-	for _, kind := range []string{"repo", "simpo", "dpo"} {
+	for _, kind := range []string{"repo", "simpo", "dpo", "repo/kept-logits"} {
 		t.Run(kind, func(t *testing.T) {
-			ws := &Workspace{Pool: kernels.NewPool(2)}
+			kind, kept := strings.CutSuffix(kind, "/kept-logits")
+			ws := &Workspace{Pool: kernels.NewPool(2), KeepLogits: kept}
 			defer ws.Pool.Close()
 			b := goldenBatch(g)
 			sums, counts, err := m.Forward(ws, b)

@@ -209,6 +209,7 @@ func (c Config) MemoryEstimate(tokens int, training bool) int64 {
 		floats += 3 * params                         // gradients, exp_avg, exp_avg_sq
 		floats += n * (2*D + 2*H*hd + 2*KV*hd + 3*I) // backward scratch
 		floats += int64(64) * V                      // the recomputed logits chunk
+		floats += min(n*V, params) + 2*n*D           // or the logits kept for Backward (Workspace.KeepLogits), their inputs and input gradients
 	}
 	return 4 * floats
 }

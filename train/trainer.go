@@ -169,7 +169,7 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 	if err := cleanLeftovers(o.OutputDir); err != nil {
 		return Summary{}, fmt.Errorf("train: %w", err)
 	}
-	t.ws = &model.Workspace{Pool: t.Pool}
+	t.ws = &model.Workspace{Pool: t.Pool, KeepLogits: true}
 	t.grads = model.NewParams(t.Policy.Config)
 	t.opt = &optim.AdamW{Beta1: o.AdamBeta1, Beta2: o.AdamBeta2, Eps: o.AdamEpsilon, WeightDecay: o.WeightDecay}
 	t.metrics = metricsLog{path: filepath.Join(o.OutputDir, "metrics.jsonl")}

@@ -1,0 +1,114 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/relupo/relupo/kernels"
+)
+
+// KeepLogits must not change the numbers: Forward's log-prob sums are the
+// same products over the same rows, and Backward's gradients differ from
+// the recomputing path only in how the lm_head gradient's sum over label
+// rows is split into chunks (1e-6 of each tensor's largest gradient, a few
+// float32 roundings). A second Backward after the kept logits were used
+// must compute them again, and a batch whose logits outgrow the model's
+// weights must not keep them.
+func TestKeepLogits(t *testing.T) {
+	m := mustLoad(t, filepath.Join("testdata", "arch", "llama-gqa-tied"))
+	c := m.Config
+	r := rand.New(rand.NewPCG(7, 8))
+	batch := func(seqs int) *Batch {
+		b := &Batch{}
+		for s := 0; s < seqs; s++ {
+			ids := make([]int32, 200)
+			for i := range ids {
+				ids[i] = int32(r.IntN(c.VocabSize))
+			}
+			b.Add(ids[:10], ids[10:])
+		}
+		return b
+	}
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	dSums := func(n int) []float64 {
+		dS := make([]float64, n)
+		for i := range dS {
+			dS[i] = 0.3 * float64(1-2*(i%2)) * float64(i+1)
+		}
+		return dS
+	}
+	run := func(ws *Workspace, b *Batch) ([]float64, *Params) {
+		t.Helper()
+		sums, _, err := m.Forward(ws, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dS := dSums(len(sums))
+		g := NewParams(c)
+		if err := m.Backward(ws, b, dS, g); err != nil {
+			t.Fatal(err)
+		}
+		return sums, g
+	}
+	same := func(what string, got, want *Params) {
+		t.Helper()
+		for k, tn := range got.Tensors() {
+			w := want.Tensors()[k].Data
+			var scale, worst float64
+			for i := range w {
+				scale = math.Max(scale, math.Abs(float64(w[i])))
+				worst = math.Max(worst, math.Abs(float64(tn.Data[i]-w[i])))
+			}
+			if worst > 1e-6*scale {
+				t.Errorf("%s: %s differs by %.2g of max %.3g", what, tn.Name, worst/scale, scale)
+			}
+		}
+	}
+
+	b := batch(2) // 380 labels: more than one 256-row chunk, fewer than the weights allow
+	if L := 2 * 190; L <= c.logitChunk() || !c.keepsLogits(L) {
+		t.Fatalf("test batch of %d labels does not exercise both paths (chunk %d)", L, c.logitChunk())
+	}
+	wantSums, want := run(&Workspace{Pool: pool}, b)
+	ws := &Workspace{Pool: pool, KeepLogits: true}
+	sums, _, err := m.Forward(ws, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ws.kept {
+		t.Fatal("Forward with KeepLogits did not keep the logits")
+	}
+	for i := range sums {
+		if sums[i] != wantSums[i] {
+			t.Errorf("sequence %d: log-prob sum %.17g with kept logits, %.17g without", i, sums[i], wantSums[i])
+		}
+	}
+	dS := dSums(len(sums))
+	got := NewParams(c)
+	if err := m.Backward(ws, b, dS, got); err != nil {
+		t.Fatal(err)
+	}
+	same("kept logits", got, want)
+	if ws.kept {
+		t.Error("Backward left the used logits marked as kept")
+	}
+	again := NewParams(c)
+	if err := m.Backward(ws, b, dS, again); err != nil {
+		t.Fatal(err)
+	}
+	same("second Backward", again, want)
+
+	big := batch(4) // 760 labels × 96 > the weights' size
+	if c.keepsLogits(4 * 190) {
+		t.Fatalf("%d labels fit in %d weights", 4*190, c.NumParams())
+	}
+	if _, _, err := m.Forward(ws, big); err != nil {
+		t.Fatal(err)
+	}
+	if ws.kept {
+		t.Error("Forward kept logits larger than the model's weights")
+	}
+}
