@@ -13,7 +13,7 @@ import (
 // CPU time of all workers, which a loaded machine disturbs less, and
 // GFLOP/s/core by that CPU time, counting 4·headDim FLOPs per visible
 // (query, key) entry forward and 10·headDim backward (scores recomputed,
-// dP, dV, dQ, dK).
+// dP, dV, dQ, dK). With AMX-BF16, the -bf16 runs time the BF16 precision.
 func BenchmarkAttention(b *testing.B) {
 	p := NewPool(0)
 	defer p.Close()
@@ -58,5 +58,11 @@ func BenchmarkAttention(b *testing.B) {
 		run("forward-blocked", fwd, func() { AttentionForwardBlocked(p, out, lse, q, k, v, sh) })
 		run("backward", bwd, func() { AttentionBackward(p, dq, dk, dv, dout, q, k, v, out, lse, sh) })
 		run("backward-blocked", bwd, func() { AttentionBackwardBlocked(p, dq, dk, dv, dout, q, k, v, out, lse, sh) })
+		if NativeBF16() {
+			p.SetPrecision(BF16)
+			run("forward-blocked-bf16", fwd, func() { AttentionForwardBlocked(p, out, lse, q, k, v, sh) })
+			run("backward-blocked-bf16", bwd, func() { AttentionBackwardBlocked(p, dq, dk, dv, dout, q, k, v, out, lse, sh) })
+			p.SetPrecision(F32)
+		}
 	}
 }

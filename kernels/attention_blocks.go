@@ -3,11 +3,11 @@ package kernels
 import "math"
 
 // Attention on the micro-kernel paths, as small matrix products over blocks
-// of attnBlock queries (flash-attention style): for one sequence, head and
+// of queries (attnBlockRows; flash-attention style): for one sequence, head and
 // block of queries t0..t1, the scores S = Q_blk·K[start:t1]ᵀ are computed
 // with the blocked product, masked and turned into probabilities P row by
 // row with the vector exp, and O = P·V. Only the block's rows of scores are
-// ever held (attnBlock × sequence length per worker). The arithmetic of each
+// ever held (a block × sequence length per worker). The arithmetic of each
 // element is that of the row-by-row loops (float32 scores times scale, exp of
 // the difference with the row maximum or lse, probabilities times 1/Σ);
 // only the float32 summation order of the products and the exp differ.
@@ -19,9 +19,15 @@ import "math"
 // differs from the row loops', which moves near-zero gradients by float32
 // noise; the golden AdamW-step test accounts for how AdamW's first step,
 // g/(|g| + ε), amplifies such noise (see train/multistep_test.go).
+//
+// In the BF16 precision, where the CPU has AMX-BF16, their products run on
+// the bfloat16 block kernel as PyTorch's bf16 autocast runs attention's:
+// queries, keys, values, probabilities and their gradients rounded to
+// bfloat16, the sums in float32; the softmax and its gradient stay float32.
+// Elsewhere the BF16 precision's attention is float32.
 func AttentionForwardBlocked(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 	if path := gemmImpl; path != nil {
-		attentionForwardBlocks(p, path, out, lse, q, k, v, sh)
+		attentionForwardBlocks(p, path, attnBF16(p), out, lse, q, k, v, sh)
 		return
 	}
 	AttentionForward(p, out, lse, q, k, v, sh)
@@ -31,72 +37,115 @@ func AttentionForwardBlocked(p *Pool, out, lse, q, k, v []float32, sh AttnShape)
 // AttentionForwardBlocked.
 func AttentionBackwardBlocked(p *Pool, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
 	if path := gemmImpl; path != nil {
-		attentionBackwardBlocks(p, path, dq, dk, dv, dout, q, k, v, out, lse, sh)
+		attentionBackwardBlocks(p, path, attnBF16(p), dq, dk, dv, dout, q, k, v, out, lse, sh)
 		return
 	}
 	AttentionBackward(p, dq, dk, dv, dout, q, k, v, out, lse, sh)
 }
 
-// attnBlock is the number of queries per block: a multiple of both kernels'
-// row counts (12 and 6).
-const attnBlock = 48
+// attnBF16 reports whether attention's products run on the bfloat16 kernel.
+func attnBF16(p *Pool) bool { return p.Precision() == BF16 && NativeBF16() }
+
+// attnBlockRows is the number of queries per block: a multiple of the
+// float32 kernels' row counts (12 and 6), or of the bfloat16 kernel's 32.
+func attnBlockRows(bf bool) int {
+	if bf {
+		return 64 // 96 and 128 measured the same
+	}
+	return 48
+}
 
 // attnProduct runs one serial product C (+)= op(A)·op(B) on the path.
 func attnProduct(path *gemmPath, g gemmArgs) { g.run(nil, path) }
 
-// packedSeqsLen is the length of packSeqsT's output for the sequences seqs.
-func packedSeqsLen(path *gemmPath, sh AttnShape, seqs []int) int {
+// seqOperand describes, as the B of a product, a sequence's keys or values
+// x of key/value head kvh: Xᵀ [head size × tokens] (trans, for scores), or
+// X [tokens × head size].
+func seqOperand(x []float32, sh AttnShape, s, kvh int, bf, trans bool) gemmArgs {
+	hd, KV := sh.HeadDim, sh.KVHeads
+	lo, hi := sh.Offsets[s], sh.Offsets[s+1]
+	g := gemmArgs{ldb: KV * hd, bT: trans, n: hd, k: hi - lo, bf16: bf}
+	if x != nil { // nil: only the shape
+		g.b = x[(lo*KV+kvh)*hd:]
+	}
+	if trans {
+		g.n, g.k = hi-lo, hd
+	}
+	return g
+}
+
+// packedSeqsLen is the length of packSeqs' output for the sequences seqs.
+func packedSeqsLen(path *gemmPath, sh AttnShape, seqs []int, bf, trans bool) int {
 	n := 0
 	for _, s := range seqs {
-		n += roundUp(sh.Offsets[s+1]-sh.Offsets[s], path.nr) * sh.HeadDim
+		g := seqOperand(nil, sh, s, 0, bf, trans)
+		n += roundUp(g.n, path.nr) * g.panelRows(g.k)
 	}
 	return n
 }
 
-// packSeqsT packs Xᵀ of key/value head kvh (x is k or v) for each sequence
-// in seqs, one after the other in dst, as the micro-kernel's panels of B
-// (gemmArgs.packedB), and returns each sequence's packing. Every block of
-// queries and every query head of a group then reads one packing of a
-// sequence's keys (or values) instead of each packing its own.
-func packSeqsT(path *gemmPath, dst, x []float32, sh AttnShape, seqs []int, kvh int) [][]float32 {
-	hd, KV, nr := sh.HeadDim, sh.KVHeads, path.nr
+// packSeqs packs the keys or values x of key/value head kvh (seqOperand)
+// for each sequence in seqs, one after the other in dst, as the kernel's
+// panels of B (gemmArgs.packedB), and returns each sequence's packing. Every
+// block of queries and every query head of a group then reads one packing
+// of a sequence's keys (or values) instead of each packing its own; a block
+// whose product is shallower than the sequence reads the first steps of
+// each panel (gemmArgs.packedK).
+func packSeqs(path *gemmPath, dst, x []float32, sh AttnShape, seqs []int, kvh int, bf, trans bool) [][]float32 {
+	nr := path.nr
 	out := make([][]float32, len(seqs))
 	for j, s := range seqs {
-		lo, hi := sh.Offsets[s], sh.Offsets[s+1]
-		g := gemmArgs{b: x[(lo*KV+kvh)*hd:], ldb: KV * hd, bT: true, n: hi - lo, k: hd}
-		size := roundUp(hi-lo, nr) * hd
+		g := seqOperand(x, sh, s, kvh, bf, trans)
+		rows := g.panelRows(g.k)
+		size := roundUp(g.n, nr) * rows
 		out[j], dst = dst[:size], dst[size:]
-		for q := 0; q*nr < hi-lo; q++ {
-			g.packPanel(path, out[j][q*hd*nr:(q+1)*hd*nr], q*nr, 0, hd)
+		for q := 0; q*nr < g.n; q++ {
+			g.packPanel(path, out[j][q*rows*nr:(q+1)*rows*nr], q*nr, 0, g.k)
 		}
 	}
 	return out
 }
 
-func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32, sh AttnShape) {
-	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	g := sh.group()
-	// Kᵀ of every sequence and key/value head, packed once: kt[kvh][s].
+// packHeads packs the keys or values x of every sequence for each key/value
+// head, by the pool's workers, into a scratch buffer: out[kvh][s] (see
+// packSeqs). Give buf back with putBuf when done with out.
+func packHeads(p *Pool, path *gemmPath, x []float32, sh AttnShape, bf, trans bool) (out [][][]float32, buf *[]float32) {
 	seqs := make([]int, len(sh.Offsets)-1)
 	for s := range seqs {
 		seqs[s] = s
 	}
-	per := packedSeqsLen(path, sh, seqs)
-	ktBuf := getBuf(KV * per)
-	defer putBuf(ktBuf)
-	kt := make([][][]float32, KV)
-	p.For(KV, func(kvh int) {
-		kt[kvh] = packSeqsT(path, (*ktBuf)[kvh*per:(kvh+1)*per], k, sh, seqs, kvh)
+	per := packedSeqsLen(path, sh, seqs, bf, trans)
+	buf = getBuf(sh.KVHeads * per)
+	out = make([][][]float32, sh.KVHeads)
+	p.For(sh.KVHeads, func(kvh int) {
+		out[kvh] = packSeqs(path, (*buf)[kvh*per:(kvh+1)*per], x, sh, seqs, kvh, bf, trans)
 	})
+	return out, buf
+}
+
+func attentionForwardBlocks(p *Pool, path *gemmPath, bf bool, out, lse, q, k, v []float32, sh AttnShape) {
+	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	g := sh.group()
+	blk := attnBlockRows(bf)
+	// Kᵀ of every sequence and key/value head, packed once: kt[kvh][s];
+	// for the bfloat16 kernel V too (the float32 kernel reads it in place).
+	kt, ktBuf := packHeads(p, path, k, sh, bf, true)
+	defer putBuf(ktBuf)
+	var vp [][][]float32
+	if bf {
+		var vBuf *[]float32
+		vp, vBuf = packHeads(p, path, v, sh, bf, false)
+		defer putBuf(vBuf)
+	}
 	type task struct{ s, h, t0, t1 int }
 	var tasks []task
 	for s := 0; s+1 < len(sh.Offsets); s++ {
 		lo, hi := sh.Offsets[s], sh.Offsets[s+1]
 		// Longest blocks first, so that the last tasks to run are short.
-		for t := lo + (hi-lo-1)/attnBlock*attnBlock; t >= lo; t -= attnBlock {
+		for t := lo + (hi-lo-1)/blk*blk; t >= lo; t -= blk {
 			for h := 0; h < H; h++ {
-				tasks = append(tasks, task{s, h, t, min(t+attnBlock, hi)})
+				tasks = append(tasks, task{s, h, t, min(t+blk, hi)})
 			}
 		}
 	}
@@ -116,12 +165,12 @@ func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32
 			attnProduct(path, gemmArgs{c: S, ldc: nk,
 				a: qBlk, rsA: H * hd, csA: 1,
 				b: k[(pfx0*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[kvh][sh.Prefix[tk.s]],
-				m: nq, n: np, k: hd, overwrite: true})
+				m: nq, n: np, k: hd, overwrite: true, bf16: bf})
 		}
 		attnProduct(path, gemmArgs{c: S[np:], ldc: nk,
 			a: qBlk, rsA: H * hd, csA: 1,
 			b: k[(start*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[kvh][tk.s],
-			m: nq, n: nown, k: hd, overwrite: true})
+			m: nq, n: nown, k: hd, overwrite: true, bf16: bf})
 		for i := 0; i < nq; i++ {
 			t := tk.t0 + i
 			n := np + t - start + 1
@@ -134,20 +183,23 @@ func attentionForwardBlocks(p *Pool, path *gemmPath, out, lse, q, k, v []float32
 			lse[t*H+tk.h] = mx + float32(math.Log(sum))
 		}
 		o := out[(tk.t0*H+tk.h)*hd:]
+		pv := gemmArgs{c: o, ldc: H * hd, a: S, rsA: nk, csA: 1,
+			b: v[(pfx0*KV+kvh)*hd:], ldb: KV * hd, m: nq, n: hd, k: np, overwrite: true, bf16: bf}
 		if np > 0 {
-			attnProduct(path, gemmArgs{c: o, ldc: H * hd,
-				a: S, rsA: nk, csA: 1,
-				b: v[(pfx0*KV+kvh)*hd:], ldb: KV * hd,
-				m: nq, n: hd, k: np, overwrite: true})
+			if bf {
+				pv.packedB = vp[kvh][sh.Prefix[tk.s]]
+			}
+			attnProduct(path, pv)
 		}
-		attnProduct(path, gemmArgs{c: o, ldc: H * hd,
-			a: S[np:], rsA: nk, csA: 1,
-			b: v[(start*KV+kvh)*hd:], ldb: KV * hd,
-			m: nq, n: hd, k: nown, overwrite: np == 0})
+		pv.a, pv.b, pv.k, pv.overwrite = S[np:], v[(start*KV+kvh)*hd:], nown, np == 0
+		if bf {
+			pv.packedB, pv.packedK = vp[kvh][tk.s], sh.Offsets[tk.s+1]-start
+		}
+		attnProduct(path, pv)
 	})
 }
 
-func attentionBackwardBlocks(p *Pool, path *gemmPath, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
+func attentionBackwardBlocks(p *Pool, path *gemmPath, bf bool, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
 	hd, KV := sh.HeadDim, sh.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	g := sh.group()
@@ -169,33 +221,51 @@ func attentionBackwardBlocks(p *Pool, path *gemmPath, dq, dk, dv, dout, q, k, v,
 	p.For(len(groups)*KV, func(i int) {
 		kvh, gr := i%KV, groups[i/KV]
 		// Kᵀ and Vᵀ of the group's sequences for this head, packed once
-		// for every query head and block that reads them; the group's
-		// first sequence is the others' prefix.
-		n := packedSeqsLen(path, sh, gr)
+		// for every query head and block that reads them (for the
+		// bfloat16 kernel K as well); the group's first sequence is the
+		// others' prefix.
+		n := packedSeqsLen(path, sh, gr, bf, true)
 		kb, vb := getBuf(n), getBuf(n)
 		defer putBuf(kb)
 		defer putBuf(vb)
-		kt, vt := packSeqsT(path, *kb, k, sh, gr, kvh), packSeqsT(path, *vb, v, sh, gr, kvh)
+		kt, vt := packSeqs(path, *kb, k, sh, gr, kvh, bf, true), packSeqs(path, *vb, v, sh, gr, kvh, bf, true)
+		var kn [][]float32
+		if bf {
+			knb := getBuf(packedSeqsLen(path, sh, gr, bf, false))
+			defer putBuf(knb)
+			kn = packSeqs(path, *knb, k, sh, gr, kvh, bf, false)
+		}
+		seq := func(j int) seqPacking {
+			sp := seqPacking{kt: kt[j], vt: vt[j]}
+			if kn != nil {
+				sp.k = kn[j]
+			}
+			return sp
+		}
 		for j, s := range gr {
-			attentionBackwardSeq(path, s, kvh, g, scale, dq, dk, dv, dout, q, k, v, out, lse, sh,
-				kt[j], vt[j], kt[0], vt[0])
+			attentionBackwardSeq(path, bf, s, kvh, g, scale, dq, dk, dv, dout, q, k, v, out, lse, sh, seq(j), seq(0))
 		}
 	})
 }
 
+// seqPacking is one sequence's keys and values of one key/value head packed
+// by packSeqs: Kᵀ and Vᵀ, and K for the bfloat16 kernel (nil for the float32
+// one, which reads K in place).
+type seqPacking struct{ kt, vt, k []float32 }
+
 // attentionBackwardSeq is the backward pass of one sequence and key/value
-// head, block of queries by block of queries. kt and vt are the sequence's
-// keys and values of the head packed by packSeqsT, ktPfx and vtPfx its
-// prefix's (unused without one).
-func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape,
-	kt, vt, ktPfx, vtPfx []float32) {
+// head, block of queries by block of queries, given the sequence's packed
+// keys and values of the head and its prefix's (unused without one).
+func attentionBackwardSeq(path *gemmPath, bf bool, s, kvh, g int, scale float32, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape,
+	own, pfx seqPacking) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
 	start, end := sh.Offsets[s], sh.Offsets[s+1]
 	if end == start {
 		return
 	}
 	pfx0, np := sh.prefix(s)
-	bufLen := min(attnBlock, end-start) * (np + end - start)
+	blk := attnBlockRows(bf)
+	bufLen := min(blk, end-start) * (np + end - start)
 	pb, db := getBuf(bufLen), getBuf(bufLen)
 	defer putBuf(pb)
 	defer putBuf(db)
@@ -204,8 +274,8 @@ func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, 
 	kPfx, vPfx := k[(pfx0*KV+kvh)*hd:], v[(pfx0*KV+kvh)*hd:]
 	dkPfx, dvPfx := dk[(pfx0*KV+kvh)*hd:], dv[(pfx0*KV+kvh)*hd:]
 	for h := kvh * g; h < (kvh+1)*g; h++ {
-		for t0 := start; t0 < end; t0 += attnBlock {
-			t1 := min(t0+attnBlock, end)
+		for t0 := start; t0 < end; t0 += blk {
+			t1 := min(t0+blk, end)
 			nq, nown := t1-t0, t1-start
 			nk := np + nown
 			P, dP := (*pb)[:nq*nk], (*db)[:nq*nk]
@@ -214,18 +284,18 @@ func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, 
 			// the sequence's own (np..nk).
 			if np > 0 {
 				attnProduct(path, gemmArgs{c: P, ldc: nk,
-					a: qBlk, rsA: H * hd, csA: 1, b: kPfx, ldb: KV * hd, bT: true, packedB: ktPfx,
-					m: nq, n: np, k: hd, overwrite: true})
+					a: qBlk, rsA: H * hd, csA: 1, b: kPfx, ldb: KV * hd, bT: true, packedB: pfx.kt,
+					m: nq, n: np, k: hd, overwrite: true, bf16: bf})
 				attnProduct(path, gemmArgs{c: dP, ldc: nk,
-					a: doBlk, rsA: H * hd, csA: 1, b: vPfx, ldb: KV * hd, bT: true, packedB: vtPfx,
-					m: nq, n: np, k: hd, overwrite: true})
+					a: doBlk, rsA: H * hd, csA: 1, b: vPfx, ldb: KV * hd, bT: true, packedB: pfx.vt,
+					m: nq, n: np, k: hd, overwrite: true, bf16: bf})
 			}
 			attnProduct(path, gemmArgs{c: P[np:], ldc: nk,
-				a: qBlk, rsA: H * hd, csA: 1, b: kRows, ldb: KV * hd, bT: true, packedB: kt,
-				m: nq, n: nown, k: hd, overwrite: true})
+				a: qBlk, rsA: H * hd, csA: 1, b: kRows, ldb: KV * hd, bT: true, packedB: own.kt,
+				m: nq, n: nown, k: hd, overwrite: true, bf16: bf})
 			attnProduct(path, gemmArgs{c: dP[np:], ldc: nk,
-				a: doBlk, rsA: H * hd, csA: 1, b: vRows, ldb: KV * hd, bT: true, packedB: vt,
-				m: nq, n: nown, k: hd, overwrite: true})
+				a: doBlk, rsA: H * hd, csA: 1, b: vRows, ldb: KV * hd, bT: true, packedB: own.vt,
+				m: nq, n: nown, k: hd, overwrite: true, bf16: bf})
 			for i := 0; i < nq; i++ {
 				t := t0 + i
 				n := np + t - start + 1
@@ -242,23 +312,23 @@ func attentionBackwardSeq(path *gemmPath, s, kvh, g int, scale float32, dq, dk, 
 			if np > 0 {
 				attnProduct(path, gemmArgs{c: dvPfx, ldc: KV * hd,
 					a: P, rsA: 1, csA: nk, b: doBlk, ldb: H * hd,
-					m: np, n: hd, k: nq})
+					m: np, n: hd, k: nq, bf16: bf})
 				attnProduct(path, gemmArgs{c: dq[(t0*H+h)*hd:], ldc: H * hd,
-					a: dP, rsA: nk, csA: 1, b: kPfx, ldb: KV * hd,
-					m: nq, n: hd, k: np})
+					a: dP, rsA: nk, csA: 1, b: kPfx, ldb: KV * hd, packedB: pfx.k,
+					m: nq, n: hd, k: np, bf16: bf})
 				attnProduct(path, gemmArgs{c: dkPfx, ldc: KV * hd,
 					a: dP, rsA: 1, csA: nk, b: qBlk, ldb: H * hd,
-					m: np, n: hd, k: nq})
+					m: np, n: hd, k: nq, bf16: bf})
 			}
 			attnProduct(path, gemmArgs{c: dvRows, ldc: KV * hd,
 				a: P[np:], rsA: 1, csA: nk, b: doBlk, ldb: H * hd,
-				m: nown, n: hd, k: nq})
+				m: nown, n: hd, k: nq, bf16: bf})
 			attnProduct(path, gemmArgs{c: dq[(t0*H+h)*hd:], ldc: H * hd,
-				a: dP[np:], rsA: nk, csA: 1, b: kRows, ldb: KV * hd,
-				m: nq, n: hd, k: nown})
+				a: dP[np:], rsA: nk, csA: 1, b: kRows, ldb: KV * hd, packedB: own.k, packedK: end - start,
+				m: nq, n: hd, k: nown, bf16: bf})
 			attnProduct(path, gemmArgs{c: dkRows, ldc: KV * hd,
 				a: dP[np:], rsA: 1, csA: nk, b: qBlk, ldb: H * hd,
-				m: nown, n: hd, k: nq})
+				m: nown, n: hd, k: nq, bf16: bf})
 		}
 	}
 }

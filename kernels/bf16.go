@@ -23,7 +23,8 @@ const (
 	// float32 products, for the same numbers at float32 speed. (AVX512_BF16's
 	// VDPBF16PS measured at half the float32 FMA rate on such a Xeon, so it
 	// is not used.) MatMulNT products of at most 4 rows (decoding) stay
-	// float32.
+	// float32. Attention's products are bfloat16 on AMX-BF16 only (see
+	// AttentionForwardBlocked).
 	BF16
 )
 

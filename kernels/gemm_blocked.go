@@ -103,8 +103,18 @@ type gemmArgs struct {
 	bf16 bool
 	// packedB, if not nil, is op(B) already packed as run would pack it
 	// for the whole product (panel q at q·panelRows(k)·nr), or for a wider
-	// one with the same k: run then reads it instead of packing B.
+	// one, or a deeper one of packedK ≥ k steps (panel q at
+	// q·panelRows(packedK)·nr, of which the product reads its first k
+	// steps): run then reads it instead of packing B. A bfloat16 product
+	// reads a deeper packing's steps up to k rounded up to 32, which A's
+	// zero padding cancels; they must be finite.
 	packedB []float32
+	packedK int
+}
+
+// packedRows is the number of rows of a panel of packedB.
+func (g *gemmArgs) packedRows() int {
+	return g.panelRows(max(g.k, g.packedK))
 }
 
 // panelRows is the number of rows a packed panel of B has for kc steps of k.
@@ -175,7 +185,7 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	var packed []float32
 	g.inPlaceB = !g.bT && !g.bf16 && m <= inPlaceRows && g.ldb <= inPlaceMaxLd && g.packedB == nil
 	if g.packedB != nil && k > 0 {
-		_ = g.packedB[nPan*kq*nr-1]
+		_ = g.packedB[nPan*g.packedRows()*nr-1]
 		packed = g.packedB
 	} else if k*n <= prepackLimit && k > 0 && !g.inPlaceB {
 		pb := getBuf(nPan * kq * nr)
@@ -274,7 +284,7 @@ func (g *gemmArgs) bfPackedAOffset(l0, i0 int) int {
 // instead would re-read the large A once per task.
 func (g *gemmArgs) splitK(p *Pool, path *gemmPath) bool {
 	w := p.Workers()
-	if w == 1 || g.overwrite || g.transC || g.m*g.n > 1<<17 || g.k < 8*gemmKC {
+	if w == 1 || g.overwrite || g.transC || g.packedB != nil || g.m*g.n > 1<<17 || g.k < 8*gemmKC {
 		return false
 	}
 	parts := min(2*w, g.k/(4*gemmKC))
@@ -356,7 +366,10 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 		ap = getBuf(roundUp(gemmMC, mr) * min(k, kcMax))
 		defer putBuf(ap)
 	}
-	kqAll := g.panelRows(k)
+	kqAll := g.panelRows(k) // rows of a panel of packed
+	if g.packedB != nil {
+		kqAll = g.packedRows()
+	}
 	for l0 := 0; l0 < k; l0 += kcMax {
 		kc := min(kcMax, k-l0)
 		kq := g.panelRows(kc) // rows of this block's panels
