@@ -18,9 +18,10 @@ func processCPU() float64 {
 }
 
 // benchShapes are the products of a training step of the 30m and 135m
-// presets with 1024 tokens, and of a 256-row logits chunk (the model's chunk for
-// both vocabularies: model.Config.logitChunk), named by layer; gate and up
-// are one product over the stacked weights, as the model runs them.
+// presets with 1024 tokens, named by layer; gate and up are one product over
+// the stacked weights, and the logits products cover all label rows of the
+// step at once (1536 for 30m, 768 for 135m), as the model runs them in
+// training (model.Workspace.KeepLogits).
 // m, n, k are as passed to the function (MatMulNT: C[m,n] = A[m,k]·B[n,k]ᵀ;
 // MatMulNNAcc: C[m,n] += A[m,k]·B[k,n]; MatMulTNAcc: C[m,n] += A[k,m]ᵀ·B[k,n]).
 var benchShapes = []struct {
@@ -34,9 +35,9 @@ var benchShapes = []struct {
 	{"30m/down/dx", "NN", 1024, 1376, 512},
 	{"30m/gateup/dW", "TN", 2752, 512, 1024},
 	{"30m/down/dW", "TN", 512, 1376, 1024},
-	{"30m/logits/fwd", "NT", 256, 8192, 512},
-	{"30m/logits/dx", "NN", 256, 512, 8192},
-	{"30m/logits/dW", "TN", 8192, 512, 256},
+	{"30m/logits/fwd", "NT", 1536, 8192, 512},
+	{"30m/logits/dx", "NN", 1536, 512, 8192},
+	{"30m/logits/dW", "TN", 8192, 512, 1536},
 	{"135m/q/fwd", "NT", 1024, 576, 576},
 	{"135m/kv/fwd", "NT", 1024, 192, 576},
 	{"135m/gateup/fwd", "NT", 1024, 3072, 576},
@@ -47,9 +48,9 @@ var benchShapes = []struct {
 	{"135m/kv/dW", "TN", 192, 576, 1024},
 	{"135m/gateup/dW", "TN", 3072, 576, 1024},
 	{"135m/down/dW", "TN", 576, 1536, 1024},
-	{"135m/logits/fwd", "NT", 256, 49152, 576},
-	{"135m/logits/dx", "NN", 256, 576, 49152},
-	{"135m/logits/dW", "TN", 49152, 576, 256},
+	{"135m/logits/fwd", "NT", 768, 49152, 576},
+	{"135m/logits/dx", "NN", 768, 576, 49152},
+	{"135m/logits/dW", "TN", 49152, 576, 768},
 	{"square/1024", "NT", 1024, 1024, 1024},
 }
 
