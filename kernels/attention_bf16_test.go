@@ -41,20 +41,10 @@ func TestAttentionBF16(t *testing.T) {
 					x[i] *= 3
 				}
 			}
-			type result struct{ out, dq, dk, dv []float32 }
-			run := func(prec Precision, q, k, v, dout []float32, blocked bool) result {
+			run := func(prec Precision, q, k, v, dout []float32, blocked bool) attnResult {
 				pool.SetPrecision(prec)
 				defer pool.SetPrecision(F32)
-				res := result{make([]float32, n*qW), make([]float32, n*qW), make([]float32, n*kvW), make([]float32, n*kvW)}
-				lse := make([]float32, n*c.h)
-				if blocked {
-					AttentionForwardBlocked(pool, res.out, lse, q, k, v, sh)
-					AttentionBackwardBlocked(pool, res.dq, res.dk, res.dv, dout, q, k, v, res.out, lse, sh)
-				} else {
-					AttentionForward(pool, res.out, lse, q, k, v, sh)
-					AttentionBackward(pool, res.dq, res.dk, res.dv, dout, q, k, v, res.out, lse, sh)
-				}
-				return res
+				return runAttention(pool, sh, q, k, v, dout, blocked)
 			}
 			round := func(x []float32) []float32 {
 				out := make([]float32, len(x))

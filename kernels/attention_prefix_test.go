@@ -36,25 +36,14 @@ func TestAttentionPrefixEqualsUnshared(t *testing.T) {
 		zeros := make([]float32, c.P*qW)
 		shared := AttnShape{Offsets: []int{0, c.P, c.P + c.C, c.P + c.C + c.R}, Prefix: []int{-1, 0, 0}, Heads: H, KVHeads: KV, HeadDim: hd}
 		unshared := AttnShape{Offsets: []int{0, c.P + c.C, 2*c.P + c.C + c.R}, Heads: H, KVHeads: KV, HeadDim: hd}
-		type result struct{ out, dq, dk, dv []float32 }
-		run := func(sh AttnShape, q, k, v, dout []float32, blocked bool) result {
-			n := sh.Offsets[len(sh.Offsets)-1]
-			res := result{make([]float32, n*qW), make([]float32, n*qW), make([]float32, n*kvW), make([]float32, n*kvW)}
-			lse := make([]float32, n*H)
-			if blocked {
-				AttentionForwardBlocked(pool, res.out, lse, q, k, v, sh)
-				AttentionBackwardBlocked(pool, res.dq, res.dk, res.dv, dout, q, k, v, res.out, lse, sh)
-			} else {
-				AttentionForward(pool, res.out, lse, q, k, v, sh)
-				AttentionBackward(pool, res.dq, res.dk, res.dv, dout, q, k, v, res.out, lse, sh)
-			}
-			return res
+		run := func(sh AttnShape, q, k, v, dout []float32, blocked bool) attnResult {
+			return runAttention(pool, sh, q, k, v, dout, blocked)
 		}
 		for _, path := range append([]*gemmPath{nil}, gemmPaths()...) {
 			for _, blocked := range []bool{false, true} {
 				name := fmt.Sprintf("P%d C%d R%d/%s/blocked=%v", c.P, c.C, c.R, pathName(path), blocked)
 				t.Run(name, func(t *testing.T) {
-					var s, u result
+					var s, u attnResult
 					withPath(path, func() {
 						s = run(shared, cat(qP, qC, qR), cat(kP, kC, kR), cat(vP, vC, vR), cat(dP, dC, dR), blocked)
 						u = run(unshared, cat(qP, qC, qP, qR), cat(kP, kC, kP, kR), cat(vP, vC, vP, vR), cat(dP, dC, zeros, dR), blocked)
@@ -95,4 +84,24 @@ func TestAttentionPrefixEqualsUnshared(t *testing.T) {
 			}
 		}
 	}
+}
+
+// attnResult is attention's output and the gradients of its inputs.
+type attnResult struct{ out, dq, dk, dv []float32 }
+
+// runAttention runs attention forward and then backward (with output
+// gradient dout) over sh, with the block products or the row loops.
+func runAttention(p *Pool, sh AttnShape, q, k, v, dout []float32, blocked bool) attnResult {
+	n := sh.Offsets[len(sh.Offsets)-1]
+	qW, kvW := sh.Heads*sh.HeadDim, sh.KVHeads*sh.HeadDim
+	res := attnResult{make([]float32, n*qW), make([]float32, n*qW), make([]float32, n*kvW), make([]float32, n*kvW)}
+	lse := make([]float32, n*sh.Heads)
+	if blocked {
+		AttentionForwardBlocked(p, res.out, lse, q, k, v, sh)
+		AttentionBackwardBlocked(p, res.dq, res.dk, res.dv, dout, q, k, v, res.out, lse, sh)
+	} else {
+		AttentionForward(p, res.out, lse, q, k, v, sh)
+		AttentionBackward(p, res.dq, res.dk, res.dv, dout, q, k, v, res.out, lse, sh)
+	}
+	return res
 }
