@@ -36,17 +36,14 @@ func TestAttentionPrefixEqualsUnshared(t *testing.T) {
 		zeros := make([]float32, c.P*qW)
 		shared := AttnShape{Offsets: []int{0, c.P, c.P + c.C, c.P + c.C + c.R}, Prefix: []int{-1, 0, 0}, Heads: H, KVHeads: KV, HeadDim: hd}
 		unshared := AttnShape{Offsets: []int{0, c.P + c.C, 2*c.P + c.C + c.R}, Heads: H, KVHeads: KV, HeadDim: hd}
-		run := func(sh AttnShape, q, k, v, dout []float32, blocked bool) attnResult {
-			return runAttention(pool, sh, q, k, v, dout, blocked)
-		}
 		for _, path := range append([]*gemmPath{nil}, gemmPaths()...) {
 			for _, blocked := range []bool{false, true} {
 				name := fmt.Sprintf("P%d C%d R%d/%s/blocked=%v", c.P, c.C, c.R, pathName(path), blocked)
 				t.Run(name, func(t *testing.T) {
 					var s, u attnResult
 					withPath(path, func() {
-						s = run(shared, cat(qP, qC, qR), cat(kP, kC, kR), cat(vP, vC, vR), cat(dP, dC, dR), blocked)
-						u = run(unshared, cat(qP, qC, qP, qR), cat(kP, kC, kP, kR), cat(vP, vC, vP, vR), cat(dP, dC, zeros, dR), blocked)
+						s = runAttention(pool, shared, cat(qP, qC, qR), cat(kP, kC, kR), cat(vP, vC, vR), cat(dP, dC, dR), blocked)
+						u = runAttention(pool, unshared, cat(qP, qC, qP, qR), cat(kP, kC, kP, kR), cat(vP, vC, vP, vR), cat(dP, dC, zeros, dR), blocked)
 					})
 					P, C := c.P, c.C
 					// unshared rows: [0,P) prompt copy 1, [P,P+C) chosen, [P+C,2P+C) prompt copy 2, rest rejected
