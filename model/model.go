@@ -139,7 +139,7 @@ type Workspace struct {
 	// KeepLogits lets Forward keep the logits of every label row for the
 	// Backward that follows, instead of Backward computing them again a
 	// chunk at a time, when they take no more memory than the model's
-	// weights (a fifth of what training holds in weights, gradients and
+	// weights (a quarter of what training holds in weights, gradients and
 	// AdamW moments). That saves a quarter of the lm_head's work in a
 	// training step; the numbers are the same. Inference leaves it off.
 	KeepLogits bool
@@ -428,8 +428,8 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			g := float32(dSums[ws.labelSeq[c0+i]])
 			kernels.SoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g)
 		})
-		kernels.MatMulTNAcc(p, grads.LMHead, logits[:r*V], xs[:r*D], V, D, r)
-		kernels.MatMulNN(p, dxs[:r*D], logits[:r*V], P.LMHead, r, D, V)
+		kernels.MatMulTNAcc(p, grads.LMHead, logits, xs, V, D, r)
+		kernels.MatMulNN(p, dxs[:r*D], logits, P.LMHead, r, D, V)
 		for i := 0; i < r; i++ {
 			row := ws.labelRow[c0+i]
 			kernels.Axpy(dxn[row*D:(row+1)*D], 1, dxs[i*D:(i+1)*D])
