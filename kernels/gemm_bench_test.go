@@ -18,7 +18,8 @@ func processCPU() float64 {
 }
 
 // benchShapes are the products of a training step of the 30m and 135m
-// presets with 1024 tokens, named by layer; gate and up are one product over
+// presets with 1024 tokens, named by layer (qkvo: each of q, k, v and o in
+// 30m; q: q and o in 135m, whose k and v are kv); gate and up are one product over
 // the stacked weights, and the logits products cover all label rows of the
 // step at once (1536 for 30m, 768 for 135m), as the model runs them in
 // training (model.Workspace.KeepLogits).
@@ -29,6 +30,8 @@ var benchShapes = []struct {
 	m, n, k       int
 }{
 	{"30m/qkvo/fwd", "NT", 1024, 512, 512},
+	{"30m/qkvo/dx", "NN", 1024, 512, 512},
+	{"30m/qkvo/dW", "TN", 512, 512, 1024},
 	{"30m/gateup/fwd", "NT", 1024, 2752, 512},
 	{"30m/down/fwd", "NT", 1024, 512, 1376},
 	{"30m/gateup/dx", "NN", 1024, 512, 2752},
@@ -39,6 +42,8 @@ var benchShapes = []struct {
 	{"30m/logits/dx", "NN", 1536, 512, 8192},
 	{"30m/logits/dW", "TN", 8192, 512, 1536},
 	{"135m/q/fwd", "NT", 1024, 576, 576},
+	{"135m/q/dx", "NN", 1024, 576, 576},
+	{"135m/q/dW", "TN", 576, 576, 1024},
 	{"135m/kv/fwd", "NT", 1024, 192, 576},
 	{"135m/gateup/fwd", "NT", 1024, 3072, 576},
 	{"135m/down/fwd", "NT", 1024, 576, 1536},

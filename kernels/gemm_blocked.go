@@ -31,7 +31,7 @@ var (
 const (
 	gemmMaxNT = 768 // widest task
 	gemmMaxMT = 576 // tallest task
-	gemmMinMT = 96  // shortest task that prepacked B is split into, if m allows
+	gemmMinMT = 192 // shortest task that prepacked B is split into, if m allows: one block of gemmMC rows
 )
 
 // inPlaceRows is the most rows of A for which an untransposed B is read in
