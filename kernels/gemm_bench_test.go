@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -78,27 +79,94 @@ func benchMatMul(b *testing.B, prec Precision) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range benchShapes {
 		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", s.name, s.variant, s.m, s.n, s.k), func(b *testing.B) {
-			x := randSlice(r, s.m*s.k)
-			y := randSlice(r, s.n*s.k)
-			c := make([]float32, s.m*s.n)
+			op := newBenchProduct(r, s.variant, s.m, s.n, s.k)
 			cpu0 := processCPU()
 			for b.Loop() {
-				switch s.variant {
-				case "NT":
-					MatMulNT(p, c, x, y, nil, s.m, s.n, s.k)
-				case "NN":
-					MatMulNNAcc(p, c, x, y, s.m, s.n, s.k)
-				case "TN":
-					MatMulTNAcc(p, c, x, y, s.m, s.n, s.k)
-				}
+				op.run(p)
 			}
-			flop := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N)
-			b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			if cpu := processCPU() - cpu0; cpu > 0 {
-				// Per core of CPU time actually spent: free of the time
-				// other processes take from the cores.
-				b.ReportMetric(flop/cpu/1e9, "GFLOP/s/core")
-			}
+			reportGFLOPs(b, op.flop()*float64(b.N), processCPU()-cpu0)
 		})
+	}
+}
+
+// benchProduct is one product of benchShapes with its operands.
+type benchProduct struct {
+	variant string
+	m, n, k int
+	a, b, c []float32
+}
+
+func newBenchProduct(r *rand.Rand, variant string, m, n, k int) *benchProduct {
+	return &benchProduct{variant, m, n, k, randSlice(r, m*k), randSlice(r, n*k), make([]float32, m*n)}
+}
+
+func (o *benchProduct) flop() float64 { return 2 * float64(o.m) * float64(o.n) * float64(o.k) }
+
+func (o *benchProduct) run(p *Pool) {
+	switch o.variant {
+	case "NT":
+		MatMulNT(p, o.c, o.a, o.b, nil, o.m, o.n, o.k)
+	case "NN":
+		MatMulNNAcc(p, o.c, o.a, o.b, o.m, o.n, o.k)
+	case "TN":
+		MatMulTNAcc(p, o.c, o.a, o.b, o.m, o.n, o.k)
+	}
+}
+
+// reportGFLOPs reports GFLOP/s by wall time and, given the CPU time spent,
+// GFLOP/s per core of CPU time: free of the time other processes take from
+// the cores.
+func reportGFLOPs(b *testing.B, flop, cpu float64) {
+	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu > 0 {
+		b.ReportMetric(flop/cpu/1e9, "GFLOP/s/core")
+	}
+}
+
+// stepProducts is how many times a training step of each preset runs each
+// of its benchShapes: per layer, times the layers (30m: q, k, v and o are
+// each a qkvo product, 8 layers; 135m: q and o are q products, k and v kv
+// products, 30 layers), and the logits products once.
+var stepProducts = map[string]map[string]int{
+	"30m":  {"qkvo": 4 * 8, "gateup": 8, "down": 8, "logits": 1},
+	"135m": {"q": 2 * 30, "kv": 2 * 30, "gateup": 30, "down": 30, "logits": 1},
+}
+
+// BenchmarkMatMulStep runs, per iteration, every matrix product of one
+// training step of a preset, in the step's proportions (stepProducts), and
+// reports their combined GFLOP/s: what the step's products reach together,
+// in each precision. The per-shape figures of BenchmarkMatMul weigh small
+// and large products alike; this weighs them as a step does.
+func BenchmarkMatMulStep(b *testing.B) {
+	p := NewPool(0)
+	defer p.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, preset := range []string{"30m", "135m"} {
+		var ops []*benchProduct
+		var counts []int
+		for _, s := range benchShapes {
+			if pre, layer, _ := strings.Cut(s.name, "/"); pre == preset {
+				layer, _, _ = strings.Cut(layer, "/")
+				ops = append(ops, newBenchProduct(r, s.variant, s.m, s.n, s.k))
+				counts = append(counts, stepProducts[preset][layer])
+			}
+		}
+		for _, prec := range []Precision{F32, BF16} {
+			b.Run(preset+"/"+prec.String(), func(b *testing.B) {
+				p.SetPrecision(prec)
+				defer p.SetPrecision(F32)
+				var flop float64
+				cpu0 := processCPU()
+				for b.Loop() {
+					for i, op := range ops {
+						for range counts[i] {
+							op.run(p)
+						}
+						flop += op.flop() * float64(counts[i])
+					}
+				}
+				reportGFLOPs(b, flop, processCPU()-cpu0)
+			})
+		}
 	}
 }
