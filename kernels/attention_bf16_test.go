@@ -11,7 +11,7 @@ import (
 // rounding of the probabilities and score gradients to bfloat16 inside the
 // products (about 2⁻⁹ relative each, averaging out over a row) and the
 // order of float32 sums. Shapes cover prefixes (shared prompts), grouped
-// heads, sequences longer than one block of depth (384 steps) and lengths
+// heads, key ranges deeper than one block of depth (768 steps) and lengths
 // that are not multiples of the 64-query block or of 32.
 func TestAttentionBF16(t *testing.T) {
 	if !NativeBF16() {
@@ -30,6 +30,7 @@ func TestAttentionBF16(t *testing.T) {
 		{"packed, grouped heads", []int{0, 37, 300, 301}, nil, 4, 2, 32},
 		{"shared prompt", []int{0, 70, 500, 913}, []int{-1, 0, 0}, 2, 1, 64},
 		{"two pairs", []int{0, 128, 512, 896, 1024, 1408, 1792}, []int{-1, 0, 0, -1, 3, 3}, 2, 2, 64},
+		{"long prompt and response", []int{0, 300, 1101}, []int{-1, 0}, 2, 1, 64},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sh := AttnShape{Offsets: c.offsets, Prefix: c.prefix, Heads: c.h, KVHeads: c.kv, HeadDim: c.hd}
