@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/relupo/relupo/kernels"
@@ -110,5 +111,85 @@ func TestKeepLogits(t *testing.T) {
 	}
 	if ws.kept {
 		t.Error("Forward kept logits larger than the model's weights")
+	}
+}
+
+// NoGrad must not change the numbers either: on every architecture, with
+// and without a shared prompt, Forward's log-prob sums are bit-identical to
+// those of a Forward that keeps its activations, only the first layer's
+// buffers are allocated, Backward refuses to follow, and a Forward that
+// keeps its activations afterwards on the same workspace trains as a fresh
+// one does.
+func TestNoGrad(t *testing.T) {
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	for _, name := range []string{"llama-gqa-tied", "llama3-rope", "mistral", "qwen2", "qwen3"} {
+		t.Run(name, func(t *testing.T) {
+			m := mustLoad(t, filepath.Join("testdata", "arch", name))
+			c := m.Config
+			r := rand.New(rand.NewPCG(9, 10))
+			ids := func(n int) []int32 {
+				s := make([]int32, n)
+				for i := range s {
+					s[i] = int32(r.IntN(c.VocabSize))
+				}
+				return s
+			}
+			b := &Batch{}
+			b.Add(ids(20), ids(50))
+			b.Add(ids(30), nil) // a prompt shared by the next two
+			p := b.NumSeqs() - 1
+			b.AddPrefixed(p, ids(40))
+			b.AddPrefixed(p, ids(25))
+
+			want, _, err := m.Forward(&Workspace{Pool: pool}, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := &Workspace{Pool: pool, NoGrad: true}
+			got, _, err := m.Forward(ws, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Errorf("sequence %d: log-prob sum %.17g with NoGrad, %.17g without", i, got[i], want[i])
+				}
+			}
+			for l, a := range ws.layers[1:] {
+				if a.x != nil || a.q != nil || a.gu != nil {
+					t.Fatalf("layer %d has buffers of its own under NoGrad", l+1)
+				}
+			}
+			dS := make([]float64, b.NumSeqs())
+			for i := range dS {
+				dS[i] = 0.1 * float64(i+1)
+			}
+			if err := m.Backward(ws, b, dS, NewParams(c)); err == nil || !strings.Contains(err.Error(), "NoGrad") {
+				t.Fatalf("Backward after a NoGrad Forward: %v", err)
+			}
+
+			fresh := &Workspace{Pool: pool}
+			wantG := NewParams(c)
+			if _, _, err := m.Forward(fresh, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Backward(fresh, b, dS, wantG); err != nil {
+				t.Fatal(err)
+			}
+			ws.NoGrad = false
+			gotG := NewParams(c)
+			if _, _, err := m.Forward(ws, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Backward(ws, b, dS, gotG); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range gotG.Mem {
+				if v != wantG.Mem[i] {
+					t.Fatalf("gradient %d after a NoGrad Forward: %v, fresh workspace %v", i, v, wantG.Mem[i])
+				}
+			}
+		})
 	}
 }

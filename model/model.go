@@ -143,6 +143,13 @@ type Workspace struct {
 	// AdamW moments). That saves a quarter of the lm_head's work in a
 	// training step; the numbers are the same. Inference leaves it off.
 	KeepLogits bool
+	// NoGrad runs Forward for its log-probs only: the layers share one set
+	// of activation buffers instead of each saving its own (a 1/layers
+	// share of the activation memory, and buffers that stay in cache), and
+	// Backward refuses to follow. The numbers are the same.
+	NoGrad bool
+
+	noGradRun bool // the last Forward ran with NoGrad
 
 	n      int // tokens in the current batch
 	pos    []int32
@@ -201,18 +208,23 @@ func (c Config) keepsLogits(labels int) bool {
 
 func (ws *Workspace) reserve(c Config, n int) {
 	D, I, H, KV, hd := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim
-	ws.n, ws.kept = n, false
+	ws.n, ws.kept, ws.noGradRun = n, false, ws.NoGrad
 	if len(ws.layers) != c.NumLayers {
 		ws.layers = make([]layerActs, c.NumLayers)
 	}
 	for l := range ws.layers {
+		if ws.NoGrad && l > 0 {
+			break // every layer uses layer 0's buffers (acts)
+		}
 		a := &ws.layers[l]
 		a.x = grow(a.x, n*D)
 		a.rstd1, a.rstd2 = grow(a.rstd1, n), grow(a.rstd2, n)
 		a.xn1, a.xn2 = grow(a.xn1, n*D), grow(a.xn2, n*D)
 		a.q, a.k, a.v = grow(a.q, n*H*hd), grow(a.k, n*KV*hd), grow(a.v, n*KV*hd)
 		if c.QKNorm {
-			a.qPre, a.kPre = grow(a.qPre, n*H*hd), grow(a.kPre, n*KV*hd)
+			if !ws.NoGrad {
+				a.qPre, a.kPre = grow(a.qPre, n*H*hd), grow(a.kPre, n*KV*hd)
+			}
 			a.qRstd, a.kRstd = grow(a.qRstd, n*H), grow(a.kRstd, n*KV)
 		}
 		a.att, a.lse = grow(a.att, n*H*hd), grow(a.lse, n*H)
@@ -224,6 +236,17 @@ func (ws *Workspace) reserve(c Config, n int) {
 		ws.pos = make([]int32, n)
 	}
 	ws.pos = ws.pos[:n]
+}
+
+// acts returns the activation buffers of layer l: its own, or with NoGrad
+// the one set all layers share. Sharing is safe because a layer's input x
+// is last read when the attention's residual is added, before the MLP
+// writes the layer's output, which is the next layer's input, into it.
+func (ws *Workspace) acts(l int) *layerActs {
+	if ws.NoGrad {
+		return &ws.layers[0]
+	}
+	return &ws.layers[l]
 }
 
 func (m *Model) ensureRope(ws *Workspace, positions int) {
@@ -277,7 +300,7 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 	ws.labelLse = grow(ws.labelLse, L)
 	sums = make([]float64, b.NumSeqs())
 	chunk := c.logitChunk()
-	ws.kept = ws.KeepLogits && c.keepsLogits(L)
+	ws.kept = ws.KeepLogits && !ws.NoGrad && c.keepsLogits(L)
 	if ws.kept {
 		chunk = max(L, 1)
 	}
@@ -334,14 +357,18 @@ func (m *Model) trunk(ws *Workspace, b *Batch) {
 		copy(x0[t*D:(t+1)*D], P.Embed[int(tok)*D:(int(tok)+1)*D])
 	}
 	for l := range ws.layers {
-		a, w := &ws.layers[l], &P.Layers[l]
-		m.attnInputs(p, w, a.x, a.xn1, a.rstd1, a.q, a.k, a.v, a.qPre, a.kPre, a.qRstd, a.kRstd, ws.pos, ws.cos, ws.sin, N)
+		a, w := ws.acts(l), &P.Layers[l]
+		qPre, kPre := a.qPre, a.kPre // kept for Backward
+		if ws.NoGrad {
+			qPre, kPre = nil, nil
+		}
+		m.attnInputs(p, w, a.x, a.xn1, a.rstd1, a.q, a.k, a.v, qPre, kPre, a.qRstd, a.kRstd, ws.pos, ws.cos, ws.sin, N)
 		kernels.AttentionForwardBlocked(p, a.att, a.lse, a.q, a.k, a.v, sh)
 		kernels.MatMulNT(p, a.x2, a.att, w.Wo, w.Bo, N, D, H*hd)
 		kernels.Add(p, a.x2, a.x)
 		next := ws.xF
 		if l+1 < len(ws.layers) {
-			next = ws.layers[l+1].x
+			next = ws.acts(l + 1).x
 		}
 		m.mlpBlock(p, w, next, a.x2, a.xn2, a.rstd2, a.gu, a.h, N)
 	}
@@ -396,6 +423,9 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 	N := len(b.Tokens)
 	if ws.n != N || len(dSums) != b.NumSeqs() {
 		return fmt.Errorf("model: Backward called with a batch that does not match the last Forward")
+	}
+	if ws.noGradRun {
+		return fmt.Errorf("model: Backward called after a Forward with NoGrad, which keeps no activations")
 	}
 	D, I, H, KV, hd, V := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize
 	ws.dx, ws.dxn = grow(ws.dx, N*D), grow(ws.dxn, N*D)

@@ -86,8 +86,12 @@ func ForwardPairs(m *model.Model, ws *model.Workspace, exs []Example, share bool
 }
 
 // Logps computes the log-prob sums of every pair, in micro-batches of
-// batchSize pairs, each prompt run once for both of its responses.
+// batchSize pairs, each prompt run once for both of its responses. It needs
+// no gradient, so it runs the model with ws.NoGrad set (and then restores
+// the flag).
 func Logps(m *model.Model, ws *model.Workspace, exs []Example, batchSize int, each func(i int, lp PairLogps)) error {
+	defer func(noGrad bool) { ws.NoGrad = noGrad }(ws.NoGrad)
+	ws.NoGrad = true
 	batchSize = max(batchSize, 1)
 	for lo := 0; lo < len(exs); lo += batchSize {
 		hi := min(lo+batchSize, len(exs))

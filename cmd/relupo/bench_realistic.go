@@ -123,7 +123,7 @@ func newBenchStepper(cfg model.Config, pool *kernels.Pool) *benchStepper {
 // loss (γ large enough that every pair is active), backward and AdamW. It
 // returns the tokens computed.
 func (b *benchStepper) step(mb []train.Example, share, training bool) (int, error) {
-	b.ws.KeepLogits = training
+	b.ws.KeepLogits, b.ws.NoGrad = training, !training
 	pk, lp, err := train.ForwardPairs(b.m, b.ws, mb, share)
 	if err != nil || !training {
 		return len(pk.Batch.Tokens), err
