@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -189,6 +190,74 @@ func TestNoGrad(t *testing.T) {
 				if v != wantG.Mem[i] {
 					t.Fatalf("gradient %d after a NoGrad Forward: %v, fresh workspace %v", i, v, wantG.Mem[i])
 				}
+			}
+		})
+	}
+}
+
+// wsFloats counts the float32 capacity a workspace holds, all its buffers
+// and its layers'.
+func wsFloats(ws *Workspace) int64 {
+	var n int64
+	add := func(v reflect.Value) {
+		for i := 0; i < v.NumField(); i++ {
+			if f := v.Field(i); f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Float32 {
+				n += int64(f.Cap())
+			}
+		}
+	}
+	add(reflect.ValueOf(ws).Elem())
+	for i := range ws.layers {
+		add(reflect.ValueOf(&ws.layers[i]).Elem())
+	}
+	return n
+}
+
+// MemoryEstimate bounds what a workspace holds after a training step
+// (Forward with kept logits and Backward) and after a Forward with NoGrad,
+// with the weights (and for training gradients and two AdamW moments), and
+// the NoGrad figure is well under the training one.
+func TestMemoryEstimateBounds(t *testing.T) {
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	for _, name := range []string{"llama-gqa-tied", "qwen3"} {
+		t.Run(name, func(t *testing.T) {
+			m := mustLoad(t, filepath.Join("testdata", "arch", name))
+			c := m.Config
+			r := rand.New(rand.NewPCG(11, 12))
+			b := &Batch{}
+			for s := 0; s < 4; s++ {
+				ids := make([]int32, 120)
+				for i := range ids {
+					ids[i] = int32(r.IntN(c.VocabSize))
+				}
+				b.Add(ids[:20], ids[20:])
+			}
+			n := len(b.Tokens)
+			params := c.NumParams()
+
+			ws := &Workspace{Pool: pool, KeepLogits: true}
+			if _, _, err := m.Forward(ws, b); err != nil {
+				t.Fatal(err)
+			}
+			dS := make([]float64, b.NumSeqs())
+			if err := m.Backward(ws, b, dS, NewParams(c)); err != nil {
+				t.Fatal(err)
+			}
+			if held, est := 4*(4*params+wsFloats(ws)), c.MemoryEstimate(n, true); held > est {
+				t.Errorf("training holds %d bytes, estimate %d", held, est)
+			}
+
+			ng := &Workspace{Pool: pool, NoGrad: true}
+			if _, _, err := m.Forward(ng, b); err != nil {
+				t.Fatal(err)
+			}
+			held, est := 4*(params+wsFloats(ng)), c.MemoryEstimate(n, false)
+			if held > est {
+				t.Errorf("NoGrad holds %d bytes, estimate %d", held, est)
+			}
+			if train := c.MemoryEstimate(n, true); 2*est > train {
+				t.Errorf("NoGrad estimate %d is not well under training's %d", est, train)
 			}
 		})
 	}

@@ -189,10 +189,12 @@ func (c Config) Tensors() []Tensor {
 }
 
 // MemoryEstimate is an upper bound, in bytes, of what the model needs to
-// process micro-batches of up to tokens tokens: the float32 weights, and
-// for training their gradients, the two AdamW moments, the activations
-// Forward saves and Backward's scratch space. It ignores the Go runtime's
-// own overhead (a few tens of MB).
+// process micro-batches of up to tokens tokens: the float32 weights and the
+// logits of a chunk of rows, and for training the weights' gradients, the
+// two AdamW moments, the activations Forward saves for every layer and
+// Backward's scratch space; without training, one layer's activations (a
+// Forward with Workspace.NoGrad, whose layers share them). It ignores the
+// Go runtime's own overhead (a few tens of MB).
 func (c Config) MemoryEstimate(tokens int, training bool) int64 {
 	D, I, H, KV, hd, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.NumHeads), int64(c.NumKVHeads), int64(c.HeadDim), int64(c.VocabSize)
 	n := int64(tokens)
@@ -201,7 +203,11 @@ func (c Config) MemoryEstimate(tokens int, training bool) int64 {
 	if c.QKNorm {
 		perLayer += H*hd + KV*hd + H + KV
 	}
-	acts := n * (int64(c.NumLayers)*perLayer + 3*D)
+	layers := int64(c.NumLayers)
+	if !training {
+		layers = 1
+	}
+	acts := n * (layers*perLayer + 3*D)
 	chunk := int64(c.logitChunk())
 	logits := 2 * chunk * (V + D) // the chunked logits and their inputs
 	floats := params + acts + logits

@@ -83,4 +83,19 @@ func TestMemoryPreflight(t *testing.T) {
 	if err := tr.preflight(est * 12 / 10); err != nil {
 		t.Errorf("preflight(1.2 × estimate): %v", err)
 	}
+
+	// Evaluation runs without gradients: a large evaluation batch adds
+	// its shared activation buffers, not a training step's worth.
+	tr.Eval, tr.Opts.PerDeviceEvalBatchSize = tinyExamples(64, 2), 64
+	c, trainTokens, evalTokens := tr.Policy.Config, maxMicroTokens(tr.Train, o.PerDeviceTrainBatchSize), maxMicroTokens(tr.Eval, 64)
+	withEval := est + c.MemoryEstimate(evalTokens, false) - c.MemoryEstimate(trainTokens, false)
+	if withEval <= est || withEval >= c.MemoryEstimate(evalTokens, true) {
+		t.Fatalf("estimate with a %d-token evaluation batch: %d, training alone %d, as training %d", evalTokens, withEval, est, c.MemoryEstimate(evalTokens, true))
+	}
+	if err := tr.preflight(est * 12 / 10); err == nil {
+		t.Errorf("preflight(%d) passed: the evaluation batch is not counted", est*12/10)
+	}
+	if err := tr.preflight(withEval * 12 / 10); err != nil {
+		t.Errorf("preflight(1.2 × estimate with evaluation): %v", err)
+	}
 }

@@ -48,8 +48,16 @@ func maxMicroTokens(exs []Example, batch int) int {
 // preflight refuses a run whose estimated peak memory exceeds what the
 // machine has available, unless force is set.
 func (t *Trainer) preflight(available int64) error {
-	tokens := max(maxMicroTokens(t.Train, t.Opts.PerDeviceTrainBatchSize), maxMicroTokens(t.Eval, t.Opts.PerDeviceEvalBatchSize))
-	need := t.Policy.Config.MemoryEstimate(tokens, true)
+	c := t.Policy.Config
+	tokens := maxMicroTokens(t.Train, t.Opts.PerDeviceTrainBatchSize)
+	evalTokens := maxMicroTokens(t.Eval, t.Opts.PerDeviceEvalBatchSize)
+	need := c.MemoryEstimate(tokens, true)
+	// Evaluation needs no gradient (Workspace.NoGrad) and runs on the
+	// training workspace: only the buffers its layers share grow to the
+	// evaluation batch, next to everything training holds.
+	if extra := c.MemoryEstimate(evalTokens, false) - c.MemoryEstimate(tokens, false); extra > 0 {
+		need += extra
+	}
 	// Between two collections the heap may grow by the collector's target
 	// percentage (GOGC; the relupo command sets 20) of what it holds.
 	if gc := gcPercent(); gc > 0 {
@@ -58,8 +66,8 @@ func (t *Trainer) preflight(available int64) error {
 	if available <= 0 || need <= available || t.Opts.Force {
 		return nil
 	}
-	return fmt.Errorf("memory pre-flight: this run needs about %.1f GB (weights, gradients, AdamW moments and activations for micro-batches of up to %d tokens, and the garbage collector's headroom) but %.1f GB is available; lower --per-device-train-batch-size or --max-length, or pass --force to try anyway",
-		float64(need)/1e9, tokens, float64(available)/1e9)
+	return fmt.Errorf("memory pre-flight: this run needs about %.1f GB (weights, gradients, AdamW moments and activations for training micro-batches of up to %d tokens and evaluation batches of up to %d, and the garbage collector's headroom) but %.1f GB is available; lower --per-device-train-batch-size, --per-device-eval-batch-size or --max-length, or pass --force to try anyway",
+		float64(need)/1e9, tokens, evalTokens, float64(available)/1e9)
 }
 
 // gcPercent reports the garbage collector's target percentage (negative
