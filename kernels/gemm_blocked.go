@@ -112,8 +112,12 @@ type gemmArgs struct {
 	packedK int
 }
 
-// packedRows is the number of rows of a panel of packedB.
+// packedRows is the number of rows of a panel of B packed for the whole
+// product: by run, for k steps, or packedB, for packedK if deeper.
 func (g *gemmArgs) packedRows() int {
+	if g.packedB == nil {
+		return g.panelRows(g.k)
+	}
 	return g.panelRows(max(g.k, g.packedK))
 }
 
@@ -181,11 +185,11 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	}
 	mr, nr := g.rowAlign(path), path.nr
 	nPan := (n + nr - 1) / nr
-	kq := g.panelRows(k) // rows of a whole packed panel
+	kq := g.packedRows() // rows of a whole packed panel
 	var packed []float32
 	g.inPlaceB = !g.bT && !g.bf16 && m <= inPlaceRows && g.ldb <= inPlaceMaxLd && g.packedB == nil
 	if g.packedB != nil && k > 0 {
-		_ = g.packedB[nPan*g.packedRows()*nr-1]
+		_ = g.packedB[nPan*kq*nr-1]
 		packed = g.packedB
 	} else if k*n <= prepackLimit && k > 0 && !g.inPlaceB {
 		pb := getBuf(nPan * kq * nr)
@@ -368,10 +372,7 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 		ap = getBuf(roundUp(gemmMC, mr) * min(k, kcMax))
 		defer putBuf(ap)
 	}
-	kqAll := g.panelRows(k) // rows of a panel of packed
-	if g.packedB != nil {
-		kqAll = g.packedRows()
-	}
+	kqAll := g.packedRows() // rows of a panel of packed
 	for l0 := 0; l0 < k; l0 += kcMax {
 		kc := min(kcMax, k-l0)
 		kq := g.panelRows(kc) // rows of this block's panels
