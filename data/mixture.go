@@ -130,11 +130,11 @@ func loadSource(ctx context.Context, src Source, opts Options) ([]Pair, error) {
 	return pairs, nil
 }
 
-// SplitEval holds out ceil(ratio·len(pairs)) pairs, chosen at random with
-// the given seed, as an evaluation split (the size rule of Hugging Face's
-// train_test_split). The split depends only on len(pairs), ratio and seed
-// (see [HeldOut]). Both halves keep the input order.
-func SplitEval(pairs []Pair, ratio float64, seed int64) (train, eval []Pair) {
+// SplitEval holds out ceil(ratio·len(pairs)) pairs (or examples), chosen
+// at random with the given seed, as an evaluation split (the size rule of
+// Hugging Face's train_test_split). The split depends only on len(pairs),
+// ratio and seed (see [HeldOut]). Both halves keep the input order.
+func SplitEval[T any](pairs []T, ratio float64, seed int64) (train, eval []T) {
 	held := HeldOut(len(pairs), ratio, seed)
 	if held == nil {
 		return pairs, nil

@@ -66,6 +66,10 @@ const (
 	LossHinge           = "hinge"
 	LossDPORePO         = "dpo+repo"
 	LossDPORePOPlusPlus = "dpo+repo++"
+
+	// LossSigmoid is TRL's name for DPO (DPOConfig's loss_type "sigmoid");
+	// it is accepted and means [LossDPO].
+	LossSigmoid = "sigmoid"
 )
 
 // Metric names set in [Result.Metrics]. The rewards/* and logps/* names are
@@ -83,6 +87,7 @@ const (
 	MetricMarginP10         = "margin/p10"
 	MetricMarginP50         = "margin/p50"
 	MetricMarginP90         = "margin/p90"
+	MetricSFTLoss           = "sft_loss"
 )
 
 // LossTypes returns the accepted loss type names, RePO first.
@@ -113,6 +118,13 @@ type Config struct {
 	// LabelSmoothing is ε (conservative DPO / SimPO label smoothing), in
 	// [0, 0.5]. Only "simpo" and "dpo" accept a non-zero value.
 	LabelSmoothing float64
+
+	// SFTWeight w adds the SimPO/RePO code's sft_weight term to any loss:
+	// w times the token-mean cross-entropy of the chosen responses over the
+	// batch, −ΣS_w / Σn_w (all chosen labels of the batch pooled, as the
+	// trainers' CrossEntropyLoss does), logged as sft_loss. It needs the
+	// token counts. 0 disables it.
+	SFTWeight float64
 }
 
 // DefaultConfig returns RePO with γ = 0.5 (the paper's recommended default)
@@ -123,11 +135,18 @@ func DefaultConfig() Config {
 }
 
 func (c Config) lossType() string {
-	if c.LossType == "" {
+	switch c.LossType {
+	case "":
 		return LossRePO
+	case LossSigmoid:
+		return LossDPO
 	}
 	return c.LossType
 }
+
+// Type returns the loss's canonical name: "repo" for the empty LossType,
+// "dpo" for TRL's "sigmoid".
+func (c Config) Type() string { return c.lossType() }
 
 // Validate reports whether the configuration is usable.
 func (c Config) Validate() error {
@@ -154,6 +173,9 @@ func (c Config) Validate() error {
 	if c.LabelSmoothing != 0 && lt != LossSimPO && lt != LossDPO {
 		return fmt.Errorf("pref: %s: label smoothing is supported only by %s and %s", lt, LossSimPO, LossDPO)
 	}
+	if !(c.SFTWeight >= 0) || math.IsInf(c.SFTWeight, 0) {
+		return fmt.Errorf("pref: sft_weight must be ≥ 0 and finite, got %v", c.SFTWeight)
+	}
 	return nil
 }
 
@@ -170,6 +192,9 @@ func (c Config) NeedsReference() bool {
 // NeedsTokenCounts reports whether the loss length-normalizes log-probs and
 // therefore needs Inputs.ChosenTokens and Inputs.RejectedTokens.
 func (c Config) NeedsTokenCounts() bool {
+	if c.SFTWeight != 0 {
+		return true
+	}
 	switch c.lossType() {
 	case LossRePO, LossRePOPlusPlus, LossSimPO, LossIPO:
 		return true
@@ -194,8 +219,9 @@ type Inputs struct {
 
 // Result is the outcome of [Compute] on one batch.
 type Result struct {
-	// Loss is the mean of PerPair over all B pairs; pairs with zero loss
-	// count in the denominator, as in every reference trainer.
+	// Loss is the mean of PerPair over all B pairs (pairs with zero loss
+	// count in the denominator, as in every reference trainer), plus the
+	// sft_weight term when Config.SFTWeight is set.
 	Loss float64
 	// PerPair holds the loss of each pair.
 	PerPair []float64
@@ -224,6 +250,8 @@ type Result struct {
 	//     margin/p50 and margin/p90, the mean and quantiles of the thresholded
 	//     margin (M for repo and repo++, h for the DPO-based variants), with
 	//     numpy's default "linear" quantile interpolation (see [Quantile]).
+	//   - with Config.SFTWeight: sft_loss, the token-mean cross-entropy of
+	//     the chosen responses (unweighted).
 	//   - for repo++ and dpo+repo++ only: repo++/mean_weight, the batch mean
 	//     of the per-pair gradient weight σ(·)·1[active] (σ(β(γ−M)) for
 	//     repo++, σ(γ−βh) for dpo+repo++).
@@ -349,6 +377,19 @@ func Compute(c Config, in Inputs) (Result, error) {
 	res.Loss *= invB
 
 	m := res.Metrics
+	if w := c.SFTWeight; w != 0 {
+		var s, n float64
+		for i := range in.ChosenLogps {
+			s += in.ChosenLogps[i]
+			n += in.ChosenTokens[i]
+		}
+		sft := -s / n
+		res.Loss += w * sft
+		for i := range res.DChosen {
+			res.DChosen[i] -= w / n
+		}
+		m[MetricSFTLoss] = sft
+	}
 	m[MetricRewardsChosen] = sumRW * invB
 	m[MetricRewardsRejected] = sumRL * invB
 	m[MetricRewardsMargins] = sumMargin * invB

@@ -34,7 +34,7 @@ func checkpointDir(out string, step int) string {
 }
 
 func (t *Trainer) saveCheckpoint() error {
-	out := t.Opts.OutputDir
+	out := t.Config.Output.Dir
 	dir := checkpointDir(out, t.state.GlobalStep)
 	tmp := dir + ".tmp"
 	if err := os.RemoveAll(tmp); err != nil {
@@ -51,7 +51,7 @@ func (t *Trainer) saveCheckpoint() error {
 		return fail(err)
 	}
 	var ts []safetensors.Tensor
-	for _, st := range t.opt.State() {
+	for _, st := range t.engine.Optimizer.State() {
 		ts = append(ts, safetensors.Tensor{Name: st.Name, DType: safetensors.F32, Shape: []int{len(st.Data)}, Data: st.Data})
 	}
 	if err := safetensors.Write(filepath.Join(tmp, "optimizer.safetensors"), ts, nil); err != nil {
@@ -98,16 +98,16 @@ func checkpoints(out string) ([]int, error) {
 }
 
 func (t *Trainer) pruneCheckpoints() error {
-	limit := t.Opts.SaveTotalLimit
+	limit := t.Config.Loop.SaveTotalLimit
 	if limit <= 0 {
 		return nil
 	}
-	steps, err := checkpoints(t.Opts.OutputDir)
+	steps, err := checkpoints(t.Config.Output.Dir)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	for len(steps) > limit {
-		if err := removeCheckpoint(checkpointDir(t.Opts.OutputDir, steps[0])); err != nil {
+		if err := removeCheckpoint(checkpointDir(t.Config.Output.Dir, steps[0])); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 		steps = steps[1:]
@@ -166,7 +166,7 @@ func ResolveCheckpoint(spec, out string) (string, error) {
 }
 
 func (t *Trainer) resume() error {
-	dir, err := ResolveCheckpoint(t.Opts.ResumeFrom, t.Opts.OutputDir)
+	dir, err := ResolveCheckpoint(t.Config.Loop.ResumeFrom, t.Config.Output.Dir)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func (t *Trainer) resume() error {
 		}
 		sts = append(sts, optim.StateTensor{Name: name, Data: d})
 	}
-	if err := t.opt.LoadState(t.params(), sts); err != nil {
+	if err := t.engine.Optimizer.LoadState(t.engine.params(), sts); err != nil {
 		return fmt.Errorf("resume: %s: %w", dir, err)
 	}
 	t.state = st
@@ -225,13 +225,13 @@ var tokenizerFiles = []string{
 }
 
 func (t *Trainer) saveFinal(sum Summary) error {
-	out := t.Opts.OutputDir
+	out := t.Config.Output.Dir
 	if err := t.Policy.Save(out, t.SaveDType, 0); err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
-	if t.ModelDir != "" {
+	if t.Config.Model != "" {
 		for _, name := range tokenizerFiles {
-			if err := copyFile(filepath.Join(t.ModelDir, name), filepath.Join(out, name)); err != nil {
+			if err := copyFile(filepath.Join(t.Config.Model, name), filepath.Join(out, name)); err != nil {
 				return fmt.Errorf("save: %w", err)
 			}
 		}
@@ -256,20 +256,28 @@ func copyFile(src, dst string) error {
 }
 
 func (t *Trainer) modelCard(sum Summary) string {
-	o := t.Opts
+	c := t.Config
+	l, o := c.Loss, c.Loop
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "---\nlibrary_name: transformers\ntags:\n- relupo\n- %s\n---\n\n", o.LossType)
-	fmt.Fprintf(&sb, "# %s\n\nTrained with relupo (loss `%s`) from `%s` on %s.\n\n", filepath.Base(filepath.Clean(o.OutputDir)), o.LossType, o.Model, time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&sb, "---\nlibrary_name: transformers\ntags:\n- relupo\n- %s\n---\n\n", l.LossType)
+	fmt.Fprintf(&sb, "# %s\n\nTrained with relupo (loss `%s`) from `%s` on %s.\n\n", filepath.Base(filepath.Clean(c.Output.Dir)), l.LossType, c.Model, time.Now().UTC().Format("2006-01-02"))
 	sb.WriteString("## Recipe\n\n| key | value |\n|---|---|\n")
+	var files []string
+	for _, s := range c.Data.Train {
+		files = append(files, s.String())
+	}
 	rows := [][2]string{
-		{"loss_type", o.LossType}, {"beta", fmt.Sprint(o.Beta)}, {"gamma_beta_ratio", fmt.Sprint(o.GammaBetaRatio)},
-		{"learning_rate", fmt.Sprint(o.LearningRate)}, {"lr_scheduler_type", o.LRSchedulerType},
+		{"loss_type", l.LossType}, {"beta", fmt.Sprint(l.Beta)}, {"gamma_beta_ratio", fmt.Sprint(l.Gamma)},
+		{"learning_rate", fmt.Sprint(o.LearningRate)}, {"lr_scheduler_type", o.Scheduler},
 		{"warmup_steps", fmt.Sprint(t.plan.warmup)}, {"weight_decay", fmt.Sprint(o.WeightDecay)},
-		{"max_grad_norm", fmt.Sprint(o.MaxGradNorm)}, {"per_device_train_batch_size", fmt.Sprint(o.PerDeviceTrainBatchSize)},
-		{"gradient_accumulation_steps", fmt.Sprint(o.GradientAccumulationSteps)}, {"max_steps", fmt.Sprint(t.plan.maxSteps)},
-		{"max_length", fmt.Sprint(o.MaxLength)}, {"max_prompt_length", fmt.Sprint(o.MaxPromptLength)},
-		{"seed", fmt.Sprint(o.Seed)}, {"compute_dtype", t.Pool.Precision().String()}, {"training pairs", fmt.Sprint(len(t.Train))},
-		{"data", strings.Join(o.Data, ", ")},
+		{"max_grad_norm", fmt.Sprint(o.MaxGradNorm)}, {"per_device_train_batch_size", fmt.Sprint(o.BatchSize)},
+		{"gradient_accumulation_steps", fmt.Sprint(o.Accumulation)}, {"max_steps", fmt.Sprint(t.plan.maxSteps)},
+		{"max_length", fmt.Sprint(c.Data.Truncation.MaxLength)}, {"max_prompt_length", fmt.Sprint(c.Data.Truncation.MaxPromptLength)},
+		{"seed", fmt.Sprint(o.Seed)}, {"compute_dtype", c.Compute.Precision.String()}, {"training pairs", fmt.Sprint(len(t.Train))},
+		{"data", strings.Join(files, ", ")},
+	}
+	if l.SFTWeight != 0 {
+		rows = append(rows, [2]string{"sft_weight", fmt.Sprint(l.SFTWeight)})
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&sb, "| %s | %s |\n", r[0], r[1])

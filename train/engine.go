@@ -1,130 +1,346 @@
 package train
 
 import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/relupo/relupo/data"
+	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/optim"
 	"github.com/relupo/relupo/pref"
 )
 
-// PairLogps holds a micro-batch's per-response log-prob sums and label counts.
-type PairLogps struct {
-	Chosen, Rejected             []float64
-	ChosenTokens, RejectedTokens []float64
+// Engine is everything a training step works on, as llm.c's GPT2 struct
+// is: the model's parameters, the activations of the last forward pass
+// (Workspace, which also holds the worker pool), the gradients and the
+// optimizer's moments. Forward-only use (log-probs, evaluation) needs only
+// Model and Workspace.
+type Engine struct {
+	Model     *model.Model
+	Workspace *model.Workspace
+	// Grads has the layout of Model.Params; Step allocates it when nil.
+	Grads *model.Params
+	// Optimizer is AdamW; Step uses optim.NewAdamW's defaults when nil.
+	Optimizer *optim.AdamW
 }
 
-// PackPairs lays out pairs as one packed batch, without padding. With
-// share, each pair's prompt is one sequence and both responses continue it
-// (model.Batch.AddPrefixed), so the prompt runs once; otherwise the batch
-// holds prompt+chosen and prompt+rejected as separate sequences, as TRL's
-// concatenated forward does. A pair with an empty prompt is never shared.
-// It returns the sequence index of each pair's chosen and rejected response.
-func PackPairs(exs []Example, share bool) (b *model.Batch, chosen, rejected []int) {
-	b = &model.Batch{}
-	chosen, rejected = make([]int, len(exs)), make([]int, len(exs))
-	if share {
-		for i, e := range exs {
-			if len(e.Prompt) == 0 {
-				b.Add(nil, e.Chosen)
-				chosen[i] = b.NumSeqs() - 1
-				b.Add(nil, e.Rejected)
-				rejected[i] = b.NumSeqs() - 1
-				continue
-			}
-			b.Add(e.Prompt, nil)
-			p := b.NumSeqs() - 1
-			chosen[i] = b.AddPrefixed(p, e.Chosen)
-			rejected[i] = b.AddPrefixed(p, e.Rejected)
-		}
-		return b, chosen, rejected
-	}
-	for i, e := range exs {
-		b.Add(e.Prompt, e.Chosen)
-		chosen[i] = i
-	}
-	for i, e := range exs {
-		b.Add(e.Prompt, e.Rejected)
-		rejected[i] = len(exs) + i
-	}
-	return b, chosen, rejected
+// NewEngine returns an Engine for m that runs on c.Threads workers with
+// matrix products in c.Precision. Close stops its workers.
+func NewEngine(m *model.Model, c Compute) *Engine {
+	pool := kernels.NewPool(c.Threads)
+	pool.SetPrecision(c.Precision)
+	return &Engine{Model: m, Workspace: &model.Workspace{Pool: pool}}
 }
 
-// Packed is a micro-batch laid out for the model (see PackPairs), with the
-// sequence index of each pair's chosen and rejected response.
-type Packed struct {
-	Batch            *model.Batch
-	Chosen, Rejected []int
+// Close stops the engine's workers.
+func (e *Engine) Close() { e.Workspace.Pool.Close() }
+
+// Batch is the data of one optimizer step: up to Accumulation micro-batches
+// of pairs (fewer at the end of an epoch). Each carries its reference
+// log-probs (Example.RefChosen, RefRejected) when the loss needs them.
+type Batch struct {
+	Micro [][]data.Example
+	// Accumulation is gradient_accumulation_steps: every micro-batch's
+	// mean loss is divided by it, as the Hugging Face Trainer does.
+	Accumulation int
+	// SharePrompt runs each pair's prompt once for both responses.
+	SharePrompt bool
 }
 
-// DSums spreads per-pair derivatives (dL/dS of the chosen and rejected
-// sums, each divided by div) over the batch's sequences, as
-// model.Backward takes them; prompt sequences get 0.
-func (p Packed) DSums(dChosen, dRejected []float64, div float64) []float64 {
-	d := make([]float64, p.Batch.NumSeqs())
-	for i := range p.Chosen {
-		d[p.Chosen[i]] = dChosen[i] / div
-		d[p.Rejected[i]] = dRejected[i] / div
-	}
-	return d
+// StepResult is what one step measured.
+type StepResult struct {
+	// Loss is the Hugging Face Trainer's step loss: the sum of the
+	// micro-batches' mean losses, each divided by Accumulation.
+	Loss float64
+	// GradNorm is the global gradient norm before clipping.
+	GradNorm float64
+	// Metrics holds each micro-batch's pref metrics, in order.
+	Metrics []map[string]float64
+	// Tokens counts the tokens computed; TokensSaved those TRL's padded
+	// layout of the same pairs would have computed beyond them.
+	Tokens, TokensSaved int64
 }
 
-// ForwardPairs runs the model on a micro-batch of pairs, keeping the
-// activations in ws for a backward pass, and returns the layout with each
-// pair's log-prob sums and label counts.
-func ForwardPairs(m *model.Model, ws *model.Workspace, exs []Example, share bool) (Packed, PairLogps, error) {
-	b, ci, ri := PackPairs(exs, share)
-	sums, counts, err := m.Forward(ws, b)
-	if err != nil {
-		return Packed{}, PairLogps{}, err
-	}
-	B := len(exs)
-	lp := PairLogps{Chosen: make([]float64, B), Rejected: make([]float64, B), ChosenTokens: make([]float64, B), RejectedTokens: make([]float64, B)}
-	for i := 0; i < B; i++ {
-		lp.Chosen[i], lp.Rejected[i] = sums[ci[i]], sums[ri[i]]
-		lp.ChosenTokens[i], lp.RejectedTokens[i] = float64(counts[ci[i]]), float64(counts[ri[i]])
-	}
-	return Packed{b, ci, ri}, lp, nil
+// NonfiniteError reports a step that met a non-finite value; the model's
+// weights were not updated.
+type NonfiniteError struct {
+	// What is the value: "log-probs", "loss (NaN)", "gradient norm (+Inf)".
+	What string
+	// Records names the step's records (Example.Source).
+	Records []string
 }
 
-// Logps computes the log-prob sums of every pair, in micro-batches of
-// batchSize pairs, each prompt run once for both of its responses. It needs
-// no gradient, so it runs the model with ws.NoGrad set (and then restores
-// the flag).
-func Logps(m *model.Model, ws *model.Workspace, exs []Example, batchSize int, each func(i int, lp PairLogps)) error {
-	defer func(noGrad bool) { ws.NoGrad = noGrad }(ws.NoGrad)
-	ws.NoGrad = true
-	batchSize = max(batchSize, 1)
-	for lo := 0; lo < len(exs); lo += batchSize {
-		hi := min(lo+batchSize, len(exs))
-		_, lp, err := ForwardPairs(m, ws, exs[lo:hi], true)
+func (e *NonfiniteError) Error() string {
+	return fmt.Sprintf("non-finite %s on records %s", e.What, strings.Join(e.Records, ", "))
+}
+
+// Step runs one optimizer step, top to bottom like llm.c's train_gpt2.c:
+// zero the gradients; for each micro-batch run forward, the loss and
+// backward; clip the gradients to maxGradNorm; update with AdamW at
+// learning rate lr. maxGradNorm 0 computes the norm without clipping; a
+// negative maxGradNorm skips the norm too (as a baseline without clipping
+// does; GradNorm is then 0).
+// A non-finite log-prob, loss or gradient norm stops it before the update
+// with a *NonfiniteError; the result then holds what the micro-batches
+// before the failing one measured.
+func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepResult, error) {
+	m, ws := e.Model, e.Workspace
+	if e.Grads == nil {
+		e.Grads = model.NewParams(m.Config)
+	}
+	if e.Optimizer == nil {
+		e.Optimizer = optim.NewAdamW()
+	}
+	ws.KeepLogits, ws.NoGrad = true, false
+	acc := float64(max(b.Accumulation, 1))
+	var r StepResult
+	var records []string
+	e.Grads.Zero()
+	for _, mb := range b.Micro {
+		records = appendSources(records, mb)
+		p := pack(mb, b.SharePrompt)
+		lp, err := e.forward(p) // forward
 		if err != nil {
-			return err
+			return r, err
 		}
-		each(lo, lp)
+		if !allFinite(lp.Chosen) || !allFinite(lp.Rejected) {
+			return r, &NonfiniteError{What: "log-probs", Records: records}
+		}
+		res, err := pref.Compute(loss, lp.inputs(mb)) // loss
+		if err != nil {
+			return r, fmt.Errorf("records %s: %w", strings.Join(sources(mb), ", "), err)
+		}
+		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+			return r, &NonfiniteError{What: fmt.Sprintf("loss (%v)", res.Loss), Records: records}
+		}
+		if err := m.Backward(ws, p.batch, p.dSums(res.DChosen, res.DRejected, acc), e.Grads); err != nil { // backward
+			return r, err
+		}
+		r.Loss += res.Loss / acc
+		r.Metrics = append(r.Metrics, res.Metrics)
+		r.Tokens += int64(len(p.batch.Tokens))
+		r.TokensSaved += int64(paddedSize(mb) - len(p.batch.Tokens))
 	}
-	return nil
+	if maxGradNorm >= 0 {
+		r.GradNorm = optim.ClipGradNorm(gradSlices(e.Grads), maxGradNorm) // clip
+		if math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
+			return r, &NonfiniteError{What: fmt.Sprintf("gradient norm (%v)", r.GradNorm), Records: records}
+		}
+	}
+	return r, e.Optimizer.Step(e.params(), lr) // update
 }
 
-// Inputs assembles pref.Inputs for a micro-batch, with the reference sums
-// [chosen, rejected] of each pair when ref is not nil.
-func Inputs(lp PairLogps, ref [][2]float64) pref.Inputs {
-	in := pref.Inputs{ChosenLogps: lp.Chosen, RejectedLogps: lp.Rejected, ChosenTokens: lp.ChosenTokens, RejectedTokens: lp.RejectedTokens}
-	if ref != nil {
-		in.RefChosenLogps = make([]float64, len(ref))
-		in.RefRejectedLogps = make([]float64, len(ref))
-		for i, r := range ref {
-			in.RefChosenLogps[i], in.RefRejectedLogps[i] = r[0], r[1]
-		}
-	}
-	return in
-}
-
-// OptimParams pairs every parameter tensor with its gradient, in the form
-// optim.AdamW steps.
-func OptimParams(p, grads *model.Params) []optim.Param {
-	ps, gs := p.Tensors(), grads.Tensors()
+// params pairs every parameter tensor with its gradient, as AdamW steps them.
+func (e *Engine) params() []optim.Param {
+	ps, gs := e.Model.Params.Tensors(), e.Grads.Tensors()
 	out := make([]optim.Param, len(ps))
 	for i := range ps {
 		out[i] = optim.Param{Name: ps[i].Name, Data: ps[i].Data, Grad: gs[i].Data}
 	}
 	return out
+}
+
+// packed is a micro-batch laid out for the model, with the sequence index
+// of each pair's chosen and rejected response.
+type packed struct {
+	batch            *model.Batch
+	chosen, rejected []int
+}
+
+// pack lays out pairs as one batch, without padding. With share, each
+// pair's prompt is one sequence and both responses continue it
+// (model.Batch.AddPrefixed), so the prompt runs once; otherwise the batch
+// holds prompt+chosen and prompt+rejected as separate sequences, as TRL's
+// concatenated forward does. A pair with an empty prompt is never shared.
+func pack(exs []data.Example, share bool) packed {
+	b := &model.Batch{}
+	p := packed{batch: b, chosen: make([]int, len(exs)), rejected: make([]int, len(exs))}
+	if share {
+		for i, e := range exs {
+			if len(e.Prompt) == 0 {
+				b.Add(nil, e.Chosen)
+				p.chosen[i] = b.NumSeqs() - 1
+				b.Add(nil, e.Rejected)
+				p.rejected[i] = b.NumSeqs() - 1
+				continue
+			}
+			b.Add(e.Prompt, nil)
+			s := b.NumSeqs() - 1
+			p.chosen[i] = b.AddPrefixed(s, e.Chosen)
+			p.rejected[i] = b.AddPrefixed(s, e.Rejected)
+		}
+		return p
+	}
+	for i, e := range exs {
+		b.Add(e.Prompt, e.Chosen)
+		p.chosen[i] = i
+	}
+	for i, e := range exs {
+		b.Add(e.Prompt, e.Rejected)
+		p.rejected[i] = len(exs) + i
+	}
+	return p
+}
+
+// dSums spreads per-pair derivatives (dL/dS of the chosen and rejected
+// sums, each divided by div) over the batch's sequences, as model.Backward
+// takes them; prompt sequences get 0.
+func (p packed) dSums(dChosen, dRejected []float64, div float64) []float64 {
+	d := make([]float64, p.batch.NumSeqs())
+	for i := range p.chosen {
+		d[p.chosen[i]] = dChosen[i] / div
+		d[p.rejected[i]] = dRejected[i] / div
+	}
+	return d
+}
+
+// PairLogps holds a micro-batch's per-response log-prob sums and label
+// counts.
+type PairLogps struct {
+	Chosen, Rejected             []float64
+	ChosenTokens, RejectedTokens []float64
+}
+
+// inputs assembles pref.Inputs for the micro-batch exs, with the reference
+// sums the examples carry (all or none of them).
+func (lp PairLogps) inputs(exs []data.Example) pref.Inputs {
+	in := pref.Inputs{ChosenLogps: lp.Chosen, RejectedLogps: lp.Rejected, ChosenTokens: lp.ChosenTokens, RejectedTokens: lp.RejectedTokens}
+	if len(exs) > 0 && exs[0].HasRef() {
+		in.RefChosenLogps = make([]float64, len(exs))
+		in.RefRejectedLogps = make([]float64, len(exs))
+		for i, e := range exs {
+			if e.HasRef() {
+				in.RefChosenLogps[i], in.RefRejectedLogps[i] = *e.RefChosen, *e.RefRejected
+			} else {
+				in.RefChosenLogps[i], in.RefRejectedLogps[i] = math.NaN(), math.NaN() // pref refuses it
+			}
+		}
+	}
+	return in
+}
+
+// forward runs the model on a packed micro-batch and gathers each pair's
+// log-prob sums and label counts.
+func (e *Engine) forward(p packed) (PairLogps, error) {
+	sums, counts, err := e.Model.Forward(e.Workspace, p.batch)
+	if err != nil {
+		return PairLogps{}, err
+	}
+	n := len(p.chosen)
+	lp := PairLogps{Chosen: make([]float64, n), Rejected: make([]float64, n), ChosenTokens: make([]float64, n), RejectedTokens: make([]float64, n)}
+	for i := range n {
+		lp.Chosen[i], lp.Rejected[i] = sums[p.chosen[i]], sums[p.rejected[i]]
+		lp.ChosenTokens[i], lp.RejectedTokens[i] = float64(counts[p.chosen[i]]), float64(counts[p.rejected[i]])
+	}
+	return lp, nil
+}
+
+// ForwardNoGrad runs the model on a micro-batch of pairs for their
+// log-prob sums only (Workspace.NoGrad), laid out as Batch.SharePrompt
+// says, and returns them with the number of tokens computed.
+func (e *Engine) ForwardNoGrad(exs []data.Example, share bool) (PairLogps, int, error) {
+	ws := e.Workspace
+	defer func(noGrad bool) { ws.NoGrad = noGrad }(ws.NoGrad)
+	ws.NoGrad = true
+	p := pack(exs, share)
+	lp, err := e.forward(p)
+	return lp, len(p.batch.Tokens), err
+}
+
+// Logps computes the log-prob sums of every pair, in micro-batches of
+// batchSize pairs, each prompt run once for both of its responses, and
+// hands each micro-batch's values to each with the index of its first pair.
+func (e *Engine) Logps(exs []data.Example, batchSize int, each func(lo int, lp PairLogps) error) error {
+	batchSize = max(batchSize, 1)
+	for lo := 0; lo < len(exs); lo += batchSize {
+		lp, _, err := e.ForwardNoGrad(exs[lo:min(lo+batchSize, len(exs))], true)
+		if err != nil {
+			return err
+		}
+		if err := each(lo, lp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Evaluate runs the model over examples in batches and returns the mean of
+// each batch's loss and metrics (the SimPO/RePO trainer's evaluation: the
+// same loss function as training, sft_weight term included), plus the mean
+// label counts of the responses.
+func (e *Engine) Evaluate(exs []data.Example, loss pref.Config, batchSize int) (Row, error) {
+	if len(exs) == 0 {
+		return nil, errors.New("eval: no pairs to evaluate")
+	}
+	sums := Row{}
+	batches := 0
+	var lenC, lenR float64
+	err := e.Logps(exs, batchSize, func(lo int, lp PairLogps) error {
+		mb := exs[lo : lo+len(lp.Chosen)]
+		res, err := pref.Compute(loss, lp.inputs(mb))
+		if err != nil {
+			return fmt.Errorf("records %s: %w", strings.Join(sources(mb), ", "), err)
+		}
+		sums["loss"] += res.Loss
+		for k, v := range res.Metrics {
+			sums[k] += v
+		}
+		for i := range lp.Chosen {
+			lenC += lp.ChosenTokens[i]
+			lenR += lp.RejectedTokens[i]
+		}
+		batches++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	for k := range sums {
+		sums[k] /= float64(batches)
+	}
+	sums["lengths/chosen"] = lenC / float64(len(exs))
+	sums["lengths/rejected"] = lenR / float64(len(exs))
+	return sums, nil
+}
+
+// paddedSize is how many tokens the pairs would occupy in TRL's
+// concatenated layout: prompt+chosen and prompt+rejected rows, padded to the
+// longest. relupo computes none of that padding (and, sharing prompts, runs
+// each prompt once).
+func paddedSize(exs []data.Example) int {
+	longest := 0
+	for _, e := range exs {
+		longest = max(longest, len(e.Prompt)+max(len(e.Chosen), len(e.Rejected)))
+	}
+	return 2 * len(exs) * longest
+}
+
+func allFinite(xs []float64) bool {
+	for _, x := range xs {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func gradSlices(p *model.Params) [][]float32 {
+	var out [][]float32
+	for _, t := range p.Tensors() {
+		out = append(out, t.Data)
+	}
+	return out
+}
+
+// sources names the records of exs.
+func sources(exs []data.Example) []string { return appendSources(nil, exs) }
+
+func appendSources(dst []string, exs []data.Example) []string {
+	for _, e := range exs {
+		dst = append(dst, e.Source)
+	}
+	return dst
 }

@@ -31,7 +31,7 @@ func TestNonfiniteStepStopsOrSkips(t *testing.T) {
 		m.Params.Embed[39*D] = float32(math.NaN())
 		o := testOptions(t)
 		o.PerDeviceTrainBatchSize, o.NumTrainEpochs = 2, 2
-		return &Trainer{Opts: o, Policy: m, Train: exs, SaveDType: "F32"}
+		return &Trainer{Config: mustConfig(t, o), Policy: m, Train: exs}
 	}
 	t.Run("stop", func(t *testing.T) {
 		_, err := poison().Run(context.Background())
@@ -41,7 +41,7 @@ func TestNonfiniteStepStopsOrSkips(t *testing.T) {
 	})
 	t.Run("skip", func(t *testing.T) {
 		tr := poison()
-		tr.Opts.SkipNonfiniteSteps = true
+		tr.Config.Loop.SkipNonfinite = true
 		sum, err := tr.Run(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -59,7 +59,7 @@ func TestNonfiniteStepStopsOrSkips(t *testing.T) {
 
 func TestMemoryPreflight(t *testing.T) {
 	o := testOptions(t)
-	tr := &Trainer{Opts: o, Policy: tinyModel(1), Train: tinyExamples(4, 1)}
+	tr := &Trainer{Config: mustConfig(t, o), Policy: tinyModel(1), Train: tinyExamples(4, 1)}
 	if err := tr.preflight(1 << 40); err != nil {
 		t.Fatalf("plenty of memory: %v", err)
 	}
@@ -67,14 +67,14 @@ func TestMemoryPreflight(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "memory pre-flight") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("got %v, want a pre-flight refusal", err)
 	}
-	tr.Opts.Force = true
+	tr.Config.Compute.Force = true
 	if err := tr.preflight(1 << 10); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
 
 	// The collector's headroom counts: at GOGC=20 the estimate alone is
 	// not enough, 1.2 times it is.
-	tr.Opts.Force = false
+	tr.Config.Compute.Force = false
 	defer debug.SetGCPercent(debug.SetGCPercent(20))
 	est := tr.Policy.Config.MemoryEstimate(maxMicroTokens(tr.Train, o.PerDeviceTrainBatchSize), true)
 	if err := tr.preflight(est); err == nil {
@@ -86,7 +86,7 @@ func TestMemoryPreflight(t *testing.T) {
 
 	// Evaluation runs without gradients: a large evaluation batch adds
 	// its shared activation buffers, not a training step's worth.
-	tr.Eval, tr.Opts.PerDeviceEvalBatchSize = tinyExamples(64, 2), 64
+	tr.Eval, tr.Config.Loop.EvalBatchSize = tinyExamples(64, 2), 64
 	c, trainTokens, evalTokens := tr.Policy.Config, maxMicroTokens(tr.Train, o.PerDeviceTrainBatchSize), maxMicroTokens(tr.Eval, 64)
 	withEval := est + c.MemoryEstimate(evalTokens, false) - c.MemoryEstimate(trainTokens, false)
 	if withEval <= est || withEval >= c.MemoryEstimate(evalTokens, true) {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/relupo/relupo/data"
 )
 
 // availableMemory reads MemAvailable from /proc/meminfo, in bytes; 0 when
@@ -32,7 +34,7 @@ func availableMemory() int64 {
 
 // maxMicroTokens bounds the tokens of one micro-batch: the batch's longest
 // pairs, each counted as prompt + chosen and prompt + rejected.
-func maxMicroTokens(exs []Example, batch int) int {
+func maxMicroTokens(exs []data.Example, batch int) int {
 	sizes := make([]int, len(exs))
 	for i, e := range exs {
 		sizes[i] = 2*len(e.Prompt) + len(e.Chosen) + len(e.Rejected)
@@ -49,8 +51,8 @@ func maxMicroTokens(exs []Example, batch int) int {
 // machine has available, unless force is set.
 func (t *Trainer) preflight(available int64) error {
 	c := t.Policy.Config
-	tokens := maxMicroTokens(t.Train, t.Opts.PerDeviceTrainBatchSize)
-	evalTokens := maxMicroTokens(t.Eval, t.Opts.PerDeviceEvalBatchSize)
+	tokens := maxMicroTokens(t.Train, t.Config.Loop.BatchSize)
+	evalTokens := maxMicroTokens(t.Eval, t.Config.Loop.EvalBatchSize)
 	need := c.MemoryEstimate(tokens, true)
 	// Evaluation needs no gradient (Workspace.NoGrad) and runs on the
 	// training workspace: only the buffers its layers share grow to the
@@ -63,7 +65,7 @@ func (t *Trainer) preflight(available int64) error {
 	if gc := gcPercent(); gc > 0 {
 		need += need * int64(gc) / 100
 	}
-	if available <= 0 || need <= available || t.Opts.Force {
+	if available <= 0 || need <= available || t.Config.Compute.Force {
 		return nil
 	}
 	return fmt.Errorf("memory pre-flight: this run needs about %.1f GB (weights, gradients, AdamW moments and activations for training micro-batches of up to %d tokens and evaluation batches of up to %d, and the garbage collector's headroom) but %.1f GB is available; lower --per-device-train-batch-size, --per-device-eval-batch-size or --max-length, or pass --force to try anyway",

@@ -60,7 +60,6 @@ func TestMultiStepAgainstPyTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer tr.Pool.Close()
 			if _, err := tr.Run(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +126,6 @@ func TestGoldenAdamWStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Pool.Close()
 	if _, err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

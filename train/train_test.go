@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/pref"
 )
@@ -29,7 +29,7 @@ func tinyModel(seed uint64) *model.Model {
 	return m
 }
 
-func tinyExamples(n int, seed uint64) []Example {
+func tinyExamples(n int, seed uint64) []data.Example {
 	r := rand.New(rand.NewPCG(seed, 1))
 	seq := func(k int) []int32 {
 		s := make([]int32, k)
@@ -38,26 +38,37 @@ func tinyExamples(n int, seed uint64) []Example {
 		}
 		return s
 	}
-	out := make([]Example, n)
+	out := make([]data.Example, n)
 	for i := range out {
-		out[i] = Example{Prompt: seq(1 + r.IntN(5)), Chosen: seq(1 + r.IntN(6)), Rejected: seq(1 + r.IntN(6)), Source: "test:" + string(rune('a'+i))}
+		out[i] = data.Example{Prompt: seq(1 + r.IntN(5)), Chosen: seq(1 + r.IntN(6)), Rejected: seq(1 + r.IntN(6)), Source: "test:" + string(rune('a'+i))}
 	}
 	return out
 }
 
 func testOptions(t *testing.T) Options {
 	o := DefaultOptions()
+	o.Model, o.Data = "tiny model (in memory)", []string{"tiny pairs (in memory)"}
 	o.OutputDir = t.TempDir()
 	o.LearningRate = 1e-2
 	o.LoggingSteps = 1
 	o.GammaBetaRatio = 2 // every pair stays active
+	o.Threads = 2        // results are bitwise reproducible for a given number of workers
 	return o
 }
 
-func runTrainer(t *testing.T, o Options, m *model.Model, exs []Example) (Summary, error) {
+// mustConfig is o.Config for tests.
+func mustConfig(t *testing.T, o Options) Config {
 	t.Helper()
-	tr := &Trainer{Opts: o, Policy: m, Train: exs, SaveDType: "F32", Pool: kernels.NewPool(2)}
-	defer tr.Pool.Close()
+	c, err := o.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func runTrainer(t *testing.T, o Options, m *model.Model, exs []data.Example) (Summary, error) {
+	t.Helper()
+	tr := &Trainer{Config: mustConfig(t, o), Policy: m, Train: exs}
 	return tr.Run(context.Background())
 }
 
@@ -163,10 +174,7 @@ func TestInterruptWritesResumableCheckpoint(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	m := tinyModel(3)
-	// The same worker count as runTrainer: results are bitwise reproducible
-	// for a given number of workers (reductions are split per worker).
-	tr := &Trainer{Opts: o, Policy: m, Train: exs, SaveDType: "F32", Progress: cancelAt{3, cancel}, Pool: kernels.NewPool(2)}
-	defer tr.Pool.Close()
+	tr := &Trainer{Config: mustConfig(t, o), Policy: m, Train: exs, Progress: cancelAt{3, cancel}}
 	_, err := tr.Run(ctx)
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("got %v, want ErrInterrupted", err)
@@ -204,7 +212,7 @@ func TestDynamicGamma(t *testing.T) {
 	o := testOptions(t)
 	o.GammaBetaRatio, o.GammaEnd = 1.0, 0.2
 	o.MaxSteps, o.PerDeviceTrainBatchSize = 5, 2
-	tr := &Trainer{Opts: o, Policy: tinyModel(4), Train: tinyExamples(10, 6), SaveDType: "F32"}
+	tr := &Trainer{Config: mustConfig(t, o), Policy: tinyModel(4), Train: tinyExamples(10, 6)}
 	if _, err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -233,13 +241,16 @@ func TestDynamicGamma(t *testing.T) {
 
 // sft_weight adds w times the token-mean cross-entropy of the chosen
 // responses (over all chosen labels of the micro-batch, as the SimPO/RePO
-// trainer's CrossEntropyLoss does) to the loss, and logs it as sft_loss.
+// trainer's CrossEntropyLoss does) to the loss, and logs it as sft_loss;
+// evaluation computes the same loss (eval_loss, eval_sft_loss).
 func TestSFTWeight(t *testing.T) {
 	exs := tinyExamples(4, 8)
 	m := tinyModel(6)
 	var sum, n float64
-	lp := PairLogps{}
-	if err := Logps(m, &model.Workspace{}, exs, 4, func(_ int, l PairLogps) { lp = l }); err != nil {
+	e := NewEngine(m, Compute{Threads: 2})
+	lp, _, err := e.ForwardNoGrad(exs, true)
+	e.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range lp.Chosen {
@@ -247,13 +258,16 @@ func TestSFTWeight(t *testing.T) {
 		n += lp.ChosenTokens[i]
 	}
 	wantSFT := -sum / n
-	base, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 2}, Inputs(lp, nil))
+	base, err := pref.Compute(pref.Config{LossType: "repo", Beta: 2, Gamma: 2}, lp.inputs(exs))
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := testOptions(t)
-	o.SFTWeight, o.MaxSteps, o.PerDeviceTrainBatchSize = 0.5, 1, 4
-	if _, err := (&Trainer{Opts: o, Policy: m, Train: exs, SaveDType: "F32"}).Run(context.Background()); err != nil {
+	o.SFTWeight, o.MaxSteps, o.PerDeviceTrainBatchSize, o.PerDeviceEvalBatchSize = 0.5, 1, 4, 4
+	o.LearningRate = 0 // the final evaluation sees the same weights
+	tr := &Trainer{Config: mustConfig(t, o), Policy: m, Train: exs, Eval: exs}
+	s, err := tr.Run(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(o.OutputDir, "metrics.jsonl"))
@@ -261,32 +275,31 @@ func TestSFTWeight(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.SplitN(string(b), "\n", 2)[0]), &r); err != nil {
 		t.Fatal(err)
 	}
-	if math.Abs(r["sft_loss"]-wantSFT) > 1e-9*math.Abs(wantSFT) || math.Abs(r["loss"]-(base.Loss+0.5*wantSFT)) > 1e-9 {
-		t.Fatalf("logged sft_loss %v loss %v, want %v and %v", r["sft_loss"], r["loss"], wantSFT, base.Loss+0.5*wantSFT)
+	want := base.Loss + 0.5*wantSFT
+	close := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+	if !close(r["sft_loss"], wantSFT) || !close(r["loss"], want) {
+		t.Fatalf("logged sft_loss %v loss %v, want %v and %v", r["sft_loss"], r["loss"], wantSFT, want)
+	}
+	if !close(s.Eval["eval_sft_loss"], wantSFT) || !close(s.Eval["eval_loss"], want) {
+		t.Fatalf("eval_sft_loss %v eval_loss %v, want %v and %v: evaluation must compute the training loss", s.Eval["eval_sft_loss"], s.Eval["eval_loss"], wantSFT, want)
 	}
 }
 
 // Prompt sharing gives the same log-probs as separate sequences, also for a
 // pair with an empty prompt (which is never shared: its first response token
 // has no previous position to be scored from).
-func TestPackPairsSharedEqualsUnshared(t *testing.T) {
+func TestPackSharedEqualsUnshared(t *testing.T) {
 	exs := tinyExamples(5, 11)
 	exs[2].Prompt = nil
-	m := tinyModel(9)
-	ws := &model.Workspace{}
+	e := NewEngine(tinyModel(9), Compute{Threads: 2})
+	defer e.Close()
 	var got [2]PairLogps
 	for i, share := range []bool{false, true} {
-		b, ci, ri := PackPairs(exs, share)
-		sums, counts, err := m.Forward(ws, b)
+		lp, _, err := e.ForwardNoGrad(exs, share)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for k := range exs {
-			got[i].Chosen = append(got[i].Chosen, sums[ci[k]])
-			got[i].Rejected = append(got[i].Rejected, sums[ri[k]])
-			got[i].ChosenTokens = append(got[i].ChosenTokens, float64(counts[ci[k]]))
-			got[i].RejectedTokens = append(got[i].RejectedTokens, float64(counts[ri[k]]))
-		}
+		got[i] = lp
 	}
 	for k := range exs {
 		if got[0].ChosenTokens[k] != got[1].ChosenTokens[k] || got[0].RejectedTokens[k] != got[1].RejectedTokens[k] {

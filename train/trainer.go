@@ -15,7 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/optim"
 	"github.com/relupo/relupo/pref"
@@ -26,27 +26,23 @@ import (
 // after writing a checkpoint to resume from.
 var ErrInterrupted = errors.New("training interrupted")
 
-// Trainer runs one training job. Fill the exported fields, then call Run.
+// Trainer runs one training job: it batches the examples, calls
+// Engine.Step for each optimizer step, and keeps the books (the learning-rate
+// schedule, epochs, metric windows, evaluation, checkpoints, resume). Fill
+// the exported fields (or use Setup), then call Run.
 type Trainer struct {
-	Opts   Options
+	Config Config
 	Policy *model.Model
-	// Train and Eval are the tokenized examples; Eval may be empty.
-	Train, Eval []Example
-	// Ref and EvalRef are the reference log-prob sums [chosen, rejected]
-	// of each example, required when the loss needs a reference.
-	Ref, EvalRef [][2]float64
-	// SaveDType is the dtype of the final model's weights.
+	// Train and Eval are the examples, each carrying its reference
+	// log-probs when the loss needs them; Eval may be empty.
+	Train, Eval []data.Example
+	// SaveDType is the dtype of the final model's weights; empty resolves
+	// Config.Output.SaveDType against float32.
 	SaveDType safetensors.DType
-	// ModelDir is the input model folder, whose tokenizer files are copied
-	// into the output.
-	ModelDir string
-	Pool     *kernels.Pool
 	// Progress receives progress updates; nil shows nothing.
 	Progress Progress
 
-	ws      *model.Workspace
-	grads   *model.Params
-	opt     *optim.AdamW
+	engine  *Engine
 	sched   func(int) float64
 	plan    plan
 	state   State
@@ -87,21 +83,21 @@ type State struct {
 }
 
 func (t *Trainer) makePlan() (plan, error) {
-	o := t.Opts
+	o := t.Config.Loop
 	n := len(t.Train)
 	if n == 0 {
 		return plan{}, errors.New("train: the training data has no pairs")
 	}
 	var p plan
-	p.microPerEpoch = (n + o.PerDeviceTrainBatchSize - 1) / o.PerDeviceTrainBatchSize
-	p.updatesPerEpoch = (p.microPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps
+	p.microPerEpoch = (n + o.BatchSize - 1) / o.BatchSize
+	p.updatesPerEpoch = (p.microPerEpoch + o.Accumulation - 1) / o.Accumulation
 	if o.MaxSteps > 0 {
 		p.maxSteps = o.MaxSteps
 	} else {
-		p.maxSteps = int(math.Ceil(o.NumTrainEpochs * float64(p.updatesPerEpoch)))
+		p.maxSteps = int(math.Ceil(o.Epochs * float64(p.updatesPerEpoch)))
 	}
 	if p.maxSteps < 1 {
-		return plan{}, fmt.Errorf("train: the run has no steps (num_train_epochs %v, max_steps %d)", o.NumTrainEpochs, o.MaxSteps)
+		return plan{}, fmt.Errorf("train: the run has no steps (num_train_epochs %v, max_steps %d)", o.Epochs, o.MaxSteps)
 	}
 	w, err := optim.WarmupSteps(o.WarmupSteps, o.WarmupRatio, p.maxSteps)
 	if err != nil {
@@ -111,18 +107,8 @@ func (t *Trainer) makePlan() (plan, error) {
 	return p, nil
 }
 
-// lossConfig is the pref configuration at a step, with the dynamic γ
-// schedule: γ moves linearly from gamma_beta_ratio at the first step to
-// gamma_end at the last.
-func (t *Trainer) lossConfig(step int) pref.Config {
-	o := t.Opts
-	c := pref.Config{LossType: o.LossType, Beta: o.Beta, Gamma: o.GammaBetaRatio, LabelSmoothing: o.LabelSmoothing}
-	if !math.IsNaN(o.GammaEnd) && t.plan.maxSteps > 1 {
-		f := float64(step) / float64(t.plan.maxSteps-1)
-		c.Gamma = o.GammaBetaRatio + (o.GammaEnd-o.GammaBetaRatio)*min(f, 1)
-	}
-	return c
-}
+// lossAt is the loss of step (0-based), with the dynamic γ schedule.
+func (t *Trainer) lossAt(step int) pref.Config { return t.Config.Loss.At(step, t.plan.maxSteps) }
 
 // epochOrder is the seeded permutation of the examples for an epoch. It
 // depends only on (seed, epoch), so a resumed run sees the same order.
@@ -130,8 +116,6 @@ func epochOrder(seed, epoch, n int) []int {
 	r := rand.New(rand.NewPCG(uint64(seed), uint64(epoch)))
 	return r.Perm(n)
 }
-
-func (t *Trainer) params() []optim.Param { return OptimParams(t.Policy.Params, t.grads) }
 
 // Summary is what a finished run reports.
 type Summary struct {
@@ -148,40 +132,20 @@ type Summary struct {
 // cancelled it finishes the current step, writes a checkpoint and returns
 // an error wrapping ErrInterrupted.
 func (t *Trainer) Run(ctx context.Context) (Summary, error) {
-	o := t.Opts
 	start := time.Now()
-	var err error
-	if t.plan, err = t.makePlan(); err != nil {
+	if err := t.prepare(); err != nil {
 		return Summary{}, err
 	}
-	if err := t.lossConfig(0).Validate(); err != nil {
-		return Summary{}, err
-	}
-	if t.lossConfig(0).NeedsReference() && (len(t.Ref) != len(t.Train) || len(t.EvalRef) != len(t.Eval)) {
-		return Summary{}, errors.New("train: the loss needs reference log-probs for every example")
-	}
-	if t.sched, err = optim.Schedule(o.LRSchedulerType, o.LearningRate, t.plan.warmup, t.plan.maxSteps); err != nil {
-		return Summary{}, fmt.Errorf("train: %w", err)
-	}
-	if err := os.MkdirAll(o.OutputDir, 0o755); err != nil {
-		return Summary{}, fmt.Errorf("train: %w", err)
-	}
-	if err := cleanLeftovers(o.OutputDir); err != nil {
-		return Summary{}, fmt.Errorf("train: %w", err)
-	}
-	t.ws = &model.Workspace{Pool: t.Pool, KeepLogits: true}
-	t.grads = model.NewParams(t.Policy.Config)
-	t.opt = &optim.AdamW{Beta1: o.AdamBeta1, Beta2: o.AdamBeta2, Eps: o.AdamEpsilon, WeightDecay: o.WeightDecay}
-	t.metrics = metricsLog{path: filepath.Join(o.OutputDir, "metrics.jsonl")}
-	t.state = State{NumExamples: len(t.Train), MaxSteps: t.plan.maxSteps, LossType: t.lossConfig(0).LossType}
-	if o.ResumeFrom != "" {
+	t.engine = NewEngine(t.Policy, t.Config.Compute)
+	t.engine.Grads, t.engine.Optimizer = model.NewParams(t.Policy.Config), t.Config.Loop.adamW()
+	defer t.engine.Close()
+	if t.Config.Loop.ResumeFrom != "" {
 		if err := t.resume(); err != nil {
 			return Summary{}, err
 		}
 	} else if err := os.Remove(t.metrics.path); err != nil && !os.IsNotExist(err) {
 		return Summary{}, fmt.Errorf("train: %w", err)
 	}
-
 	if t.Progress != nil {
 		t.Progress.Start(t.plan.maxSteps, t.state.GlobalStep)
 		defer t.Progress.Finish()
@@ -189,8 +153,7 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 	var lossTotal float64
 	stepsRun := 0
 	for t.state.GlobalStep < t.plan.maxSteps {
-		stepStart := time.Now()
-		loss, tokens, skipped, err := t.step()
+		loss, skipped, err := t.step()
 		if err != nil {
 			return Summary{}, err
 		}
@@ -198,45 +161,16 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 			lossTotal += loss
 			stepsRun++
 		}
-		w := &t.state.Window
-		w.LossSum += loss
-		w.Steps++
-		w.Tokens += tokens
-		t.state.NumTokens += tokens
-		w.Seconds += time.Since(stepStart).Seconds()
-		step := t.state.GlobalStep
-		if o.LoggingSteps > 0 && step%o.LoggingSteps == 0 || step == t.plan.maxSteps {
-			if err := t.log(); err != nil {
-				return Summary{}, err
-			}
-		} else if t.Progress != nil {
-			t.Progress.Step(step, nil)
-		}
-		if len(t.Eval) > 0 && o.EvalSteps > 0 && step%o.EvalSteps == 0 && step != t.plan.maxSteps {
-			if _, err := t.evaluate(); err != nil {
-				return Summary{}, err
-			}
-		}
-		if o.SaveSteps > 0 && step%o.SaveSteps == 0 && step != t.plan.maxSteps {
-			if err := t.saveCheckpoint(); err != nil {
-				return Summary{}, err
-			}
-		}
-		if ctx.Err() != nil && step != t.plan.maxSteps {
-			dir := checkpointDir(o.OutputDir, step)
-			if _, err := os.Stat(dir); err != nil {
-				if err := t.saveCheckpoint(); err != nil {
-					return Summary{}, err
-				}
-			}
-			return Summary{}, fmt.Errorf("%w at step %d of %d; checkpoint written to %s; resume with --resume-from-checkpoint %s", ErrInterrupted, step, t.plan.maxSteps, dir, dir)
+		if err := t.afterStep(ctx); err != nil {
+			return Summary{}, err
 		}
 	}
-	sum := Summary{Steps: t.state.GlobalStep, OutputDir: o.OutputDir, NonfiniteSkipped: t.state.NonfiniteSkipped}
+	sum := Summary{Steps: t.state.GlobalStep, OutputDir: t.Config.Output.Dir, NonfiniteSkipped: t.state.NonfiniteSkipped}
 	if stepsRun > 0 {
 		sum.TrainLoss = lossTotal / float64(stepsRun)
 	}
 	if len(t.Eval) > 0 {
+		var err error
 		if sum.Eval, err = t.evaluate(); err != nil {
 			return Summary{}, err
 		}
@@ -248,143 +182,128 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 	return sum, nil
 }
 
-// step runs one optimizer step: up to gradient_accumulation_steps
-// micro-batches (fewer at the end of an epoch), each contributing its mean
-// loss divided by gradient_accumulation_steps, then clipping and AdamW.
-// A non-finite log-prob, loss or gradient norm stops the run with an error
-// naming the step and its records, or, with skip_nonfinite_steps, skips the
-// update (the step and its data still count) and reports skipped = true.
-func (t *Trainer) step() (loss float64, tokens int64, skipped bool, err error) {
-	o, st := t.Opts, &t.state
-	g := o.GradientAccumulationSteps
+// prepare plans the run, checks that it can run and readies the output
+// folder.
+func (t *Trainer) prepare() error {
+	c := t.Config
+	var err error
+	if t.plan, err = t.makePlan(); err != nil {
+		return err
+	}
+	if err := t.lossAt(0).Validate(); err != nil {
+		return err
+	}
+	if t.lossAt(0).NeedsReference() {
+		for _, set := range [][]data.Example{t.Train, t.Eval} {
+			for _, e := range set {
+				if !e.HasRef() {
+					return fmt.Errorf("train: %s: the loss needs reference log-probs for every example", e.Source)
+				}
+			}
+		}
+	}
+	if t.sched, err = optim.Schedule(c.Loop.Scheduler, c.Loop.LearningRate, t.plan.warmup, t.plan.maxSteps); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if t.SaveDType == "" {
+		if t.SaveDType, err = c.Output.dtype(""); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+	}
+	if err := os.MkdirAll(c.Output.Dir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := cleanLeftovers(c.Output.Dir); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	t.metrics = metricsLog{path: filepath.Join(c.Output.Dir, "metrics.jsonl")}
+	t.state = State{NumExamples: len(t.Train), MaxSteps: t.plan.maxSteps, LossType: t.lossAt(0).Type()}
+	return nil
+}
+
+// afterStep logs, evaluates, saves and honours an interruption, as the
+// step just finished asks.
+func (t *Trainer) afterStep(ctx context.Context) error {
+	o, step, last := t.Config.Loop, t.state.GlobalStep, t.plan.maxSteps
+	if o.LoggingSteps > 0 && step%o.LoggingSteps == 0 || step == last {
+		if err := t.log(); err != nil {
+			return err
+		}
+	} else if t.Progress != nil {
+		t.Progress.Step(step, nil)
+	}
+	if len(t.Eval) > 0 && o.EvalSteps > 0 && step%o.EvalSteps == 0 && step != last {
+		if _, err := t.evaluate(); err != nil {
+			return err
+		}
+	}
+	if o.SaveSteps > 0 && step%o.SaveSteps == 0 && step != last {
+		if err := t.saveCheckpoint(); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() == nil || step == last {
+		return nil
+	}
+	dir := checkpointDir(t.Config.Output.Dir, step)
+	if _, err := os.Stat(dir); err != nil {
+		if err := t.saveCheckpoint(); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%w at step %d of %d; checkpoint written to %s; resume with --resume-from-checkpoint %s", ErrInterrupted, step, last, dir, dir)
+}
+
+// step gathers the next optimizer step's micro-batches from the epoch's
+// order (gradient_accumulation_steps of them, fewer at the end of an
+// epoch), runs Engine.Step and keeps the books. A non-finite value stops
+// the run with an error naming the step and its records, or, with
+// skip_nonfinite_steps, skips the update (the step and its data still
+// count) and reports skipped = true.
+func (t *Trainer) step() (loss float64, skipped bool, err error) {
+	o, st := t.Config.Loop, &t.state
+	start := time.Now()
 	order := epochOrder(o.Seed, st.Epoch, len(t.Train))
-	group := min(g, t.plan.microPerEpoch-st.Micro)
-	lc := t.lossConfig(st.GlobalStep)
-	t.grads.Zero()
-	var records []Example
-	var metrics []map[string]float64
-	nonfinite := ""
-	for j := 0; j < group && nonfinite == ""; j++ {
-		mb := st.Micro + j
-		lo := mb * o.PerDeviceTrainBatchSize
-		hi := min(lo+o.PerDeviceTrainBatchSize, len(t.Train))
-		exs := make([]Example, 0, hi-lo)
-		var ref [][2]float64
+	group := min(o.Accumulation, t.plan.microPerEpoch-st.Micro)
+	b := Batch{Accumulation: o.Accumulation, SharePrompt: o.SharePrompt}
+	for j := range group {
+		lo := (st.Micro + j) * o.BatchSize
+		hi := min(lo+o.BatchSize, len(t.Train))
+		mb := make([]data.Example, 0, hi-lo)
 		for _, idx := range order[lo:hi] {
-			exs = append(exs, t.Train[idx])
-			if t.Ref != nil {
-				ref = append(ref, t.Ref[idx])
-			}
+			mb = append(mb, t.Train[idx])
 		}
-		records = append(records, exs...)
-		pk, lp, err := ForwardPairs(t.Policy, t.ws, exs, o.SharePrompt)
-		if err != nil {
-			return 0, 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
-		}
-		if !allFinite(lp.Chosen) || !allFinite(lp.Rejected) {
-			nonfinite = "log-probs"
-			break
-		}
-		res, err := pref.Compute(lc, Inputs(lp, ref))
-		if err != nil {
-			return 0, 0, false, fmt.Errorf("train: step %d, records %s: %w", st.GlobalStep+1, sources(exs), err)
-		}
-		mbLoss := res.Loss
-		dChosen := res.DChosen
-		if o.SFTWeight != 0 {
-			// SimPO/RePO sft_weight: + w · token-mean cross-entropy of the chosen responses.
-			var s, n float64
-			for i := range lp.Chosen {
-				s += lp.Chosen[i]
-				n += lp.ChosenTokens[i]
-			}
-			sft := -s / n
-			mbLoss += o.SFTWeight * sft
-			res.Metrics["sft_loss"] = sft
-			dChosen = append([]float64(nil), dChosen...)
-			for i := range dChosen {
-				dChosen[i] -= o.SFTWeight / n
-			}
-		}
-		if math.IsNaN(mbLoss) || math.IsInf(mbLoss, 0) {
-			nonfinite = fmt.Sprintf("loss (%v)", mbLoss)
-			break
-		}
-		if err := t.Policy.Backward(t.ws, pk.Batch, pk.DSums(dChosen, res.DRejected, float64(g)), t.grads); err != nil {
-			return 0, 0, false, err
-		}
-		loss += mbLoss / float64(g)
-		tokens += int64(len(pk.Batch.Tokens))
-		st.Window.TokensSaved += int64(paddedSize(exs) - len(pk.Batch.Tokens))
-		metrics = append(metrics, res.Metrics)
+		b.Micro = append(b.Micro, mb)
 	}
-	var norm float64
-	if nonfinite == "" {
-		norm = optim.ClipGradNorm(gradSlices(t.grads), o.MaxGradNorm)
-		if math.IsNaN(norm) || math.IsInf(norm, 0) {
-			nonfinite = fmt.Sprintf("gradient norm (%v)", norm)
-		}
-	}
-	if nonfinite != "" {
-		if !o.SkipNonfiniteSteps {
-			return 0, 0, false, fmt.Errorf("train: step %d: non-finite %s on records %s; stopping (the last checkpoint is intact; --skip-nonfinite-steps skips such steps instead)", st.GlobalStep+1, nonfinite, sources(records))
-		}
+	r, err := t.engine.Step(b, t.lossAt(st.GlobalStep), t.sched(st.GlobalStep), o.MaxGradNorm)
+	var nf *NonfiniteError
+	switch {
+	case errors.As(err, &nf) && o.SkipNonfinite:
 		st.NonfiniteSkipped++
-		t.grads.Zero()
-	} else if err := t.opt.Step(t.params(), t.sched(st.GlobalStep)); err != nil {
-		return 0, 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
+		skipped = true
+	case nf != nil:
+		return 0, false, fmt.Errorf("train: step %d: %w; stopping (the last checkpoint is intact; --skip-nonfinite-steps skips such steps instead)", st.GlobalStep+1, err)
+	case err != nil:
+		return 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
 	}
-	for _, m := range metrics {
-		st.Window.addMicro(m)
+	w := &st.Window
+	for _, m := range r.Metrics {
+		w.addMicro(m)
 	}
-	st.Window.GradNorm = norm
+	w.GradNorm = r.GradNorm // 0 when a non-finite value stopped the step before clipping
+	w.LossSum += r.Loss
+	w.Steps++
+	w.Tokens += r.Tokens
+	w.TokensSaved += r.TokensSaved
+	st.NumTokens += r.Tokens
 	st.GlobalStep++
 	st.Micro += group
 	if st.Micro >= t.plan.microPerEpoch {
 		st.Epoch++
 		st.Micro = 0
 	}
-	return loss, tokens, nonfinite != "", nil
-}
-
-// paddedSize is how many tokens the pairs would occupy in TRL's
-// concatenated layout: prompt+chosen and prompt+rejected rows, padded to the
-// longest. relupo computes none of that padding (and, sharing prompts, runs
-// each prompt once).
-func paddedSize(exs []Example) int {
-	longest := 0
-	for _, e := range exs {
-		longest = max(longest, len(e.Prompt)+max(len(e.Chosen), len(e.Rejected)))
-	}
-	return 2 * len(exs) * longest
-}
-
-func allFinite(xs []float64) bool {
-	for _, x := range xs {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return false
-		}
-	}
-	return true
-}
-
-func gradSlices(p *model.Params) [][]float32 {
-	var out [][]float32
-	for _, t := range p.Tensors() {
-		out = append(out, t.Data)
-	}
-	return out
-}
-
-func sources(exs []Example) string {
-	s := ""
-	for i, e := range exs {
-		if i > 0 {
-			s += ", "
-		}
-		s += e.Source
-	}
-	return s
+	w.Seconds += time.Since(start).Seconds()
+	return r.Loss, skipped, nil
 }
 
 // epochFloat is the fractional epoch, as the Hugging Face Trainer logs it.
@@ -401,8 +320,8 @@ func (t *Trainer) log() error {
 	if t.state.NonfiniteSkipped > 0 {
 		r["nonfinite_skipped"] = float64(t.state.NonfiniteSkipped)
 	}
-	if !math.IsNaN(t.Opts.GammaEnd) {
-		r["gamma"] = t.lossConfig(t.state.GlobalStep - 1).Gamma
+	if t.Config.Loss.Dynamic() {
+		r["gamma"] = t.lossAt(t.state.GlobalStep - 1).Gamma
 	}
 	t.state.Window = window{}
 	if t.Progress != nil {
@@ -414,7 +333,7 @@ func (t *Trainer) log() error {
 // evaluate computes the loss and metrics on the evaluation set, averaged
 // over evaluation batches, and logs them with the "eval_" prefix.
 func (t *Trainer) evaluate() (Row, error) {
-	r, err := Evaluate(t.Policy, t.ws, t.Eval, t.EvalRef, t.lossConfig(max(t.state.GlobalStep-1, 0)), t.Opts.PerDeviceEvalBatchSize)
+	r, err := t.engine.Evaluate(t.Eval, t.lossAt(max(t.state.GlobalStep-1, 0)), t.Config.Loop.EvalBatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -426,49 +345,4 @@ func (t *Trainer) evaluate() (Row, error) {
 		t.Progress.Log(out)
 	}
 	return out, t.metrics.write(out)
-}
-
-// Evaluate runs the model over examples in batches and returns the mean of
-// each batch's loss and metrics (the SimPO/RePO trainer's evaluation), plus
-// the mean label counts of the responses.
-func Evaluate(m *model.Model, ws *model.Workspace, exs []Example, ref [][2]float64, lc pref.Config, batchSize int) (Row, error) {
-	sums := Row{}
-	batches := 0
-	var lenC, lenR float64
-	var firstErr error
-	err := Logps(m, ws, exs, batchSize, func(lo int, lp PairLogps) {
-		if firstErr != nil {
-			return
-		}
-		var r [][2]float64
-		if ref != nil {
-			r = ref[lo : lo+len(lp.Chosen)]
-		}
-		res, err := pref.Compute(lc, Inputs(lp, r))
-		if err != nil {
-			firstErr = fmt.Errorf("records %s: %w", sources(exs[lo:lo+len(lp.Chosen)]), err)
-			return
-		}
-		sums["loss"] += res.Loss
-		for k, v := range res.Metrics {
-			sums[k] += v
-		}
-		for i := range lp.Chosen {
-			lenC += lp.ChosenTokens[i]
-			lenR += lp.RejectedTokens[i]
-		}
-		batches++
-	})
-	if err == nil {
-		err = firstErr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
-	}
-	for k := range sums {
-		sums[k] /= float64(max(batches, 1))
-	}
-	sums["lengths/chosen"] = lenC / float64(max(len(exs), 1))
-	sums["lengths/rejected"] = lenR / float64(max(len(exs), 1))
-	return sums, nil
 }

@@ -4,31 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
-	"runtime"
-	"runtime/pprof"
-	"slices"
-	"strconv"
-	"strings"
-	"time"
 
-	"github.com/relupo/relupo/kernels"
-	"github.com/relupo/relupo/model"
+	"github.com/relupo/relupo/bench"
+	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
-
-// benchPresets mirror ../shared/reference/bench_train.py exactly.
-var benchPresets = map[string]struct {
-	cfg model.Config
-	seq int
-}{
-	"30m": {model.Config{ModelType: "llama", VocabSize: 8192, HiddenSize: 512, IntermediateSize: 1376, NumLayers: 8,
-		NumHeads: 8, NumKVHeads: 8, HeadDim: 64, RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 2048}, 512},
-	"135m": {model.Config{ModelType: "llama", VocabSize: 49152, HiddenSize: 576, IntermediateSize: 1536, NumLayers: 30,
-		NumHeads: 9, NumKVHeads: 3, HeadDim: 64, RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 2048, TieWordEmbeddings: true}, 256},
-}
 
 func newBenchCmd() *cobra.Command {
 	var (
@@ -72,14 +54,14 @@ steps the way the script's max_seconds does (until S seconds after the warm-up b
 object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, ok := benchPresets[preset]
+			p, ok := bench.Presets[preset]
 			if !ok {
 				return usagef("bench: unknown --preset %q (30m or 135m)", preset)
 			}
-			cfg, T := p.cfg, p.seq
+			cfg, T := p.Model, p.Seq
 			if shape != "" {
 				var err error
-				if cfg, err = parseShape(shape); err != nil {
+				if cfg, err = bench.ParseShape(shape); err != nil {
 					return usageError{err}
 				}
 			}
@@ -95,96 +77,55 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 			if seconds < 0 || math.IsNaN(seconds) {
 				return usagef("bench: --seconds must be ≥ 0")
 			}
-			prec, err := kernels.ParsePrecision(computeDType)
+			prec, err := bench.ParsePrecision(computeDType)
 			if err != nil {
 				return usagef("bench: --compute-dtype: %v", err)
 			}
-			pool := kernels.NewPool(threads)
-			defer pool.Close()
-			pool.SetPrecision(prec)
-			if prec == kernels.BF16 && !kernels.NativeBF16() {
-				fmt.Fprintln(os.Stderr, "relupo bench: bf16 is emulated here (no AMX-BF16 on this CPU or kernel path): bf16 numbers at float32 speed or lower")
-			}
-			if mode == "decode" { // KV-cache decoding; see generate.go
-				return runDecodeBench(cmd, cfg, preset, T, pairs, steps, pool, jsonOut)
-			}
-			if lengthsData != "" {
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			log := &labelWriter{w: os.Stderr, label: "[" + preset + " " + mode + "] "}
+			comp := train.Compute{Threads: threads, Precision: prec}
+			switch {
+			case mode == "decode": // KV-cache decoding
+				res, err := bench.Decode(ctx, bench.DecodeConfig{Model: cfg, Seq: T, Pairs: pairs, Runs: steps, Threads: threads, Precision: prec, Log: log})
+				if err != nil {
+					return err
+				}
+				return printDecodeBench(cmd, preset, res, jsonOut)
+			case lengthsData != "":
 				if lengthsTok == "" {
 					return usagef("bench: --data needs --tokenizer, the model folder whose tokenizer and chat template measure the pairs")
 				}
-				lens, err := pairLengths(cmd, lengthsData, lengthsTok, maxLen, maxPrompt)
+				lens, err := bench.PairLengths(ctx, lengthsData, lengthsTok, data.Truncation{MaxLength: maxLen, MaxPromptLength: maxPrompt, Mode: "keep_end"})
 				if err != nil {
 					return err
 				}
 				if lengthsOut != "" {
-					if err := writeLengths(lengthsOut, lens); err != nil {
+					if err := bench.WriteLengths(lengthsOut, lens); err != nil {
 						return err
 					}
 				}
-				return runRealisticBench(cmd, cfg, preset, lens, pairs, sharePrompt, pool, jsonOut)
-			}
-			// Each of the 2·pairs sequences: T tokens, the first quarter prompt.
-			st := newBenchStepper(cfg, pool)
-			r := rand.New(rand.NewPCG(0, 0))
-			exs := make([]train.Example, pairs)
-			for i := range exs {
-				exs[i] = train.Example{Prompt: randomIDs(r, cfg, T/4), Chosen: randomIDs(r, cfg, T-T/4), Rejected: randomIDs(r, cfg, T-T/4)}
-			}
-			step := func() error {
-				_, err := st.step(exs, false, mode == "train")
-				return err
-			}
-			tokens := 2 * pairs * T
-			flops := benchFlops(cfg, T, tokens, mode)
-			t0 := time.Now()
-			if err := step(); err != nil { // warm-up
-				return err
-			}
-			fmt.Fprintf(os.Stderr, "[%s %s] warm-up step %.2fs\n", preset, mode, time.Since(t0).Seconds())
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
+				res, err := bench.Realistic(ctx, bench.RealisticConfig{Model: cfg, Lengths: lens, Batch: pairs, Share: sharePrompt, Compute: comp, Log: log})
 				if err != nil {
-					return fmt.Errorf("bench: %w", err)
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("bench: %w", err)
-				}
-				defer pprof.StopCPUProfile()
-			}
-			// With --seconds, time steps as bench_train.py does: until that
-			// long after the warm-up began, at most benchMaxSteps.
-			more := func(done int) bool {
-				if seconds > 0 {
-					return done < 1 || (time.Since(t0).Seconds() < seconds && done < benchMaxSteps)
-				}
-				return done < steps
-			}
-			var times []float64
-			for i := 0; more(i); i++ {
-				t := time.Now()
-				if err := step(); err != nil {
 					return err
 				}
-				times = append(times, time.Since(t).Seconds())
-				fmt.Fprintf(os.Stderr, "[%s %s] step %d: %.3fs\n", preset, mode, i+1, times[i])
+				if jsonOut {
+					return json.NewEncoder(out).Encode(withPreset{preset, res})
+				}
+				_, err = fmt.Fprintf(out, "%s realistic (shared prompts: %v): %d pairs in %.1fs: %.2f pairs/s, %d tokens computed, peak RSS %.2f GB\n",
+					preset, res.SharePrompt, res.Pairs, res.Seconds, res.PairsPerS, res.Tokens, res.PeakRSSGB)
+				return err
 			}
-			slices.Sort(times)
-			med := times[len(times)/2]
-			res := map[string]any{
-				"preset": preset, "mode": mode, "threads": pool.Workers(), "seq_len": T, "sequences": 2 * pairs,
-				"tokens_per_step": tokens, "params_total": cfg.NumParams(), "flops_per_step_G": flops / 1e9,
-				"steps_measured": len(times), "step_s_median": med, "step_s_min": times[0],
-				"tokens_per_s": float64(tokens) / med, "gflops": flops / med / 1e9, "peak_rss_GB": peakRSSGB(),
-				"kernels": kernels.Describe(), "go": runtime.Version(), "compute_dtype": prec.String(),
-				"bf16_native": prec == kernels.BF16 && kernels.NativeBF16(),
+			res, err := bench.Train(ctx, bench.TrainConfig{Model: cfg, Mode: mode, Seq: T, Pairs: pairs, Steps: steps, Seconds: seconds,
+				Compute: comp, CPUProfile: cpuProfile, Log: log})
+			if err != nil {
+				return err
 			}
 			if jsonOut {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+				return json.NewEncoder(out).Encode(withPreset{preset, res})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %.0f tokens/s, %.3fs/step (median of %d), %.1f GFLOP/s, peak RSS %.2f GB\n",
-				preset, mode, res["tokens_per_s"], med, len(times), res["gflops"], res["peak_rss_GB"])
-			return nil
+			_, err = fmt.Fprintf(out, "%s %s: %.0f tokens/s, %.3fs/step (median of %d), %.1f GFLOP/s, peak RSS %.2f GB\n",
+				preset, mode, res.TokensPerS, res.StepSMedian, res.StepsMeasured, res.GFlops, res.PeakRSSGB)
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -208,58 +149,23 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	return cmd
 }
 
-// benchMaxSteps is the most steps --seconds times, as in bench_train.py.
-const benchMaxSteps = 20
-
-// benchFlops counts a step's FLOPs as bench_train.py does.
-func benchFlops(c model.Config, T, tokens int, mode string) float64 {
-	var mm int64
-	for _, t := range c.Tensors() {
-		if strings.HasSuffix(t.Name, "proj.weight") || t.Name == "lm_head.weight" {
-			mm += int64(t.Shape[0] * t.Shape[1])
-		}
-	}
-	if c.TieWordEmbeddings {
-		mm += int64(c.VocabSize * c.HiddenSize)
-	}
-	f := 6*float64(mm)*float64(tokens) + 12*float64(c.NumLayers*c.HiddenSize*T)*float64(tokens)
-	if mode == "ref-forward" {
-		f /= 3
-	}
-	return f
+// withPreset is a benchmark result with the preset's name, as the JSON
+// line the side-by-side scripts read.
+type withPreset struct {
+	Preset string `json:"preset"`
+	Result any    `json:"-"`
 }
 
-func parseShape(s string) (model.Config, error) {
-	parts := strings.Split(s, ",")
-	if len(parts) != 6 {
-		return model.Config{}, fmt.Errorf("bench: --shape wants V,D,I,L,H,KV, got %q", s)
+// MarshalJSON writes the result's keys and "preset" in one object.
+func (w withPreset) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(w.Result)
+	if err != nil || len(b) < 2 || b[0] != '{' {
+		return b, err
 	}
-	v := make([]int, 6)
-	for i, p := range parts {
-		n, err := strconv.Atoi(strings.TrimSpace(p))
-		if err != nil || n < 1 {
-			return model.Config{}, fmt.Errorf("bench: --shape: %q is not a positive integer", p)
-		}
-		v[i] = n
+	p, _ := json.Marshal(w.Preset)
+	out := append([]byte(`{"preset":`), p...)
+	if len(b) > 2 {
+		out = append(out, ',')
 	}
-	if v[1]%v[4] != 0 || v[4]%v[5] != 0 {
-		return model.Config{}, fmt.Errorf("bench: --shape: hidden must be a multiple of heads, and heads of kv heads")
-	}
-	return model.Config{ModelType: "llama", VocabSize: v[0], HiddenSize: v[1], IntermediateSize: v[2], NumLayers: v[3],
-		NumHeads: v[4], NumKVHeads: v[5], HeadDim: v[1] / v[4], RMSNormEps: 1e-5, RopeTheta: 10000}, nil
-}
-
-// peakRSSGB is the process's resident-memory high-water mark (VmHWM), in GB.
-func peakRSSGB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			return float64(kb) / 1e6
-		}
-	}
-	return 0
+	return append(out, b[1:]...), nil
 }

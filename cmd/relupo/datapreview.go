@@ -61,19 +61,9 @@ and the command then exits with status 1.`,
 			if n < 1 {
 				return usagef("data preview: -n must be at least 1")
 			}
-			if o.MaxLength < 0 || o.MaxPromptLength < 0 {
-				return usagef("data preview: --max-length and --max-prompt-length must be ≥ 0")
-			}
-			if o.TruncationMode != "keep_end" && o.TruncationMode != "keep_start" {
-				return usagef("data preview: --truncation-mode must be keep_end or keep_start, not %q", o.TruncationMode)
-			}
-			format, err := data.ParseFormat(o.DataFormat)
+			dc, err := o.DataConfig()
 			if err != nil {
-				return usageError{err}
-			}
-			srcs, err := data.ParseMixture(strings.Join(o.Data, ","))
-			if err != nil {
-				return usageError{err}
+				return usagef("data preview: %v", err)
 			}
 			out := cmd.OutOrStdout()
 			var st style
@@ -88,13 +78,13 @@ and the command then exits with status 1.`,
 			default:
 				return usagef("data preview: --color must be auto, always or never, not %q", color)
 			}
-			return runPreview(o, srcs, format, n, st, out)
+			return runPreview(o.Model, dc, n, st, out)
 		},
 	}
 	f := cmd.Flags()
 	f.IntVarP(&n, "pairs", "n", 3, "number of pairs to show")
 	f.StringVar(&color, "color", "auto", "colour the tokens: auto (on a terminal), always or never")
-	o.BindFlags(f, previewKeys...)
+	bindFlags(&o, f, previewKeys...)
 	return cmd
 }
 
@@ -110,42 +100,38 @@ var ansiStyle = style{prompt: "\x1b[2m", chosen: "\x1b[32m", rejected: "\x1b[31m
 
 // previewer prints pairs as training sees them.
 type previewer struct {
-	o   train.Options
-	enc train.Encoder        // nil without tokenizer.json
-	txt *data.Encoder        // the same pipeline, for the texts; nil without tokenizer.json
-	tok *tokenizer.Tokenizer // nil without tokenizer.json
-	st  style
-	w   io.Writer
+	trunc data.Truncation
+	lim   data.Limits
+	enc   *data.Encoder        // nil without tokenizer.json
+	tok   *tokenizer.Tokenizer // nil without tokenizer.json
+	st    style
+	w     io.Writer
 }
 
-// runPreview shows the first n pairs of srcs. It returns an error when a
-// file cannot be read, or after the preview when a pair shown could not be
-// trained on.
-func runPreview(o train.Options, srcs []data.Source, format data.Format, n int, st style, w io.Writer) error {
+// runPreview shows the first n pairs of dc's training files, read with
+// the tokenizer of modelDir. It returns an error when a file cannot be
+// read, or after the preview when a pair shown could not be trained on.
+func runPreview(modelDir string, dc train.DataConfig, n int, st style, w io.Writer) error {
+	srcs := dc.Train
 	for _, src := range srcs {
 		if _, err := os.Stat(src.Path); errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("data: %s: no such file", src.Path)
 		}
 	}
-	p := &previewer{o: o, st: st, w: w}
-	var cfg model.Config // without config.json, ids are not checked against a vocabulary
-	if _, err := os.Stat(filepath.Join(o.Model, "config.json")); err == nil {
-		if cfg, err = model.LoadConfig(o.Model); err != nil {
+	p := &previewer{trunc: dc.Truncation, st: st, w: w}
+	if _, err := os.Stat(filepath.Join(modelDir, "config.json")); err == nil { // without config.json, ids are not checked against a vocabulary
+		cfg, err := model.LoadConfig(modelDir)
+		if err != nil {
 			return err
 		}
+		p.lim = data.Limits{VocabSize: cfg.VocabSize, MaxSequence: cfg.SlidingWindow}
 	}
 	var err error
-	if p.enc, err = train.NewEncoder(o, cfg); err != nil {
+	if p.enc, err = (data.LoadConfig{Tokenizer: modelDir, Encode: dc.Encode}).NewEncoder(); err != nil {
 		return err
 	}
 	if p.enc != nil {
-		if p.tok, err = tokenizer.Load(o.Model); err != nil {
-			return err
-		}
-		if p.txt, err = data.NewEncoder(o.Model, data.EncodeOptions{
-			ChatTemplate:            o.ChatTemplate,
-			AssistantHeaderInPrompt: o.CompletionOnlyAssistantContent,
-		}); err != nil {
+		if p.tok, err = tokenizer.Load(modelDir); err != nil {
 			return err
 		}
 	}
@@ -154,7 +140,7 @@ func runPreview(o train.Options, srcs []data.Source, format data.Format, n int, 
 		if shown == n {
 			break
 		}
-		r, err := data.Open(src.Path, data.Options{Format: format, OnSkip: func(err error) {
+		r, err := data.Open(src.Path, data.Options{Format: dc.Format, OnSkip: func(err error) {
 			fmt.Fprintf(w, "%sskipped%s %v\n\n", st.note, st.reset, err)
 		}})
 		if err != nil {
@@ -177,7 +163,7 @@ func runPreview(o train.Options, srcs []data.Source, format data.Format, n int, 
 		r.Close()
 	}
 	if shown == 0 {
-		return fmt.Errorf("data preview: %s holds no pairs", strings.Join(o.Data, ","))
+		return fmt.Errorf("data preview: %s holds no pairs", sourceList(srcs))
 	}
 	if bad > 0 {
 		return fmt.Errorf("data preview: training cannot use %d of the %d pairs shown (see above)", bad, shown)
@@ -190,8 +176,8 @@ func (p *previewer) show(i int, pair data.Pair) bool {
 	st, w := p.st, p.w
 	fmt.Fprintf(w, "%s── pair %d · %s ──%s\n", st.note, i, pair.Source, st.reset)
 	ok := true
-	if !pair.Tokenized && p.txt != nil {
-		prompt, chosen, rejected, err := p.txt.Texts(pair)
+	if !pair.Tokenized && p.enc != nil {
+		prompt, chosen, rejected, err := p.enc.Texts(pair)
 		if err != nil {
 			fmt.Fprintf(w, "error: %v\n\n", err)
 			return false
@@ -200,13 +186,13 @@ func (p *previewer) show(i int, pair data.Pair) bool {
 		p.text("chosen text", chosen)
 		p.text("rejected text", rejected)
 	}
-	e, err := train.FromPair(pair, p.enc)
+	e, err := p.enc.Example(pair)
 	if err != nil {
 		fmt.Fprintf(w, "error: %v\n\n", err)
 		return false
 	}
 	full := e
-	e.Truncate(p.o.MaxLength, p.o.MaxPromptLength, p.o.TruncationMode)
+	p.trunc.Apply(&e)
 	if pair.Tokenized && p.tok != nil {
 		p.text("prompt (decoded)", p.tok.Decode(toInts(full.Prompt), false))
 		p.text("chosen (decoded)", p.decodeAfter(full.Prompt, full.Chosen))
@@ -215,8 +201,8 @@ func (p *previewer) show(i int, pair data.Pair) bool {
 	fmt.Fprintf(w, "chosen tokens:\n  %s\n", p.tokens(e.Prompt, e.Chosen, st.chosen))
 	fmt.Fprintf(w, "rejected tokens:\n  %s\n", p.tokens(e.Prompt, e.Rejected, st.rejected))
 	fmt.Fprintf(w, "prompt tokens %d, chosen labels %d, rejected labels %d; truncation: %s\n",
-		len(e.Prompt), labelCount(e.Prompt, e.Chosen), labelCount(e.Prompt, e.Rejected), describeCut(full, e, p.o))
-	if err := e.Check(); err != nil {
+		len(e.Prompt), data.Labels(e.Prompt, e.Chosen), data.Labels(e.Prompt, e.Rejected), describeCut(full, e, p.trunc))
+	if err := e.Check(p.lim); err != nil {
 		fmt.Fprintf(w, "error: %v\n", err)
 		ok = false
 	}
@@ -300,22 +286,12 @@ func escapeControls(s string) string {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 }
 
-// labelCount is the number of response tokens training scores: all of them,
-// but for the first when the prompt is empty (it has no previous position).
-func labelCount(prompt, response []int32) int {
-	n := len(response)
-	if len(prompt) == 0 && n > 0 {
-		n--
-	}
-	return n
-}
-
 // describeCut says what truncation removed from full to give cut.
-func describeCut(full, cut train.Example, o train.Options) string {
+func describeCut(full, cut data.Example, o data.Truncation) string {
 	var parts []string
 	if d := len(full.Prompt) - len(cut.Prompt); d > 0 {
 		where := "start"
-		if o.TruncationMode == "keep_start" {
+		if o.Mode == "keep_start" {
 			where = "end"
 		}
 		parts = append(parts, fmt.Sprintf("prompt cut from %d to %d tokens (%d removed from its %s)", len(full.Prompt), len(cut.Prompt), d, where))
@@ -338,4 +314,13 @@ func toInts(ids []int32) []int {
 		out[i] = int(id)
 	}
 	return out
+}
+
+// sourceList names the files of a mixture.
+func sourceList(srcs []data.Source) string {
+	names := make([]string, len(srcs))
+	for i, s := range srcs {
+		names[i] = s.String()
+	}
+	return strings.Join(names, ",")
 }

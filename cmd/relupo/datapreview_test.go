@@ -206,7 +206,7 @@ func TestDataPreviewErrors(t *testing.T) {
 		{"missing file", []string{"--model", llama, "--data", "nope.jsonl"}, 1, "nope.jsonl: no such file", ""},
 		{"text without tokenizer", []string{"--model", t.TempDir(), "--data", ok}, 1, "", "no tokenizer to encode it"},
 		{"template error shown, then exit 1", []string{"--model", llama, "--data", bad}, 1, "training cannot use 1 of the 2 pairs shown", "Conversation roles must alternate"},
-		{"responses cut away", []string{"--model", llama, "--data", ok, "--max-length", "8", "--max-prompt-length", "8"}, 1, "training cannot use 1 of the 1 pairs shown", "the chosen response has no tokens to score"},
+		{"truncation that would cut responses away", []string{"--model", llama, "--data", ok, "--max-length", "8", "--max-prompt-length", "8"}, 2, "max_prompt_length (8) must be smaller than max_length (8)", ""},
 		{"empty file", []string{"--model", llama, "--data", writeLines(t)}, 1, "holds no pairs", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,24 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"runtime"
-	"slices"
 	"time"
 
-	"github.com/relupo/relupo/chat"
+	"github.com/relupo/relupo/bench"
 	"github.com/relupo/relupo/generate"
-	"github.com/relupo/relupo/internal/atomicfile"
-	"github.com/relupo/relupo/kernels"
-	"github.com/relupo/relupo/model"
-	"github.com/relupo/relupo/tokenizer"
 	"github.com/spf13/cobra"
 )
 
@@ -103,102 +93,34 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	if o.maxNewTokens < 1 || o.batchSize < 1 {
 		return usagef("generate: --max-new-tokens and --batch-size must be ≥ 1")
 	}
-	generator := o.generator
-	if generator == "" {
-		abs, err := filepath.Abs(o.model)
-		if err != nil {
-			return fmt.Errorf("generate: %w", err)
-		}
-		generator = filepath.Base(abs)
-	}
-
-	in, name := cmd.InOrStdin(), "stdin"
-	if o.input != "-" {
-		f, err := os.Open(o.input)
-		if err != nil {
-			return fmt.Errorf("generate: %w", err)
-		}
-		defer f.Close()
-		in, name = f, o.input
-	}
-	recs, err := generate.ReadRecords(in, name)
-	if err != nil {
-		return fmt.Errorf("generate: %w", err)
-	}
-	if len(recs) == 0 {
-		return fmt.Errorf("generate: %s holds no prompts", name)
-	}
-	if err := generate.CheckFormat(o.format, recs); err != nil {
-		return fmt.Errorf("generate: %w", err)
-	}
-
-	tok, err := tokenizer.Load(o.model)
-	if err != nil {
-		return fmt.Errorf("generate: %w", err)
-	}
-	tcfg, err := tokenizer.LoadConfig(o.model)
-	if errors.Is(err, fs.ErrNotExist) {
-		tcfg, err = &tokenizer.Config{}, nil
-	}
-	if err != nil {
-		return fmt.Errorf("generate: %w", err)
-	}
-	var tmpl *chat.Template
-	if tcfg.ChatTemplate != "" {
-		if tmpl, err = chat.New(tcfg.ChatTemplate, tcfg.SpecialTokens()); err != nil {
-			return fmt.Errorf("generate: %s: %w", o.model, err)
-		}
-	}
-	prompts := make([][]int32, len(recs))
-	for i, r := range recs {
-		if prompts[i], err = generate.Tokenize(r, tmpl, tok); err != nil {
-			return fmt.Errorf("generate: %w", err)
-		}
-	}
-	m, _, err := model.Load(o.model)
-	if err != nil {
-		return fmt.Errorf("generate: %w", err)
-	}
-	for i, p := range prompts {
-		for _, id := range p {
-			if id < 0 || int(id) >= m.Config.VocabSize {
-				return fmt.Errorf("generate: %s: token id %d outside the model's vocabulary [0, %d)", recs[i].Where, id, m.Config.VocabSize)
+	stderr := cmd.ErrOrStderr()
+	var last time.Time
+	sum, err := generate.Job{
+		Model: o.model, Input: o.input, In: cmd.InOrStdin(), Output: o.output, Out: cmd.OutOrStdout(),
+		Format: o.format, Generator: o.generator, Threads: o.threads,
+		Options: generate.Options{
+			MaxNewTokens: o.maxNewTokens, Sampling: sampling, Seed: o.seed,
+			StopStrings: o.stop, IgnoreEOS: o.ignoreEOS, BatchSize: o.batchSize,
+		},
+		OnStart: func(p generate.Plan) {
+			fmt.Fprintf(stderr, "generate: %d prompts, %s, stop tokens %v, %d threads\n", p.Prompts, sampleDesc(p.Sampling), p.StopTokens, p.Threads)
+		},
+		OnDone: func(p generate.Progress) {
+			if p.Done < p.Total && time.Since(last) < time.Second {
+				return
 			}
-		}
-	}
-	stops, err := generate.StopTokens(o.model, m.Config.EOSTokenIDs, tcfg.EOSToken, tcfg.ChatTemplate, tok)
+			last = time.Now()
+			s := p.Elapsed.Seconds()
+			fmt.Fprintf(stderr, "generate: %d/%d answers, %d tokens in %.1fs, %.1f tokens/s (prompts %d tokens)\n",
+				p.Done, p.Total, p.GeneratedTokens, s, float64(p.GeneratedTokens)/max(s, 1e-9), p.PromptTokens)
+		},
+	}.Run(cmd.Context())
 	if err != nil {
 		return err
 	}
-
-	pool := kernels.NewPool(o.threads)
-	defer pool.Close()
-	stderr := cmd.ErrOrStderr()
-	fmt.Fprintf(stderr, "generate: %d prompts, %s, stop tokens %v, %d threads\n", len(recs), sampleDesc(sampling), stops, pool.Workers())
-	var last time.Time
-	res, err := generate.Run(cmd.Context(), model.NewDecoder(m, pool), tok, prompts, generate.Options{
-		MaxNewTokens: o.maxNewTokens, Sampling: sampling, Seed: o.seed, StopTokens: stops,
-		StopStrings: o.stop, IgnoreEOS: o.ignoreEOS, BatchSize: o.batchSize,
-	}, func(p generate.Progress) {
-		if p.Done < p.Total && time.Since(last) < time.Second {
-			return
-		}
-		last = time.Now()
-		s := p.Elapsed.Seconds()
-		fmt.Fprintf(stderr, "generate: %d/%d answers, %d tokens in %.1fs, %.1f tokens/s (prompts %d tokens)\n",
-			p.Done, p.Total, p.GeneratedTokens, s, float64(p.GeneratedTokens)/max(s, 1e-9), p.PromptTokens)
-	})
-	if err != nil {
-		return fmt.Errorf("generate: %w", err)
+	if sum.Path != "" {
+		fmt.Fprintf(stderr, "generate: wrote %d answers to %s\n", sum.Answers, sum.Path)
 	}
-	meta := generate.Meta{Generator: generator}
-	if o.output == "" || o.output == "-" {
-		return generate.Write(cmd.OutOrStdout(), o.format, recs, res, meta)
-	}
-	if err := atomicfile.Write(o.output, func(w io.Writer) error { return generate.Write(w, o.format, recs, res, meta) }); err != nil {
-		return fmt.Errorf("generate: %w", err)
-	}
-	fmt.Fprintf(stderr, "generate: wrote %d answers to %s\n", len(res), o.output)
 	return nil
 }
 
@@ -209,75 +131,46 @@ func sampleDesc(s generate.Sampling) string {
 	return fmt.Sprintf("temperature %g, top-k %d, top-p %g", s.Temperature, s.TopK, s.TopP)
 }
 
-// runDecodeBench times KV-cache decoding for `relupo bench --mode decode`:
-// 2·pairs sequences, each prefilled with a prompt of seq/4 random tokens,
-// then seq/4 greedy tokens decoded one step at a time for all sequences
-// together. Tokens/s counts decoded tokens over the decode phase only; the
-// prefill is timed separately.
-func runDecodeBench(cmd *cobra.Command, cfg model.Config, preset string, seq, pairs, steps int, pool *kernels.Pool, jsonOut bool) error {
-	m := model.New(cfg)
-	m.Params.Init(0, 0.02)
-	B, P, T := 2*pairs, max(seq/4, 1), max(seq/4, 1)
-	r := rand.New(rand.NewPCG(0, 0))
-	prompts := make([][]int32, B)
-	for s := range prompts {
-		for range P {
-			prompts[s] = append(prompts[s], int32(3+r.IntN(max(cfg.VocabSize-3, 1))))
-		}
-	}
-	d := model.NewDecoder(m, pool)
-	caches := make([]*model.KVCache, B)
-	for i := range caches {
-		caches[i] = d.NewCache()
-	}
-	run := func() (prefill, decode float64, err error) {
-		for _, c := range caches {
-			c.Reset()
-		}
-		t0 := time.Now()
-		logits, err := d.Forward(caches, prompts)
-		if err != nil {
-			return 0, 0, err
-		}
-		prefill = time.Since(t0).Seconds()
-		t1 := time.Now()
-		in := make([][]int32, B)
-		for range T {
-			for s := range in {
-				in[s] = []int32{int32(model.Argmax(logits[s]))}
-			}
-			if logits, err = d.Forward(caches, in); err != nil {
-				return 0, 0, err
-			}
-		}
-		return prefill, time.Since(t1).Seconds(), nil
-	}
-	if _, _, err := run(); err != nil { // warm-up
-		return err
-	}
-	var pre, dec []float64
-	for i := 0; i < steps; i++ {
-		p, dt, err := run()
-		if err != nil {
-			return err
-		}
-		pre, dec = append(pre, p), append(dec, dt)
-		fmt.Fprintf(os.Stderr, "[%s decode] run %d: prefill %.3fs, decode %.3fs\n", preset, i+1, p, dt)
-	}
-	slices.Sort(pre)
-	slices.Sort(dec)
-	medP, medD := pre[len(pre)/2], dec[len(dec)/2]
-	res := map[string]any{
-		"preset": preset, "mode": "decode", "threads": pool.Workers(), "sequences": B, "prompt_tokens": P, "new_tokens": T,
-		"params_total": cfg.NumParams(), "runs_measured": len(dec),
-		"decode_s_median": medD, "tokens_per_s": float64(B*T) / medD, "step_ms_median": 1000 * medD / float64(T),
-		"prefill_s_median": medP, "prefill_tokens_per_s": float64(B*P) / medP,
-		"peak_rss_GB": peakRSSGB(), "kernels": kernels.Describe(), "go": runtime.Version(),
-	}
+// printDecodeBench prints the result of bench.Decode for `relupo bench
+// --mode decode`: one JSON object (res's keys and "preset") with jsonOut,
+// otherwise one line.
+func printDecodeBench(cmd *cobra.Command, preset string, res bench.DecodeResult, jsonOut bool) error {
+	out := cmd.OutOrStdout()
 	if jsonOut {
-		return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		return json.NewEncoder(out).Encode(struct {
+			Preset string `json:"preset"`
+			bench.DecodeResult
+		}{preset, res})
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s decode: %.0f tokens/s (%d sequences × %d new tokens after %d-token prompts, %.1f ms/step, median of %d); prefill %.0f tokens/s; peak RSS %.2f GB\n",
-		preset, res["tokens_per_s"], B, T, P, res["step_ms_median"], len(dec), res["prefill_tokens_per_s"], res["peak_rss_GB"])
-	return nil
+	_, err := fmt.Fprintf(out, "%s decode: %.0f tokens/s (%d sequences × %d new tokens after %d-token prompts, %.1f ms/step, median of %d); prefill %.0f tokens/s; peak RSS %.2f GB\n",
+		preset, res.TokensPerSecond, res.Sequences, res.NewTokens, res.PromptTokens, res.StepMillis, res.RunsMeasured, res.PrefillTokensPerSecond, res.PeakRSSGB)
+	return err
+}
+
+// labelWriter writes label before every line written through it, as
+// `relupo bench` labels the lines of bench's Log with "[preset mode] ".
+type labelWriter struct {
+	w     io.Writer
+	label string
+	mid   bool // within a line: the label is written
+}
+
+func (l *labelWriter) Write(b []byte) (int, error) {
+	for n := 0; n < len(b); {
+		if !l.mid {
+			if _, err := io.WriteString(l.w, l.label); err != nil {
+				return n, err
+			}
+		}
+		line := b[n:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
+		}
+		if _, err := l.w.Write(line); err != nil {
+			return n, err
+		}
+		n += len(line)
+		l.mid = line[len(line)-1] != '\n'
+	}
+	return len(b), nil
 }

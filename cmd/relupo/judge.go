@@ -3,11 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
-	"github.com/relupo/relupo/internal/atomicfile"
 	"github.com/relupo/relupo/judge"
 	"github.com/spf13/cobra"
 )
@@ -74,22 +72,6 @@ or two. Unparseable verdicts are counted and left out.`,
 	return cmd
 }
 
-// judgeAnnotation is one item of --output, in the spirit of AlpacaEval's
-// annotations: output_1 is the baseline, output_2 the candidate, and
-// preference 1 or 2 names the winner (0: unparseable verdict or failed).
-type judgeAnnotation struct {
-	Instruction    string  `json:"instruction"`
-	Dataset        string  `json:"dataset,omitempty"`
-	Output1        string  `json:"output_1"`
-	Output2        string  `json:"output_2"`
-	Generator1     string  `json:"generator_1"`
-	Generator2     string  `json:"generator_2"`
-	Annotator      string  `json:"annotator"`
-	Preference     float64 `json:"preference"`
-	CandidateFirst bool    `json:"candidate_first"`
-	RawCompletion  string  `json:"raw_completion"`
-}
-
 func runJudge(cmd *cobra.Command, o judgeOptions) error {
 	if o.baseline == "" || o.candidate == "" || o.url == "" || o.model == "" {
 		return usagef("judge: --baseline, --candidate, --judge-url and --judge-model are required (see 'relupo judge --help')")
@@ -97,89 +79,41 @@ func runJudge(cmd *cobra.Command, o judgeOptions) error {
 	if o.concurrency < 1 || o.maxRetries < 0 || o.maxTokens < 0 || o.timeout < 0 {
 		return usagef("judge: --concurrency must be ≥ 1; --max-retries, --max-tokens and --timeout ≥ 0")
 	}
-	base, err := judge.ReadOutputs(o.baseline)
-	if err != nil {
-		return err
-	}
-	cand, err := judge.ReadOutputs(o.candidate)
-	if err != nil {
-		return err
-	}
-	items, missing := judge.Match(base, cand)
 	stderr := cmd.ErrOrStderr()
-	if len(missing) > 0 {
-		fmt.Fprintf(stderr, "judge: %d candidate answers have no baseline answer to the same instruction and are skipped (first: %q)\n", len(missing), missing[0])
-	}
-	if len(items) == 0 {
-		return fmt.Errorf("judge: no instruction of %s appears in %s", o.candidate, o.baseline)
-	}
 	key := os.Getenv(o.apiKeyEnv)
-	if key == "" {
-		fmt.Fprintf(stderr, "judge: $%s is not set; sending no Authorization header\n", o.apiKeyEnv)
-	}
-	client := &judge.Client{URL: o.url, Model: o.model, APIKey: key, MaxRetries: o.maxRetries,
-		Backoff: time.Second, MaxBackoff: time.Minute, Timeout: o.timeout, MaxTokens: o.maxTokens}
-	var cache *judge.Cache
-	if !o.noCache {
-		path := o.cache
-		if path == "" {
-			path = o.candidate + ".judgments.jsonl"
-		}
-		if cache, err = judge.OpenCache(path); err != nil {
-			return err
-		}
-		defer func() {
-			if cache != nil {
-				cache.Close()
+	var last time.Time
+	r, err := judge.Job{
+		Baseline: o.baseline, Candidate: o.candidate,
+		Client: judge.Client{URL: o.url, Model: o.model, APIKey: key, MaxRetries: o.maxRetries,
+			Timeout: o.timeout, MaxTokens: o.maxTokens},
+		Concurrency: o.concurrency, Seed: o.seed, Cache: o.cache, NoCache: o.noCache, Output: o.output,
+		OnMatch: func(items int, missing []string) {
+			if len(missing) > 0 {
+				fmt.Fprintf(stderr, "judge: %d candidate answers have no baseline answer to the same instruction and are skipped (first: %q)\n", len(missing), missing[0])
 			}
-		}()
-		fmt.Fprintf(stderr, "judge: cache %s (%d judgments)\n", path, cache.Len())
-	}
-	start, last := time.Now(), time.Time{}
-	js, runErr := judge.Run(cmd.Context(), client, items, judge.Options{
-		JudgeModel: o.model, Concurrency: o.concurrency, Seed: o.seed, Cache: cache,
-		OnDone: func(done, asked, failed int) {
-			if done < len(items) && time.Since(last) < time.Second {
+			if items > 0 && key == "" {
+				fmt.Fprintf(stderr, "judge: $%s is not set; sending no Authorization header\n", o.apiKeyEnv)
+			}
+		},
+		OnCache: func(path string, judgments int) {
+			fmt.Fprintf(stderr, "judge: cache %s (%d judgments)\n", path, judgments)
+		},
+		OnDone: func(p judge.Progress) {
+			if p.Done < p.Total && time.Since(last) < time.Second {
 				return
 			}
 			last = time.Now()
-			el := time.Since(start).Seconds()
 			fmt.Fprintf(stderr, "judge: %d/%d items (%d asked, %d cached, %d failed), %.1f requests/s\n",
-				done, len(items), asked, done-asked, failed, float64(asked)/max(el, 1e-9))
+				p.Done, p.Total, p.Asked, p.Done-p.Asked, p.Failed, float64(p.Asked)/max(p.Elapsed.Seconds(), 1e-9))
 		},
-	})
-	if cache != nil {
-		if err := cache.Close(); err != nil && runErr == nil {
-			runErr = err
-		}
-		cache = nil
+	}.Run(cmd.Context())
+	if err != nil {
+		return err
 	}
-	if runErr != nil {
-		return runErr
-	}
-	sum := judge.Summarize(items, js)
-	if o.output != "" {
-		ann := make([]judgeAnnotation, len(items))
-		g1, g2 := base[0].Generator, cand[0].Generator
-		for i, it := range items {
-			ann[i] = judgeAnnotation{Instruction: it.Instruction, Dataset: it.Dataset, Output1: it.Baseline, Output2: it.Candidate,
-				Generator1: g1, Generator2: g2, Annotator: o.model, Preference: js[i].Preference,
-				CandidateFirst: js[i].CandidateFirst, RawCompletion: js[i].Reply}
-		}
-		err := atomicfile.Write(o.output, func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetEscapeHTML(false)
-			enc.SetIndent("", "  ")
-			return enc.Encode(ann)
-		})
-		if err != nil {
-			return fmt.Errorf("judge: %w", err)
-		}
-	}
-	out := cmd.OutOrStdout()
+	sum, out := r.Summary, cmd.OutOrStdout()
 	if o.jsonOut {
 		return json.NewEncoder(out).Encode(map[string]any{
-			"baseline": base[0].Generator, "candidate": cand[0].Generator, "judge_model": o.model,
+			"baseline": r.Baseline, "candidate": r.Candidate, "judge_model": o.model,
 			"n_total": sum.N, "n_wins": sum.Wins, "n_wins_base": sum.Losses, "n_draws": sum.Draws,
 			"n_invalid": sum.Invalid, "n_failed": sum.Failed,
 			"win_rate": sum.WinRate, "standard_error": sum.StandardError,
@@ -187,7 +121,7 @@ func runJudge(cmd *cobra.Command, o judgeOptions) error {
 			"length_coef": sum.LengthCoef, "model_coef": sum.ModelCoef,
 		})
 	}
-	fmt.Fprintf(out, "%s vs %s, judged by %s: %d items", cand[0].Generator, base[0].Generator, o.model, sum.N)
+	fmt.Fprintf(out, "%s vs %s, judged by %s: %d items", r.Candidate, r.Baseline, o.model, sum.N)
 	if sum.Invalid > 0 {
 		fmt.Fprintf(out, " (%d unparseable verdicts left out)", sum.Invalid)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
 
@@ -81,7 +82,8 @@ func run(args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "relupo: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
+	var te *train.UsageError
+	if errors.As(err, &ue) || errors.As(err, &te) || isCobraUsageError(err) {
 		return 2
 	}
 	return 1

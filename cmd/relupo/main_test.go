@@ -102,8 +102,8 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-// relupo logps writes one line per pair, in input order, with the counts
-// of label tokens.
+// relupo logps writes a provenance header, then one line per pair, in
+// input order, with the counts of label tokens.
 func TestLogpsCommand(t *testing.T) {
 	data := pairs(t, 5)
 	stdout, stderr, code := relupo(t, "logps", "--model", tinyModel, "--data", data)
@@ -111,10 +111,23 @@ func TestLogpsCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("%d lines, want 5", len(lines))
+	if len(lines) != 6 {
+		t.Fatalf("%d lines, want a header and 5 pairs", len(lines))
 	}
-	for _, l := range lines {
+	var h struct {
+		P struct {
+			Data []struct {
+				Bytes  int64
+				SHA256 string
+			}
+			MaxLength int `json:"max_length"`
+			Pairs     int
+		} `json:"relupo_logps"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &h); err != nil || h.P.Pairs != 5 || h.P.MaxLength != 1024 || len(h.P.Data) != 1 || len(h.P.Data[0].SHA256) != 64 {
+		t.Fatalf("header %s (%v): want the provenance of 5 pairs at train's default max_length 1024", lines[0], err)
+	}
+	for _, l := range lines[1:] {
 		var r struct {
 			C, R   float64 `json:"-"`
 			CL     float64 `json:"chosen_logps"`

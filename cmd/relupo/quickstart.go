@@ -6,7 +6,6 @@ import (
 	"os"
 
 	"github.com/relupo/relupo/internal/quickstart"
-	"github.com/relupo/relupo/kernels"
 	"github.com/spf13/cobra"
 )
 
@@ -33,11 +32,7 @@ README.md to --output-dir.`,
 			if o.TrainPairs < 8 || o.EvalPairs < 1 || !(o.Epochs > 0) {
 				return usagef("quickstart: --train-pairs must be ≥ 8, --eval-pairs ≥ 1 and --epochs > 0")
 			}
-			prec, err := kernels.ParsePrecision(computeDType)
-			if err != nil {
-				return usagef("quickstart: --compute-dtype: %v", err)
-			}
-			o.Precision = prec
+			o.ComputeDType = computeDType
 			o.Progress = newProgress(os.Stderr)
 			fmt.Fprintf(os.Stderr, "relupo quickstart: RePO (γ = 0.5) on %d synthetic pairs, %d held out\n", o.TrainPairs, o.EvalPairs)
 			res, err := quickstart.Run(cmd.Context(), o)

@@ -32,7 +32,7 @@ how to resume.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if config != "" {
-				unused, err := opts.ApplyYAML(config, cmd.Flags())
+				unused, err := applyYAML(&opts, config, cmd.Flags())
 				if err != nil {
 					return usageError{err}
 				}
@@ -49,10 +49,9 @@ how to resume.`,
 			if err != nil {
 				return err
 			}
-			defer t.Pool.Close()
 			t.Progress = newProgress(os.Stderr)
 			fmt.Fprintf(os.Stderr, "relupo: %s on %d pairs (%d held out), %s model with %d parameters\n",
-				opts.LossType, len(t.Train), len(t.Eval), t.Policy.Config.ModelType, t.Policy.Config.NumParams())
+				t.Config.Loss.LossType, len(t.Train), len(t.Eval), t.Policy.Config.ModelType, t.Policy.Config.NumParams())
 			sum, err := t.Run(ctx)
 			if err != nil {
 				return err
@@ -69,6 +68,6 @@ how to resume.`,
 	}
 	cmd.Flags().StringVar(&config, "config", "", "YAML recipe (SimPO/RePO/TRL keys); command-line flags override it")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the final summary as one JSON object")
-	opts.BindFlags(cmd.Flags())
+	bindFlags(&opts, cmd.Flags())
 	return cmd
 }

@@ -13,13 +13,13 @@ package quickstart
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
 
-	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/model"
-	"github.com/relupo/relupo/pref"
 	"github.com/relupo/relupo/train"
 )
 
@@ -46,10 +46,10 @@ func Config() model.Config {
 }
 
 // Task returns n pairs of the task, drawn from seed.
-func Task(n int, seed uint64) []train.Example {
+func Task(n int, seed uint64) []data.Example {
 	r := rand.New(rand.NewPCG(seed, 7))
 	syms := vocab - firstSym
-	out := make([]train.Example, n)
+	out := make([]data.Example, n)
 	for i := range out {
 		k := 4 + r.IntN(5)
 		perm := r.Perm(syms)
@@ -60,7 +60,7 @@ func Task(n int, seed uint64) []train.Example {
 		}
 		chosen := sortedSyms(perm[:k])
 		rejected := sortedSyms(perm[k : 2*k])
-		out[i] = train.Example{Prompt: prompt, Chosen: chosen, Rejected: rejected, Source: "quickstart"}
+		out[i] = data.Example{Prompt: prompt, Chosen: chosen, Rejected: rejected, Source: "quickstart"}
 	}
 	return out
 }
@@ -91,19 +91,14 @@ type Options struct {
 	EvalPairs  int
 	Threads    int
 	Progress   train.Progress
-	// Precision of the matrix products (kernels.F32 or kernels.BF16).
-	Precision kernels.Precision
+	// ComputeDType is the precision of the matrix products: float32 (or
+	// empty) or bf16.
+	ComputeDType string
 }
 
 // Run trains the quickstart model and reports accuracy before and after.
 func Run(ctx context.Context, o Options) (Result, error) {
 	start := time.Now()
-	m := model.New(Config())
-	m.Params.Init(1, 0.02)
-	pool := kernels.NewPool(o.Threads)
-	defer pool.Close()
-	pool.SetPrecision(o.Precision)
-
 	to := train.DefaultOptions()
 	to.Model = "quickstart (built in memory)"
 	to.Data = []string{"quickstart task (built in memory)"}
@@ -114,12 +109,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	to.NumTrainEpochs = o.Epochs
 	to.LoggingSteps = 10
 	to.EvalSteps = 50
+	to.Threads, to.ComputeDType = o.Threads, o.ComputeDType
+	cfg, err := to.Config()
+	if err != nil {
+		return Result{}, fmt.Errorf("quickstart: %w", err)
+	}
 
-	tr := &train.Trainer{Opts: to, Policy: m, Train: Task(o.TrainPairs, 1), Eval: Task(o.EvalPairs, 2),
-		SaveDType: "F32", Pool: pool, Progress: o.Progress}
-	lc := pref.Config{LossType: "repo", Beta: 2, Gamma: 0.5}
-	ws := &model.Workspace{Pool: pool}
-	before, err := train.Evaluate(m, ws, tr.Eval, nil, lc, 32)
+	m := model.New(Config())
+	m.Params.Init(1, 0.02)
+	tr := &train.Trainer{Config: cfg, Policy: m, Train: Task(o.TrainPairs, 1), Eval: Task(o.EvalPairs, 2), Progress: o.Progress}
+	e := train.NewEngine(m, cfg.Compute)
+	before, err := e.Evaluate(tr.Eval, cfg.Loss.Config, cfg.Loop.EvalBatchSize)
+	e.Close()
 	if err != nil {
 		return Result{}, err
 	}

@@ -1,4 +1,4 @@
-package train
+package main
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/train"
 	"github.com/spf13/pflag"
 )
 
@@ -64,13 +64,13 @@ warmup_ratio: 0.1
 	if err := os.WriteFile(path, []byte(recipe), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := DefaultOptions()
+	o := train.DefaultOptions()
 	fs := pflag.NewFlagSet("train", pflag.ContinueOnError)
-	o.BindFlags(fs)
+	bindFlags(&o, fs)
 	if err := fs.Parse([]string{"--learning-rate", "5e-7", "--gamma", "0.4", "--output-dir", "mine"}); err != nil {
 		t.Fatal(err)
 	}
-	unused, err := o.ApplyYAML(path, fs)
+	unused, err := applyYAML(&o, path, fs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ warmup_ratio: 0.1
 		name      string
 		got, want any
 	}{
-		{"bf16: true → bf16 matrix products", prec, kernels.BF16},
+		{"bf16: true → bf16 matrix products", prec.String(), "bf16"},
 		{"learning_rate (flag wins)", o.LearningRate, 5e-7},
 		{"gamma_beta_ratio (alias flag wins)", o.GammaBetaRatio, 0.4},
 		{"output_dir (flag wins)", o.OutputDir, "mine"},
@@ -118,8 +118,8 @@ func TestYAMLErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "recipe.yaml")
 			os.WriteFile(path, []byte(tc.yaml), 0o644)
-			o := DefaultOptions()
-			_, err := o.ApplyYAML(path, nil)
+			o := train.DefaultOptions()
+			_, err := applyYAML(&o, path, nil)
 			if err == nil || !contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -128,25 +128,3 @@ func TestYAMLErrors(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
-func TestPrecisionOption(t *testing.T) {
-	for _, c := range []struct {
-		dtype   string
-		bf16    bool
-		want    kernels.Precision
-		wantErr bool
-	}{
-		{"", false, kernels.F32, false},
-		{"", true, kernels.BF16, false},
-		{"float32", true, kernels.F32, false}, // an explicit compute_dtype wins
-		{"bf16", false, kernels.BF16, false},
-		{"bfloat16", false, kernels.BF16, false},
-		{"fp16", false, kernels.F32, true},
-	} {
-		o := Options{ComputeDType: c.dtype, BF16: c.bf16}
-		got, err := o.Precision()
-		if (err != nil) != c.wantErr || got != c.want {
-			t.Errorf("compute_dtype %q, bf16 %v: got %v, %v; want %v (error %v)", c.dtype, c.bf16, got, err, c.want, c.wantErr)
-		}
-	}
-}

@@ -1,0 +1,24 @@
+package bench
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+// PeakRSSGB reports the process's resident-memory high-water mark (VmHWM of
+// /proc/self/status), in GB; 0 where that file is unavailable (outside
+// Linux).
+func PeakRSSGB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return float64(kb) / 1e6
+		}
+	}
+	return 0
+}

@@ -1,0 +1,196 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/relupo/relupo/data"
+	"github.com/relupo/relupo/pref"
+)
+
+// The tiny model and pairs of testdata/multistep (vocab 64), for tests
+// that run the whole pipeline from files.
+var (
+	msPolicy = filepath.Join("testdata", "multistep", "policy")
+	msPairs  = filepath.Join("testdata", "multistep", "pairs.jsonl")
+)
+
+// fileOptions are training options over the multistep files.
+func fileOptions(t *testing.T) Options {
+	o := DefaultOptions()
+	o.Model, o.Data, o.OutputDir = msPolicy, []string{msPairs}, t.TempDir()
+	o.MaxSteps, o.PerDeviceTrainBatchSize, o.Threads = 1, 2, 2
+	return o
+}
+
+// writeFile writes text to a new file in a temporary folder.
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// --ref-logps covers the training data; the evaluation data gets its
+// reference log-probs from the reference model. Before the re-cut, the
+// evaluation set's values were read from the training file and the run
+// stopped with an error.
+func TestRefLogpsWithEvalData(t *testing.T) {
+	ctx := context.Background()
+	o := fileOptions(t)
+	o.LossType = "sigmoid" // TRL's name for DPO
+	f, err := Logps(ctx, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refPath := filepath.Join(t.TempDir(), "ref.jsonl")
+	if err := f.WriteFile(refPath); err != nil {
+		t.Fatal(err)
+	}
+	o.RefLogps = refPath
+	o.EvalData = []string{writeFile(t, "eval.jsonl", `{"prompt_input_ids": [5, 6], "chosen_input_ids": [7, 8], "rejected_input_ids": [9, 10, 11]}`+"\n")}
+	tr, err := Setup(ctx, o, func(s string) { t.Log(s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Config.Loss.LossType != pref.LossDPO {
+		t.Errorf("loss_type sigmoid became %q, want dpo", tr.Config.Loss.LossType)
+	}
+	for i, e := range tr.Train {
+		if !e.HasRef() || *e.RefChosen != f.Lines[i].ChosenLogps || *e.RefRejected != f.Lines[i].RejectedLogps {
+			t.Fatalf("pair %d: reference %v/%v, the file's %v/%v", i, e.RefChosen, e.RefRejected, f.Lines[i].ChosenLogps, f.Lines[i].RejectedLogps)
+		}
+	}
+	if len(tr.Eval) != 1 || !tr.Eval[0].HasRef() {
+		t.Fatalf("evaluation examples %+v: want one with reference log-probs", tr.Eval)
+	}
+	sum, err := tr.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sum.Eval["eval_loss"]; !ok {
+		t.Errorf("no eval_loss in %v", sum.Eval)
+	}
+}
+
+// A reference log-prob file is refused when it was made from other data
+// or other data options, naming what differs; a file without provenance is
+// refused with what to do instead.
+func TestRefLogpsProvenance(t *testing.T) {
+	ctx := context.Background()
+	base := fileOptions(t)
+	base.LossType = "dpo"
+	f, err := Logps(ctx, base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(t.TempDir(), "ref.jsonl")
+	if err := f.WriteFile(good); err != nil {
+		t.Fatal(err)
+	}
+	tampered := *f
+	tampered.Lines = append([]LogpsLine(nil), f.Lines...)
+	tampered.Lines[2].IDs = "0000000000000000"
+	bad := filepath.Join(t.TempDir(), "tampered.jsonl")
+	if err := tampered.WriteFile(bad); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(msPairs)
+	otherData := writeFile(t, "pairs.jsonl", string(b)+`{"prompt_input_ids": [5], "chosen_input_ids": [7, 8], "rejected_input_ids": [9, 10]}`+"\n")
+	for _, tc := range []struct {
+		name   string
+		change func(o *Options)
+		want   string
+	}{
+		{"same data", func(o *Options) {}, ""},
+		{"moved data file", func(o *Options) { o.Data = []string{writeFile(t, "moved.jsonl", string(b))} }, ""},
+		{"other max_length", func(o *Options) { o.MaxLength, o.MaxPromptLength = 8, 4 }, "made with max_length 1024, this run uses 8"},
+		{"other data", func(o *Options) { o.Data = []string{otherData} }, "its data file 1 is"},
+		{"a pair differs", func(o *Options) { o.RefLogps = bad }, "pair 3 (" + msPairs + ":3) differs"},
+		{"no provenance", func(o *Options) {
+			o.RefLogps = writeFile(t, "old.jsonl", `{"chosen_logps": -1, "rejected_logps": -2}`+"\n")
+		}, "no provenance header"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := base
+			o.OutputDir, o.RefLogps = t.TempDir(), good
+			tc.change(&o)
+			_, err := Setup(ctx, o, nil)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A record the run would refuse (here a token id past the vocabulary in
+// the last record) stops the run before step 1, even with max_steps 1 and
+// a batch that never reaches it; with skip_invalid it is counted and
+// skipped. Before the re-cut such a run trained and wrote a model.
+func TestInvalidRecordFoundBeforeStepOne(t *testing.T) {
+	b, _ := os.ReadFile(msPairs)
+	path := writeFile(t, "pairs.jsonl", string(b)+`{"prompt_input_ids": [5], "chosen_input_ids": [7, 64], "rejected_input_ids": [9, 10]}`+"\n")
+	o := fileOptions(t)
+	o.Data = []string{path}
+	_, err := Setup(context.Background(), o, nil)
+	if err == nil || !strings.Contains(err.Error(), "pairs.jsonl:5: chosen token 1: id 64 is outside the model's vocabulary [0, 64)") {
+		t.Fatalf("got %v, want the bad record named before training", err)
+	}
+	if _, err := os.Stat(filepath.Join(o.OutputDir, "model.safetensors")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a model was written: %v", err)
+	}
+	o.SkipInvalid = true
+	var notes []string
+	tr, err := Setup(context.Background(), o, func(s string) { notes = append(notes, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Train) != 4 || len(notes) != 1 || !strings.Contains(notes[0], "pairs.jsonl:5") {
+		t.Fatalf("%d examples, notes %q: want 4 and the skipped record named", len(tr.Train), notes)
+	}
+}
+
+// Engine.Step is the trainer's step: one optimizer step of the trainer
+// and one Engine.Step on the same micro-batch leave identical weights.
+func TestStepIsTheTrainersStep(t *testing.T) {
+	exs := tinyExamples(4, 21)
+	o := testOptions(t)
+	o.MaxSteps, o.PerDeviceTrainBatchSize, o.LRSchedulerType, o.WarmupRatio = 1, 4, "constant", 0
+	trained := tinyModel(5)
+	tr := &Trainer{Config: mustConfig(t, o), Policy: trained, Train: exs}
+	if _, err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := mustConfig(t, o)
+	stepped := tinyModel(5)
+	e := NewEngine(stepped, c.Compute)
+	defer e.Close()
+	e.Optimizer = c.Loop.adamW()
+	order := epochOrder(o.Seed, 0, len(exs))
+	mb := make([]data.Example, len(exs))
+	for i, idx := range order {
+		mb[i] = exs[idx]
+	}
+	r, err := e.Step(Batch{Micro: [][]data.Example{mb}, Accumulation: 1, SharePrompt: true}, c.Loss.Config, o.LearningRate, o.MaxGradNorm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(r.GradNorm > 0) || len(r.Metrics) != 1 || r.Tokens == 0 {
+		t.Fatalf("step result %+v", r)
+	}
+	if d := maxAbsDiff(trained.Params.Mem, stepped.Params.Mem); d != 0 {
+		t.Fatalf("weights differ by %g", d)
+	}
+}
