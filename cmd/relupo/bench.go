@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 
@@ -168,4 +170,45 @@ func (w withPreset) MarshalJSON() ([]byte, error) {
 		out = append(out, ',')
 	}
 	return append(out, b[1:]...), nil
+}
+
+// printDecodeBench prints the result of bench.Decode for `relupo bench
+// --mode decode`: one JSON object (res's keys and "preset") with jsonOut,
+// otherwise one line.
+func printDecodeBench(cmd *cobra.Command, preset string, res bench.DecodeResult, jsonOut bool) error {
+	out := cmd.OutOrStdout()
+	if jsonOut {
+		return json.NewEncoder(out).Encode(withPreset{preset, res})
+	}
+	_, err := fmt.Fprintf(out, "%s decode: %.0f tokens/s (%d sequences × %d new tokens after %d-token prompts, %.1f ms/step, median of %d); prefill %.0f tokens/s; peak RSS %.2f GB\n",
+		preset, res.TokensPerSecond, res.Sequences, res.NewTokens, res.PromptTokens, res.StepMillis, res.RunsMeasured, res.PrefillTokensPerSecond, res.PeakRSSGB)
+	return err
+}
+
+// labelWriter writes label before every line written through it, as
+// `relupo bench` labels the lines of bench's Log with "[preset mode] ".
+type labelWriter struct {
+	w     io.Writer
+	label string
+	mid   bool // within a line: the label is written
+}
+
+func (l *labelWriter) Write(b []byte) (int, error) {
+	for n := 0; n < len(b); {
+		if !l.mid {
+			if _, err := io.WriteString(l.w, l.label); err != nil {
+				return n, err
+			}
+		}
+		line := b[n:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
+		}
+		if _, err := l.w.Write(line); err != nil {
+			return n, err
+		}
+		n += len(line)
+		l.mid = line[len(line)-1] != '\n'
+	}
+	return len(b), nil
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
-	"github.com/relupo/relupo/bench"
 	"github.com/relupo/relupo/generate"
 	"github.com/spf13/cobra"
 )
@@ -129,48 +125,4 @@ func sampleDesc(s generate.Sampling) string {
 		return "greedy"
 	}
 	return fmt.Sprintf("temperature %g, top-k %d, top-p %g", s.Temperature, s.TopK, s.TopP)
-}
-
-// printDecodeBench prints the result of bench.Decode for `relupo bench
-// --mode decode`: one JSON object (res's keys and "preset") with jsonOut,
-// otherwise one line.
-func printDecodeBench(cmd *cobra.Command, preset string, res bench.DecodeResult, jsonOut bool) error {
-	out := cmd.OutOrStdout()
-	if jsonOut {
-		return json.NewEncoder(out).Encode(struct {
-			Preset string `json:"preset"`
-			bench.DecodeResult
-		}{preset, res})
-	}
-	_, err := fmt.Fprintf(out, "%s decode: %.0f tokens/s (%d sequences × %d new tokens after %d-token prompts, %.1f ms/step, median of %d); prefill %.0f tokens/s; peak RSS %.2f GB\n",
-		preset, res.TokensPerSecond, res.Sequences, res.NewTokens, res.PromptTokens, res.StepMillis, res.RunsMeasured, res.PrefillTokensPerSecond, res.PeakRSSGB)
-	return err
-}
-
-// labelWriter writes label before every line written through it, as
-// `relupo bench` labels the lines of bench's Log with "[preset mode] ".
-type labelWriter struct {
-	w     io.Writer
-	label string
-	mid   bool // within a line: the label is written
-}
-
-func (l *labelWriter) Write(b []byte) (int, error) {
-	for n := 0; n < len(b); {
-		if !l.mid {
-			if _, err := io.WriteString(l.w, l.label); err != nil {
-				return n, err
-			}
-		}
-		line := b[n:]
-		if i := bytes.IndexByte(line, '\n'); i >= 0 {
-			line = line[:i+1]
-		}
-		if _, err := l.w.Write(line); err != nil {
-			return n, err
-		}
-		n += len(line)
-		l.mid = line[len(line)-1] != '\n'
-	}
-	return len(b), nil
 }
