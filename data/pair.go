@@ -60,6 +60,15 @@
 // such a list with the dataset-mixer semantics of the alignment handbook (the
 // first floor(fraction·rows) rows of each file), and [SplitEval] holds out a
 // deterministic evaluation split.
+//
+// # Examples
+//
+// An [Example] is a pair as token ids, ready for a model. [Encoder] turns a
+// Pair into one (text through the chat template and tokenizer, the
+// official SimPO/RePO pipeline; pre-tokenized ids verbatim),
+// [Truncation] cuts it as the official script does, and [Example.Check]
+// refuses what a model cannot train on. [Load] does all of it for a
+// mixture, so that every example it returns can be trained on.
 package data
 
 import (

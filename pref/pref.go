@@ -377,18 +377,8 @@ func Compute(c Config, in Inputs) (Result, error) {
 	res.Loss *= invB
 
 	m := res.Metrics
-	if w := c.SFTWeight; w != 0 {
-		var s, n float64
-		for i := range in.ChosenLogps {
-			s += in.ChosenLogps[i]
-			n += in.ChosenTokens[i]
-		}
-		sft := -s / n
-		res.Loss += w * sft
-		for i := range res.DChosen {
-			res.DChosen[i] -= w / n
-		}
-		m[MetricSFTLoss] = sft
+	if c.SFTWeight != 0 {
+		addSFT(&res, c.SFTWeight, in)
 	}
 	m[MetricRewardsChosen] = sumRW * invB
 	m[MetricRewardsRejected] = sumRL * invB
@@ -414,6 +404,23 @@ func Compute(c Config, in Inputs) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// addSFT adds the sft_weight term w·(−ΣS_w/Σn_w) to res: the loss, its
+// derivative −w/Σn_w with respect to every chosen sum, and the sft_loss
+// metric.
+func addSFT(res *Result, w float64, in Inputs) {
+	var s, n float64
+	for i := range in.ChosenLogps {
+		s += in.ChosenLogps[i]
+		n += in.ChosenTokens[i]
+	}
+	sft := -s / n
+	res.Loss += w * sft
+	for i := range res.DChosen {
+		res.DChosen[i] -= w / n
+	}
+	res.Metrics[MetricSFTLoss] = sft
 }
 
 // checkInputs validates the batch against the configuration and returns the

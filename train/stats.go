@@ -125,6 +125,24 @@ func Stats(ctx context.Context, o Options, so StatsOptions) (*DataStats, error) 
 	if err != nil {
 		return nil, err
 	}
+	st.lengths(exs)
+	if so.Margins {
+		m, _, err := model.Load(o.Model)
+		if err != nil {
+			return nil, err
+		}
+		e := NewEngine(m, comp)
+		defer e.Close()
+		if st.Margins, err = marginStats(e, exs, max(o.PerDeviceEvalBatchSize, 1), so.Gamma); err != nil {
+			return nil, fmt.Errorf("data stats: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// lengths fills in the count, the length distributions before truncation,
+// what truncation cut and the turns per prompt of exs.
+func (st *DataStats) lengths(exs []data.Example) {
 	var plen, clen, rlen, turns []float64
 	for _, e := range exs {
 		full := e.Untruncated
@@ -151,18 +169,6 @@ func Stats(ctx context.Context, o Options, so StatsOptions) (*DataStats, error) 
 	if len(turns) > 0 {
 		st.Turns = distOf(turns)
 	}
-	if so.Margins {
-		m, _, err := model.Load(o.Model)
-		if err != nil {
-			return nil, err
-		}
-		e := NewEngine(m, comp)
-		defer e.Close()
-		if st.Margins, err = marginStats(e, exs, max(o.PerDeviceEvalBatchSize, 1), so.Gamma); err != nil {
-			return nil, fmt.Errorf("data stats: %w", err)
-		}
-	}
-	return st, nil
 }
 
 // marginStats scores the examples with m and summarizes the RePO margins.

@@ -3,6 +3,21 @@
 // learning-rate schedule, gradient accumulation, global-norm clipping,
 // seeded shuffling per epoch, periodic logging, evaluation and checkpoints,
 // exact resume, and a final save that transformers loads unchanged.
+//
+// The pieces, top down:
+//
+//   - [Options] is the user's surface (flags and YAML keys, TRL names);
+//     [Options.Config] validates it once into the typed [Config].
+//   - [Setup] loads the policy and the examples (data.Load: every record
+//     checked before the first step) and attaches reference log-probs.
+//   - [Trainer.Run] batches the examples, runs [Engine.Step] once per
+//     optimizer step and keeps the books (schedule, epochs, metrics,
+//     evaluation, checkpoints, resume).
+//   - [Engine.Step] is one optimizer step, read top to bottom: zero the
+//     gradients, forward, loss (package pref), backward per micro-batch,
+//     clip, AdamW.
+//   - [Evaluate], [Logps] and [Stats] are the library side of the
+//     forward-only commands.
 package train
 
 import (

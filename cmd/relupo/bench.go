@@ -14,21 +14,19 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// benchOptions are the flags of `relupo bench`.
+type benchOptions struct {
+	preset, mode, shape                 string
+	steps, pairs, seq, threads          int
+	seconds                             float64
+	jsonOut, sharePrompt                bool
+	cpuProfile, computeDType            string
+	lengthsData, lengthsTok, lengthsOut string
+	maxLen, maxPrompt                   int
+}
+
 func newBenchCmd() *cobra.Command {
-	var (
-		preset, mode, shape string
-		steps, pairs, seq   int
-		seconds             float64
-		threads             int
-		jsonOut             bool
-		cpuProfile          string
-		lengthsData         string
-		lengthsTok          string
-		lengthsOut          string
-		maxLen, maxPrompt   int
-		sharePrompt         bool
-		computeDType        string
-	)
+	var o benchOptions
 	cmd := &cobra.Command{
 		Use:   "bench [--preset 30m|135m] [--mode train|ref-forward|decode]",
 		Short: "Measure training-step throughput on a preset model shape",
@@ -56,99 +54,105 @@ steps the way the script's max_seconds does (until S seconds after the warm-up b
 object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, ok := bench.Presets[preset]
-			if !ok {
-				return usagef("bench: unknown --preset %q (30m or 135m)", preset)
-			}
-			cfg, T := p.Model, p.Seq
-			if shape != "" {
-				var err error
-				if cfg, err = bench.ParseShape(shape); err != nil {
-					return usageError{err}
-				}
-			}
-			if seq > 0 {
-				T = seq
-			}
-			if mode != "train" && mode != "ref-forward" && mode != "decode" {
-				return usagef("bench: unknown --mode %q (train, ref-forward or decode)", mode)
-			}
-			if steps < 1 || pairs < 1 || T < 2 {
-				return usagef("bench: --steps, --pairs must be ≥ 1 and --seq ≥ 2")
-			}
-			if seconds < 0 || math.IsNaN(seconds) {
-				return usagef("bench: --seconds must be ≥ 0")
-			}
-			prec, err := bench.ParsePrecision(computeDType)
-			if err != nil {
-				return usagef("bench: --compute-dtype: %v", err)
-			}
-			ctx, out := cmd.Context(), cmd.OutOrStdout()
-			log := &labelWriter{w: os.Stderr, label: "[" + preset + " " + mode + "] "}
-			comp := train.Compute{Threads: threads, Precision: prec}
-			switch {
-			case mode == "decode": // KV-cache decoding
-				res, err := bench.Decode(ctx, bench.DecodeConfig{Model: cfg, Seq: T, Pairs: pairs, Runs: steps, Threads: threads, Precision: prec, Log: log})
-				if err != nil {
-					return err
-				}
-				return printDecodeBench(cmd, preset, res, jsonOut)
-			case lengthsData != "":
-				if lengthsTok == "" {
-					return usagef("bench: --data needs --tokenizer, the model folder whose tokenizer and chat template measure the pairs")
-				}
-				lens, err := bench.PairLengths(ctx, lengthsData, lengthsTok, data.Truncation{MaxLength: maxLen, MaxPromptLength: maxPrompt, Mode: "keep_end"})
-				if err != nil {
-					return err
-				}
-				if lengthsOut != "" {
-					if err := bench.WriteLengths(lengthsOut, lens); err != nil {
-						return err
-					}
-				}
-				res, err := bench.Realistic(ctx, bench.RealisticConfig{Model: cfg, Lengths: lens, Batch: pairs, Share: sharePrompt, Compute: comp, Log: log})
-				if err != nil {
-					return err
-				}
-				if jsonOut {
-					return json.NewEncoder(out).Encode(withPreset{preset, res})
-				}
-				_, err = fmt.Fprintf(out, "%s realistic (shared prompts: %v): %d pairs in %.1fs: %.2f pairs/s, %d tokens computed, peak RSS %.2f GB\n",
-					preset, res.SharePrompt, res.Pairs, res.Seconds, res.PairsPerS, res.Tokens, res.PeakRSSGB)
-				return err
-			}
-			res, err := bench.Train(ctx, bench.TrainConfig{Model: cfg, Mode: mode, Seq: T, Pairs: pairs, Steps: steps, Seconds: seconds,
-				Compute: comp, CPUProfile: cpuProfile, Log: log})
-			if err != nil {
-				return err
-			}
-			if jsonOut {
-				return json.NewEncoder(out).Encode(withPreset{preset, res})
-			}
-			_, err = fmt.Fprintf(out, "%s %s: %.0f tokens/s, %.3fs/step (median of %d), %.1f GFLOP/s, peak RSS %.2f GB\n",
-				preset, mode, res.TokensPerS, res.StepSMedian, res.StepsMeasured, res.GFlops, res.PeakRSSGB)
-			return err
+			return runBench(cmd, o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&preset, "preset", "30m", "model shape: 30m or 135m")
-	f.StringVar(&shape, "shape", "", "explicit shape V,D,I,L,H,KV (vocab, hidden, intermediate, layers, heads, kv heads)")
-	f.StringVar(&mode, "mode", "train", "train, ref-forward or decode")
-	f.IntVar(&steps, "steps", 3, "timed steps after one warm-up step")
-	f.Float64Var(&seconds, "seconds", 0, "instead of --steps, time steps until this many seconds after the warm-up began (at most 20), as bench_train.py's max_seconds does")
-	f.IntVar(&pairs, "pairs", 2, "preference pairs per step (2 sequences each)")
-	f.IntVar(&seq, "seq", 0, "tokens per sequence (default: the preset's)")
-	f.IntVar(&threads, "threads", 0, "worker threads (0: all cores)")
-	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object on the last line")
-	f.StringVar(&lengthsData, "data", "", "realistic batches: take the token lengths of this preference data set's pairs (random ids of those lengths)")
-	f.StringVar(&lengthsTok, "tokenizer", "", "with --data: the model folder whose chat template and tokenizer measure the pairs")
-	f.StringVar(&lengthsOut, "write-lengths", "", "with --data: also write the lengths as JSON lines {prompt, chosen, rejected}, for the PyTorch baseline")
-	f.IntVar(&maxLen, "max-length", 512, "with --data: truncation max_length")
-	f.BoolVar(&sharePrompt, "share-prompt", true, "with --data: run each pair's prompt once for both responses (--share-prompt=false: packed but unshared)")
-	f.IntVar(&maxPrompt, "max-prompt-length", 384, "with --data: truncation max_prompt_length")
-	f.StringVar(&computeDType, "compute-dtype", "float32", "precision of the matrix products: float32 or bf16 (see relupo train --help)")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
+	f.StringVar(&o.preset, "preset", "30m", "model shape: 30m or 135m")
+	f.StringVar(&o.shape, "shape", "", "explicit shape V,D,I,L,H,KV (vocab, hidden, intermediate, layers, heads, kv heads)")
+	f.StringVar(&o.mode, "mode", "train", "train, ref-forward or decode")
+	f.IntVar(&o.steps, "steps", 3, "timed steps after one warm-up step")
+	f.Float64Var(&o.seconds, "seconds", 0, "instead of --steps, time steps until this many seconds after the warm-up began (at most 20), as bench_train.py's max_seconds does")
+	f.IntVar(&o.pairs, "pairs", 2, "preference pairs per step (2 sequences each)")
+	f.IntVar(&o.seq, "seq", 0, "tokens per sequence (default: the preset's)")
+	f.IntVar(&o.threads, "threads", 0, "worker threads (0: all cores)")
+	f.BoolVar(&o.jsonOut, "json", false, "print the result as one JSON object on the last line")
+	f.StringVar(&o.lengthsData, "data", "", "realistic batches: take the token lengths of this preference data set's pairs (random ids of those lengths)")
+	f.StringVar(&o.lengthsTok, "tokenizer", "", "with --data: the model folder whose chat template and tokenizer measure the pairs")
+	f.StringVar(&o.lengthsOut, "write-lengths", "", "with --data: also write the lengths as JSON lines {prompt, chosen, rejected}, for the PyTorch baseline")
+	f.IntVar(&o.maxLen, "max-length", 512, "with --data: truncation max_length")
+	f.BoolVar(&o.sharePrompt, "share-prompt", true, "with --data: run each pair's prompt once for both responses (--share-prompt=false: packed but unshared)")
+	f.IntVar(&o.maxPrompt, "max-prompt-length", 384, "with --data: truncation max_prompt_length")
+	f.StringVar(&o.computeDType, "compute-dtype", "float32", "precision of the matrix products: float32 or bf16 (see relupo train --help)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	return cmd
+}
+
+// runBench checks the flags, runs the benchmark the mode asks for and
+// prints its result.
+func runBench(cmd *cobra.Command, o benchOptions) error {
+	p, ok := bench.Presets[o.preset]
+	if !ok {
+		return usagef("bench: unknown --preset %q (30m or 135m)", o.preset)
+	}
+	cfg, T := p.Model, p.Seq
+	if o.shape != "" {
+		var err error
+		if cfg, err = bench.ParseShape(o.shape); err != nil {
+			return usageError{err}
+		}
+	}
+	if o.seq > 0 {
+		T = o.seq
+	}
+	if o.mode != "train" && o.mode != "ref-forward" && o.mode != "decode" {
+		return usagef("bench: unknown --mode %q (train, ref-forward or decode)", o.mode)
+	}
+	if o.steps < 1 || o.pairs < 1 || T < 2 {
+		return usagef("bench: --steps, --pairs must be ≥ 1 and --seq ≥ 2")
+	}
+	if o.seconds < 0 || math.IsNaN(o.seconds) {
+		return usagef("bench: --seconds must be ≥ 0")
+	}
+	prec, err := bench.ParsePrecision(o.computeDType)
+	if err != nil {
+		return usagef("bench: --compute-dtype: %v", err)
+	}
+	ctx, out := cmd.Context(), cmd.OutOrStdout()
+	log := &labelWriter{w: os.Stderr, label: "[" + o.preset + " " + o.mode + "] "}
+	comp := train.Compute{Threads: o.threads, Precision: prec}
+	switch {
+	case o.mode == "decode": // KV-cache decoding
+		res, err := bench.Decode(ctx, bench.DecodeConfig{Model: cfg, Seq: T, Pairs: o.pairs, Runs: o.steps, Threads: o.threads, Precision: prec, Log: log})
+		if err != nil {
+			return err
+		}
+		return printDecodeBench(cmd, o.preset, res, o.jsonOut)
+	case o.lengthsData != "":
+		if o.lengthsTok == "" {
+			return usagef("bench: --data needs --tokenizer, the model folder whose tokenizer and chat template measure the pairs")
+		}
+		lens, err := bench.PairLengths(ctx, o.lengthsData, o.lengthsTok, data.Truncation{MaxLength: o.maxLen, MaxPromptLength: o.maxPrompt, Mode: "keep_end"})
+		if err != nil {
+			return err
+		}
+		if o.lengthsOut != "" {
+			if err := bench.WriteLengths(o.lengthsOut, lens); err != nil {
+				return err
+			}
+		}
+		res, err := bench.Realistic(ctx, bench.RealisticConfig{Model: cfg, Lengths: lens, Batch: o.pairs, Share: o.sharePrompt, Compute: comp, Log: log})
+		if err != nil {
+			return err
+		}
+		if o.jsonOut {
+			return json.NewEncoder(out).Encode(withPreset{o.preset, res})
+		}
+		_, err = fmt.Fprintf(out, "%s realistic (shared prompts: %v): %d pairs in %.1fs: %.2f pairs/s, %d tokens computed, peak RSS %.2f GB\n",
+			o.preset, res.SharePrompt, res.Pairs, res.Seconds, res.PairsPerS, res.Tokens, res.PeakRSSGB)
+		return err
+	}
+	res, err := bench.Train(ctx, bench.TrainConfig{Model: cfg, Mode: o.mode, Seq: T, Pairs: o.pairs, Steps: o.steps, Seconds: o.seconds,
+		Compute: comp, CPUProfile: o.cpuProfile, Log: log})
+	if err != nil {
+		return err
+	}
+	if o.jsonOut {
+		return json.NewEncoder(out).Encode(withPreset{o.preset, res})
+	}
+	_, err = fmt.Fprintf(out, "%s %s: %.0f tokens/s, %.3fs/step (median of %d), %.1f GFLOP/s, peak RSS %.2f GB\n",
+		o.preset, o.mode, res.TokensPerS, res.StepSMedian, res.StepsMeasured, res.GFlops, res.PeakRSSGB)
+	return err
 }
 
 // withPreset is a benchmark result with the preset's name, as the JSON
