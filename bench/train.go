@@ -177,7 +177,7 @@ func Train(ctx context.Context, c TrainConfig) (TrainResult, error) {
 	if _, err := st.step(exs, false); err != nil { // warm-up
 		return TrainResult{}, err
 	}
-	fmt.Fprintf(log, "[%s] warm-up step %.2fs\n", c.Mode, time.Since(t0).Seconds())
+	fmt.Fprintf(log, "warm-up step %.2fs\n", time.Since(t0).Seconds())
 	if c.CPUProfile != "" {
 		f, err := os.Create(c.CPUProfile)
 		if err != nil {
@@ -205,7 +205,7 @@ func Train(ctx context.Context, c TrainConfig) (TrainResult, error) {
 			return TrainResult{}, err
 		}
 		times = append(times, time.Since(t).Seconds())
-		fmt.Fprintf(log, "[%s] step %d: %.3fs\n", c.Mode, i+1, times[i])
+		fmt.Fprintf(log, "step %d: %.3fs\n", i+1, times[i])
 	}
 	slices.Sort(times)
 	med := times[len(times)/2]
