@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/relupo/relupo/data"
+	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/internal/atomicfile"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
@@ -83,6 +84,10 @@ type TrainConfig struct {
 	CPUProfile string
 	// Log receives the per-step lines; nil discards them.
 	Log io.Writer
+	// Comm runs the steps data-parallel over the ranks of an MPI job
+	// (train mode): each rank runs Pairs pairs a step and the gradients are
+	// all-reduced. Nil is one process.
+	Comm dist.Comm
 }
 
 // MaxSteps is the most steps TrainConfig.Seconds times, as in bench_train.py.
@@ -92,6 +97,7 @@ const MaxSteps = 20
 // side-by-side scripts read.
 type TrainResult struct {
 	Mode          string  `json:"mode"`
+	Ranks         int     `json:"ranks"`
 	Threads       int     `json:"threads"`
 	SeqLen        int     `json:"seq_len"`
 	Sequences     int     `json:"sequences"`
@@ -165,13 +171,17 @@ func Train(ctx context.Context, c TrainConfig) (TrainResult, error) {
 	}
 	st := newStepper(c.Model, c.Compute, c.Mode == "train", log)
 	defer st.e.Close()
+	ranks := 1
+	if c.Comm != nil {
+		st.e.Comm, ranks = c.Comm, c.Comm.Size()
+	}
 	T := c.Seq
 	r := rand.New(rand.NewPCG(0, 0))
 	exs := make([]data.Example, c.Pairs)
 	for i := range exs {
 		exs[i] = data.Example{Prompt: randomIDs(r, c.Model, T/4), Chosen: randomIDs(r, c.Model, T-T/4), Rejected: randomIDs(r, c.Model, T-T/4)}
 	}
-	tokens := 2 * c.Pairs * T
+	tokens := 2 * c.Pairs * T * ranks // the job's, over all ranks
 	flops := Flops(c.Model, T, tokens, c.Mode)
 	t0 := time.Now()
 	if _, err := st.step(exs, false); err != nil { // warm-up
@@ -210,7 +220,7 @@ func Train(ctx context.Context, c TrainConfig) (TrainResult, error) {
 	slices.Sort(times)
 	med := times[len(times)/2]
 	return TrainResult{
-		Mode: c.Mode, Threads: st.e.Workspace.Pool.Workers(), SeqLen: T, Sequences: 2 * c.Pairs,
+		Mode: c.Mode, Ranks: ranks, Threads: st.e.Workspace.Pool.Workers(), SeqLen: T, Sequences: 2 * c.Pairs * ranks,
 		TokensPerStep: tokens, ParamsTotal: c.Model.NumParams(), FlopsPerStepG: flops / 1e9,
 		StepsMeasured: len(times), StepSMedian: med, StepSMin: times[0],
 		TokensPerS: float64(tokens) / med, GFlops: flops / med / 1e9, PeakRSSGB: PeakRSSGB(),

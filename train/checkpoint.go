@@ -33,7 +33,13 @@ func checkpointDir(out string, step int) string {
 	return filepath.Join(out, "checkpoint-"+strconv.Itoa(step))
 }
 
+// saveCheckpoint writes checkpoint-STEP. Every rank calls it (gathering a
+// sharded optimizer state is a collective); rank 0 writes.
 func (t *Trainer) saveCheckpoint() error {
+	state, err := t.engine.OptimizerState()
+	if err != nil || !t.writer() {
+		return err
+	}
 	out := t.Config.Output.Dir
 	dir := checkpointDir(out, t.state.GlobalStep)
 	tmp := dir + ".tmp"
@@ -51,7 +57,7 @@ func (t *Trainer) saveCheckpoint() error {
 		return fail(err)
 	}
 	var ts []safetensors.Tensor
-	for _, st := range t.engine.Optimizer.State() {
+	for _, st := range state {
 		ts = append(ts, safetensors.Tensor{Name: st.Name, DType: safetensors.F32, Shape: []int{len(st.Data)}, Data: st.Data})
 	}
 	if err := safetensors.Write(filepath.Join(tmp, "optimizer.safetensors"), ts, nil); err != nil {
@@ -61,6 +67,7 @@ func (t *Trainer) saveCheckpoint() error {
 	if err != nil {
 		return fail(err)
 	}
+
 	if err := atomicfile.WriteFile(filepath.Join(tmp, stateFile), b); err != nil {
 		return fail(err)
 	}
@@ -182,10 +189,14 @@ func (t *Trainer) resume() error {
 	case st.NumExamples != len(t.Train):
 		return fmt.Errorf("resume: %s was made with %d training pairs, this run has %d: resume needs the same data", dir, st.NumExamples, len(t.Train))
 	case st.MaxSteps != t.plan.maxSteps:
-		return fmt.Errorf("resume: %s was made for %d steps, this run plans %d: resume needs the same epochs, batch size and accumulation", dir, st.MaxSteps, t.plan.maxSteps)
+		return fmt.Errorf("resume: %s was made for %d steps, this run plans %d: resume needs the same epochs and global batch (per-device batch × ranks × accumulation)", dir, st.MaxSteps, t.plan.maxSteps)
 	case st.LossType != t.state.LossType:
 		return fmt.Errorf("resume: %s was made with loss %s, this run uses %s", dir, st.LossType, t.state.LossType)
-	case st.GlobalStep < 0 || st.GlobalStep > st.MaxSteps || st.Micro < 0 || st.Micro >= t.plan.microPerEpoch || st.Epoch < 0:
+	}
+	if err := t.regroup(&st); err != nil {
+		return fmt.Errorf("resume: %s: %w", dir, err)
+	}
+	if st.GlobalStep < 0 || st.GlobalStep > st.MaxSteps || st.Micro < 0 || st.Micro >= t.plan.microPerEpoch || st.Epoch < 0 {
 		return fmt.Errorf("resume: %s: inconsistent state %+v", dir, st)
 	}
 	ck, err := safetensors.OpenCheckpoint(dir)
@@ -210,10 +221,13 @@ func (t *Trainer) resume() error {
 		}
 		sts = append(sts, optim.StateTensor{Name: name, Data: d})
 	}
-	if err := t.engine.Optimizer.LoadState(t.engine.params(), sts); err != nil {
+	if err := t.engine.LoadOptimizerState(sts); err != nil {
 		return fmt.Errorf("resume: %s: %w", dir, err)
 	}
 	t.state = st
+	if !t.writer() {
+		return nil
+	}
 	return t.metrics.truncateAfter(st.GlobalStep)
 }
 
@@ -225,6 +239,9 @@ var tokenizerFiles = []string{
 }
 
 func (t *Trainer) saveFinal(sum Summary) error {
+	if !t.writer() {
+		return nil
+	}
 	out := t.Config.Output.Dir
 	if err := t.Policy.Save(out, t.SaveDType, 0); err != nil {
 		return fmt.Errorf("save: %w", err)
@@ -293,4 +310,27 @@ func (t *Trainer) modelCard(sum Summary) string {
 	}
 	sb.WriteString("\nThe per-step metrics are in `metrics.jsonl`.\n")
 	return sb.String()
+}
+
+// regroup maps the data position of a checkpoint written with another
+// number of ranks, per-device batch or accumulation (but the same global
+// batch, so the same plan) onto this run's: the position within the epoch
+// counts optimizer steps, and each optimizer step covers the same pairs of
+// the epoch's order whatever the split (see rankOrder), so the run resumes
+// exactly, up to the order of float32 sums.
+func (t *Trainer) regroup(st *State) error {
+	c := t.Config.Loop
+	world, batch, acc := max(st.WorldSize, 1), st.BatchSize, st.Accumulation
+	if batch == 0 {
+		batch, acc = c.BatchSize, c.Accumulation // written before these were recorded
+	}
+	if world == t.ranks() && batch == c.BatchSize && acc == c.Accumulation {
+		return nil
+	}
+	if world*batch*acc != t.ranks()*c.BatchSize*c.Accumulation || st.Micro%acc != 0 {
+		return fmt.Errorf("made with %d ranks × batch %d × accumulation %d, this run %d × %d × %d: resume needs the same global batch", world, batch, acc, t.ranks(), c.BatchSize, c.Accumulation)
+	}
+	st.Micro = st.Micro / acc * c.Accumulation
+	st.WorldSize, st.BatchSize, st.Accumulation = t.ranks(), c.BatchSize, c.Accumulation
+	return nil
 }

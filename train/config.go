@@ -115,6 +115,8 @@ type LoopConfig struct {
 	SkipNonfinite bool
 	// SharePrompt runs each pair's prompt once for both responses.
 	SharePrompt bool
+	// ZeroStage 1 shards AdamW's state across data-parallel ranks.
+	ZeroStage int
 }
 
 // adamW returns a fresh AdamW with c's hyperparameters.
@@ -298,6 +300,9 @@ func (o *Options) LoopConfig() (LoopConfig, error) {
 	if o.MaxSteps <= 0 && !(o.NumTrainEpochs > 0) {
 		bad.add("num_train_epochs must be > 0 when max_steps is not set")
 	}
+	if o.ZeroStage != 0 && o.ZeroStage != 1 {
+		bad.add("zero_stage must be 0 or 1 (ZeRO stage 1 shards the optimizer state), got %d", o.ZeroStage)
+	}
 	if len(bad) > 0 {
 		return LoopConfig{}, errors.New(strings.Join(bad, "; "))
 	}
@@ -307,7 +312,7 @@ func (o *Options) LoopConfig() (LoopConfig, error) {
 		BatchSize: o.PerDeviceTrainBatchSize, EvalBatchSize: o.PerDeviceEvalBatchSize, Accumulation: o.GradientAccumulationSteps,
 		Epochs: o.NumTrainEpochs, MaxSteps: o.MaxSteps, Seed: o.Seed,
 		LoggingSteps: o.LoggingSteps, EvalSteps: o.EvalSteps, SaveSteps: o.SaveSteps, SaveTotalLimit: o.SaveTotalLimit,
-		ResumeFrom: o.ResumeFrom, SkipNonfinite: o.SkipNonfiniteSteps, SharePrompt: o.SharePrompt,
+		ResumeFrom: o.ResumeFrom, SkipNonfinite: o.SkipNonfiniteSteps, SharePrompt: o.SharePrompt, ZeroStage: o.ZeroStage,
 	}, nil
 }
 

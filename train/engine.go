@@ -3,10 +3,13 @@ package train
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/relupo/relupo/data"
+	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/optim"
@@ -25,6 +28,14 @@ type Engine struct {
 	Grads *model.Params
 	// Optimizer is AdamW; Step uses optim.NewAdamW's defaults when nil.
 	Optimizer *optim.AdamW
+	// Comm joins the data-parallel ranks of a job; nil is one process.
+	Comm dist.Comm
+	// ZeRO1 shards the optimizer's state across the ranks (ZeRO stage 1):
+	// each rank updates its shard of the parameters and keeps AdamW's
+	// moments for it alone.
+	ZeRO1 bool
+
+	zero *zeroShard // ZeRO1's shard, made by the first step
 }
 
 // NewEngine returns an Engine for m that runs on c.Threads workers with
@@ -79,13 +90,15 @@ func (e *NonfiniteError) Error() string {
 
 // Step runs one optimizer step, top to bottom like llm.c's train_gpt2.c:
 // zero the gradients; for each micro-batch run forward, the loss and
-// backward; clip the gradients to maxGradNorm; update with AdamW at
-// learning rate lr. maxGradNorm 0 computes the norm without clipping; a
-// negative maxGradNorm skips the norm too (as a baseline without clipping
-// does; GradNorm is then 0).
-// A non-finite log-prob, loss or gradient norm stops it before the update
-// with a *NonfiniteError; the result then holds what the micro-batches
-// before the failing one measured.
+// backward; average the gradients over the ranks (with a Comm); clip them
+// to maxGradNorm; update with AdamW at learning rate lr. maxGradNorm 0
+// computes the norm without clipping; a negative maxGradNorm skips the
+// norm too (as a baseline without clipping does; GradNorm is then 0).
+//
+// A non-finite log-prob, loss or gradient norm, on any rank, stops the
+// step before the update with a *NonfiniteError; the result then holds
+// what this rank's micro-batches before the failing one measured. The
+// result's loss, metrics and tokens are this rank's; GradNorm is global.
 func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepResult, error) {
 	m, ws := e.Model, e.Workspace
 	if e.Grads == nil {
@@ -98,6 +111,7 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 	acc := float64(max(b.Accumulation, 1))
 	var r StepResult
 	var records []string
+	var stop *NonfiniteError
 	e.Grads.Zero()
 	for _, mb := range b.Micro {
 		records = appendSources(records, mb)
@@ -107,14 +121,16 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 			return r, err
 		}
 		if !allFinite(lp.Chosen) || !allFinite(lp.Rejected) {
-			return r, &NonfiniteError{What: "log-probs", Records: records}
+			stop = &NonfiniteError{What: "log-probs", Records: records}
+			break
 		}
 		res, err := pref.Compute(loss, lp.inputs(mb)) // loss
 		if err != nil {
 			return r, fmt.Errorf("records %s: %w", strings.Join(sources(mb), ", "), err)
 		}
 		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
-			return r, &NonfiniteError{What: fmt.Sprintf("loss (%v)", res.Loss), Records: records}
+			stop = &NonfiniteError{What: fmt.Sprintf("loss (%v)", res.Loss), Records: records}
+			break
 		}
 		if err := m.Backward(ws, p.batch, p.dSums(res.DChosen, res.DRejected, acc), e.Grads); err != nil { // backward
 			return r, err
@@ -123,6 +139,20 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 		r.Metrics = append(r.Metrics, res.Metrics)
 		r.Tokens += int64(len(p.batch.Tokens))
 		r.TokensSaved += int64(paddedSize(mb) - len(p.batch.Tokens))
+	}
+	if err := e.agree(&stop, records); err != nil { // a non-finite value on any rank stops them all
+		return r, err
+	}
+	if stop != nil {
+		return r, stop
+	}
+	if e.ZeRO1 && e.ranks() > 1 { // reduce-scatter, clip, update this rank's shard, all-gather
+		var err error
+		r.GradNorm, err = e.zeroUpdate(lr, maxGradNorm, records)
+		return r, err
+	}
+	if err := e.averageGrads(); err != nil { // all-reduce
+		return r, err
 	}
 	if maxGradNorm >= 0 {
 		r.GradNorm = optim.ClipGradNorm(gradSlices(e.Grads), maxGradNorm) // clip
@@ -270,16 +300,25 @@ func (e *Engine) Logps(exs []data.Example, batchSize int, each func(lo int, lp P
 // Evaluate runs the model over examples in batches and returns the mean of
 // each batch's loss and metrics (the SimPO/RePO trainer's evaluation: the
 // same loss function as training, sft_weight term included), plus the mean
-// label counts of the responses.
+// label counts of the responses. With a Comm of several ranks and at least
+// as many batches, the batches are split among the ranks (a collective).
 func (e *Engine) Evaluate(exs []data.Example, loss pref.Config, batchSize int) (Row, error) {
 	if len(exs) == 0 {
 		return nil, errors.New("eval: no pairs to evaluate")
 	}
+	batchSize = max(batchSize, 1)
+	mine := exs
+	batches := (len(exs) + batchSize - 1) / batchSize
+	split := e.ranks() > 1 && batches >= e.ranks()
+	if split {
+		off := dist.Shards(batches, e.ranks())
+		r := e.Comm.Rank()
+		mine = exs[off[r]*batchSize : min(off[r+1]*batchSize, len(exs))]
+	}
 	sums := Row{}
-	batches := 0
 	var lenC, lenR float64
-	err := e.Logps(exs, batchSize, func(lo int, lp PairLogps) error {
-		mb := exs[lo : lo+len(lp.Chosen)]
+	err := e.Logps(mine, batchSize, func(lo int, lp PairLogps) error {
+		mb := mine[lo : lo+len(lp.Chosen)]
 		res, err := pref.Compute(loss, lp.inputs(mb))
 		if err != nil {
 			return fmt.Errorf("records %s: %w", strings.Join(sources(mb), ", "), err)
@@ -292,11 +331,24 @@ func (e *Engine) Evaluate(exs []data.Example, loss pref.Config, batchSize int) (
 			lenC += lp.ChosenTokens[i]
 			lenR += lp.RejectedTokens[i]
 		}
-		batches++
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
+	}
+	if split { // every rank has at least one batch, so the same metric names
+		keys := slices.Sorted(maps.Keys(sums))
+		v := []float64{lenC, lenR}
+		for _, k := range keys {
+			v = append(v, sums[k])
+		}
+		if err := e.Comm.AllReduceSum64(v); err != nil {
+			return nil, fmt.Errorf("eval: %w", err)
+		}
+		lenC, lenR = v[0], v[1]
+		for i, k := range keys {
+			sums[k] = v[2+i]
+		}
 	}
 	for k := range sums {
 		sums[k] /= float64(batches)

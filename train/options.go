@@ -63,6 +63,7 @@ type Options struct {
 	Force              bool `key:"force" help:"run even when the memory estimate exceeds the available memory"`
 	SharePrompt        bool `key:"share_prompt" help:"run each pair's prompt once for both responses (exact up to float32 rounding); false runs prompt+chosen and prompt+rejected separately"`
 	Threads            int  `key:"threads" help:"worker threads (0: all cores)"`
+	ZeroStage          int  `key:"zero_stage" help:"under mpirun (a relupo built with -tags mpi): 1 shards the AdamW state across the ranks (ZeRO stage 1: its memory per rank ÷ ranks); 0 keeps it whole on every rank"`
 
 	ComputeDType string `key:"compute_dtype" help:"precision of the matrix products: float32, or bf16 (operands rounded to bfloat16, float32 sums; weights, optimizer and everything else stay float32). Default: bf16 if the recipe says bf16: true, else float32"`
 	BF16         bool   `key:"bf16" help:"the Hugging Face Trainer's mixed-precision switch: true means compute_dtype bf16 when compute_dtype is not set"`

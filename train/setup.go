@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/relupo/relupo/data"
+	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
 )
@@ -56,6 +57,14 @@ func limits(mc model.Config) data.Limits {
 // losses, their reference log-probs. warn receives notes for the user
 // (skipped records, emulated bf16).
 func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) {
+	return SetupRanks(ctx, o, nil, warn)
+}
+
+// SetupRanks is Setup for one rank of a data-parallel job joined by comm
+// (nil: one process). Every rank loads the same policy and examples; the
+// reference log-probs are computed once, each rank scoring its share of
+// the pairs, and gathered.
+func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string)) (*Trainer, error) {
 	c, err := o.Config()
 	if err != nil {
 		return nil, err
@@ -64,7 +73,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{Config: c, Policy: policy}
+	t := &Trainer{Config: c, Policy: policy, Comm: comm}
 	if t.SaveDType, err = c.Output.dtype(dtype); err != nil {
 		return nil, err
 	}
@@ -91,7 +100,7 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 	if len(t.Eval) == 0 && c.Data.EvalSplitRatio > 0 {
 		t.Train, t.Eval = data.SplitEval(t.Train, c.Data.EvalSplitRatio, int64(c.Loop.Seed))
 	} else if needRef {
-		if err := c.attachReference(t.Eval, policy); err != nil {
+		if err := c.attachReference(t.Eval, policy, comm); err != nil {
 			return nil, err
 		}
 	}
@@ -128,8 +137,12 @@ func (t *Trainer) trainReference(ctx context.Context) error {
 		return f.Attach(c.Ref.Logps, t.Train, want)
 	}
 	cache := filepath.Join(c.Output.Dir, refCache)
-	if f, err := ReadLogpsFile(cache); err == nil && f.Attach(cache, t.Train, want) == nil {
-		return nil
+	f, err := ReadLogpsFile(cache)
+	cached := err == nil && f.Attach(cache, t.Train, want) == nil
+	// Under several ranks all of them compute when any lacks the cache
+	// (computing is a collective).
+	if missing, err := t.anyRank(!cached); err != nil || !missing {
+		return err
 	}
 	return t.computeTrainReference()
 }
@@ -138,8 +151,11 @@ func (t *Trainer) trainReference(ctx context.Context) error {
 // log-probs and caches them in output_dir.
 func (t *Trainer) computeTrainReference() error {
 	c := t.Config
-	if err := c.attachReference(t.Train, t.Policy); err != nil {
+	if err := c.attachReference(t.Train, t.Policy, t.Comm); err != nil {
 		return err
+	}
+	if !t.writer() {
+		return nil
 	}
 	p, err := c.Data.provenance(c.referenceModel(), c.Data.Train)
 	if err != nil {
@@ -173,8 +189,9 @@ func allHaveRef(exs []data.Example) bool {
 // attachReference gives every example its reference log-prob sums: its
 // record's own when every record has them, else computed once with the
 // reference model (c.Ref.Model, or policy, the initial policy, when that
-// is empty).
-func (c Config) attachReference(exs []data.Example, policy *model.Model) error {
+// is empty). With a comm of several ranks each scores a contiguous share
+// of the pairs and the values are gathered (a collective).
+func (c Config) attachReference(exs []data.Example, policy *model.Model, comm dist.Comm) error {
 	if len(exs) == 0 || allHaveRef(exs) {
 		return nil
 	}
@@ -191,12 +208,32 @@ func (c Config) attachReference(exs []data.Example, policy *model.Model) error {
 	}
 	e := NewEngine(m, c.Compute)
 	defer e.Close()
-	return e.Logps(exs, c.Loop.EvalBatchSize, func(lo int, lp PairLogps) error {
+	if comm == nil {
+		comm = dist.Single{}
+	}
+	off := dist.Shards(len(exs), comm.Size())
+	lo, hi := off[comm.Rank()], off[comm.Rank()+1]
+	ref := make([]float64, 2*len(exs)) // chosen, rejected of each pair
+	err := e.Logps(exs[lo:hi], c.Loop.EvalBatchSize, func(b int, lp PairLogps) error {
 		for i := range lp.Chosen {
-			exs[lo+i].SetRef(lp.Chosen[i], lp.Rejected[i])
+			ref[2*(lo+b+i)], ref[2*(lo+b+i)+1] = lp.Chosen[i], lp.Rejected[i]
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	off2 := make([]int, len(off))
+	for i, o := range off {
+		off2[i] = 2 * o
+	}
+	if err := comm.AllGather64(ref, off2); err != nil {
+		return err
+	}
+	for i := range exs {
+		exs[i].SetRef(ref[2*i], ref[2*i+1])
+	}
+	return nil
 }
 
 // inference is what the forward-only commands load: a model and the
@@ -315,7 +352,7 @@ func Evaluate(ctx context.Context, o Options, warn func(string)) (Row, error) {
 				return nil, err
 			}
 		default:
-			if err := c.attachReference(in.exs, in.model); err != nil {
+			if err := c.attachReference(in.exs, in.model, nil); err != nil {
 				return nil, err
 			}
 		}

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/relupo/relupo/data"
+	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/optim"
 	"github.com/relupo/relupo/pref"
@@ -56,6 +57,9 @@ type Trainer struct {
 	SaveDType safetensors.DType
 	// Progress receives progress updates; nil shows nothing.
 	Progress Progress
+	// Comm joins the data-parallel ranks of the job (mpirun); nil is one
+	// process. Every rank runs the same Trainer; rank 0 alone writes.
+	Comm dist.Comm
 
 	engine  *Engine
 	sched   func(int) float64
@@ -74,7 +78,7 @@ type Progress interface {
 
 // plan is the shape of the run, derived as the Hugging Face Trainer does.
 type plan struct {
-	microPerEpoch   int // ceil(examples / batch)
+	microPerEpoch   int // ceil(examples per rank / batch)
 	updatesPerEpoch int // ceil(micro / accumulation): the last step of an epoch takes the remainder
 	maxSteps        int
 	warmup          int
@@ -95,6 +99,12 @@ type State struct {
 	NonfiniteSkipped int `json:"nonfinite_skipped"`
 	// NumTokens counts the tokens processed so far (TRL's num_tokens).
 	NumTokens int64 `json:"num_tokens"`
+	// WorldSize, BatchSize and Accumulation are the run's ranks,
+	// per-device batch and accumulation (0 in checkpoints written before
+	// they were recorded: one rank, this run's batch).
+	WorldSize    int `json:"world_size,omitempty"`
+	BatchSize    int `json:"per_device_train_batch_size,omitempty"`
+	Accumulation int `json:"gradient_accumulation_steps,omitempty"`
 }
 
 func (t *Trainer) makePlan() (plan, error) {
@@ -104,7 +114,8 @@ func (t *Trainer) makePlan() (plan, error) {
 		return plan{}, errors.New("train: the training data has no pairs")
 	}
 	var p plan
-	p.microPerEpoch = (n + o.BatchSize - 1) / o.BatchSize
+	perRank := (n + t.ranks() - 1) / t.ranks() // DistributedSampler's num_samples
+	p.microPerEpoch = (perRank + o.BatchSize - 1) / o.BatchSize
 	p.updatesPerEpoch = (p.microPerEpoch + o.Accumulation - 1) / o.Accumulation
 	if o.MaxSteps > 0 {
 		p.maxSteps = o.MaxSteps
@@ -124,6 +135,35 @@ func (t *Trainer) makePlan() (plan, error) {
 
 // lossAt is the loss of step (0-based), with the dynamic γ schedule.
 func (t *Trainer) lossAt(step int) pref.Config { return t.Config.Loss.At(step, t.plan.maxSteps) }
+
+// ranks is the number of ranks of the job.
+func (t *Trainer) ranks() int {
+	if t.Comm == nil {
+		return 1
+	}
+	return t.Comm.Size()
+}
+
+// writer reports whether this rank writes files (rank 0).
+func (t *Trainer) writer() bool { return t.Comm == nil || t.Comm.Rank() == 0 }
+
+// rankOrder is this rank's share of an epoch's order, as PyTorch's
+// DistributedSampler (drop_last false) splits it: the order is padded with
+// its own first elements to a multiple of the ranks, and rank r takes
+// every N-th element from r. So an uneven last batch repeats a few pairs
+// of the epoch's beginning on some ranks, and every rank runs the same
+// number of micro-batches.
+func rankOrder(order []int, rank, ranks int) []int {
+	if ranks == 1 {
+		return order
+	}
+	total := (len(order) + ranks - 1) / ranks * ranks
+	out := make([]int, 0, total/ranks)
+	for i := rank; i < total; i += ranks {
+		out = append(out, order[i%len(order)])
+	}
+	return out
+}
 
 // epochOrder is the seeded permutation of the examples for an epoch. It
 // depends only on (seed, epoch), so a resumed run sees the same order.
@@ -153,12 +193,13 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 	}
 	t.engine = NewEngine(t.Policy, t.Config.Compute)
 	t.engine.Grads, t.engine.Optimizer = model.NewParams(t.Policy.Config), t.Config.Loop.adamW()
+	t.engine.Comm, t.engine.ZeRO1 = t.Comm, t.Config.Loop.ZeroStage == 1
 	defer t.engine.Close()
 	if t.Config.Loop.ResumeFrom != "" {
 		if err := t.resume(); err != nil {
 			return Summary{}, err
 		}
-	} else if err := os.Remove(t.metrics.path); err != nil && !os.IsNotExist(err) {
+	} else if err := os.Remove(t.metrics.path); t.writer() && err != nil && !os.IsNotExist(err) {
 		return Summary{}, fmt.Errorf("train: %w", err)
 	}
 	if t.Progress != nil {
@@ -225,14 +266,17 @@ func (t *Trainer) prepare() error {
 			return fmt.Errorf("train: %w", err)
 		}
 	}
-	if err := os.MkdirAll(c.Output.Dir, 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	if err := cleanLeftovers(c.Output.Dir); err != nil {
-		return fmt.Errorf("train: %w", err)
+	if t.writer() {
+		if err := os.MkdirAll(c.Output.Dir, 0o755); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		if err := cleanLeftovers(c.Output.Dir); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
 	}
 	t.metrics = metricsLog{path: filepath.Join(c.Output.Dir, "metrics.jsonl")}
-	t.state = State{NumExamples: len(t.Train), MaxSteps: t.plan.maxSteps, LossType: t.lossAt(0).Type()}
+	t.state = State{NumExamples: len(t.Train), MaxSteps: t.plan.maxSteps, LossType: t.lossAt(0).Type(),
+		WorldSize: t.ranks(), BatchSize: c.Loop.BatchSize, Accumulation: c.Loop.Accumulation}
 	return nil
 }
 
@@ -257,11 +301,12 @@ func (t *Trainer) afterStep(ctx context.Context) error {
 			return err
 		}
 	}
-	if ctx.Err() == nil || step == last {
-		return nil
+	stop, err := t.anyRank(ctx.Err() != nil)
+	if err != nil || !stop || step == last {
+		return err
 	}
 	dir := checkpointDir(t.Config.Output.Dir, step)
-	if _, err := os.Stat(dir); err != nil {
+	if !(o.SaveSteps > 0 && step%o.SaveSteps == 0) { // not saved just above
 		if err := t.saveCheckpoint(); err != nil {
 			return err
 		}
@@ -279,11 +324,14 @@ func (t *Trainer) step() (loss float64, skipped bool, err error) {
 	o, st := t.Config.Loop, &t.state
 	start := time.Now()
 	order := epochOrder(o.Seed, st.Epoch, len(t.Train))
+	if t.Comm != nil {
+		order = rankOrder(order, t.Comm.Rank(), t.Comm.Size())
+	}
 	group := min(o.Accumulation, t.plan.microPerEpoch-st.Micro)
 	b := Batch{Accumulation: o.Accumulation, SharePrompt: o.SharePrompt}
 	for j := range group {
 		lo := (st.Micro + j) * o.BatchSize
-		hi := min(lo+o.BatchSize, len(t.Train))
+		hi := min(lo+o.BatchSize, len(order))
 		mb := make([]data.Example, 0, hi-lo)
 		for _, idx := range order[lo:hi] {
 			mb = append(mb, t.Train[idx])
@@ -300,6 +348,11 @@ func (t *Trainer) step() (loss float64, skipped bool, err error) {
 		return 0, false, fmt.Errorf("train: step %d: %w; stopping (the last checkpoint is intact; --skip-nonfinite-steps skips such steps instead)", st.GlobalStep+1, err)
 	case err != nil:
 		return 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
+	}
+	if t.ranks() > 1 {
+		if r, err = t.globalResult(r, skipped); err != nil {
+			return 0, false, fmt.Errorf("train: step %d: %w", st.GlobalStep+1, err)
+		}
 	}
 	w := &st.Window
 	for _, m := range r.Metrics {
@@ -342,6 +395,9 @@ func (t *Trainer) log() error {
 	if t.Progress != nil {
 		t.Progress.Step(t.state.GlobalStep, r)
 	}
+	if !t.writer() {
+		return nil
+	}
 	return t.metrics.write(r)
 }
 
@@ -358,6 +414,9 @@ func (t *Trainer) evaluate() (Row, error) {
 	}
 	if t.Progress != nil {
 		t.Progress.Log(out)
+	}
+	if !t.writer() {
+		return out, nil
 	}
 	return out, t.metrics.write(out)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/relupo/relupo/bench"
 	"github.com/relupo/relupo/data"
+	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
@@ -109,7 +110,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 		return usagef("bench: --compute-dtype: %v", err)
 	}
 	ctx, out := cmd.Context(), cmd.OutOrStdout()
-	log := &labelWriter{w: os.Stderr, label: "[" + o.preset + " " + o.mode + "] "}
+	var log io.Writer = &labelWriter{w: os.Stderr, label: "[" + o.preset + " " + o.mode + "] "}
 	comp := train.Compute{Threads: o.threads, Precision: prec}
 	switch {
 	case o.mode == "decode": // KV-cache decoding
@@ -142,17 +143,33 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 			o.preset, res.SharePrompt, res.Pairs, res.Seconds, res.PairsPerS, res.Tokens, res.PeakRSSGB)
 		return err
 	}
-	res, err := bench.Train(ctx, bench.TrainConfig{Model: cfg, Mode: o.mode, Seq: T, Pairs: o.pairs, Steps: o.steps, Seconds: o.seconds,
-		Compute: comp, CPUProfile: o.cpuProfile, Log: log})
-	if err != nil {
+	return withRanks(func(comm dist.Comm) error {
+		if comm.Size() > 1 && o.seconds > 0 {
+			return usagef("bench: under mpirun, time a fixed number of --steps (the ranks must run the same steps), not --seconds")
+		}
+		if comm.Rank() != 0 {
+			log = nil
+		}
+		res, err := bench.Train(ctx, bench.TrainConfig{Model: cfg, Mode: o.mode, Seq: T, Pairs: o.pairs, Steps: o.steps, Seconds: o.seconds,
+			Compute: comp, CPUProfile: o.cpuProfile, Log: log, Comm: comm})
+		if err != nil || comm.Rank() != 0 {
+			return err
+		}
+		if o.jsonOut {
+			return json.NewEncoder(out).Encode(withPreset{o.preset, res})
+		}
+		_, err = fmt.Fprintf(out, "%s %s: %.0f tokens/s, %.3fs/step (median of %d), %.1f GFLOP/s, peak RSS %.2f GB%s\n",
+			o.preset, o.mode, res.TokensPerS, res.StepSMedian, res.StepsMeasured, res.GFlops, res.PeakRSSGB, rankCount(res.Ranks))
 		return err
+	})
+}
+
+// rankCount names the ranks of a job of several.
+func rankCount(n int) string {
+	if n < 2 {
+		return ""
 	}
-	if o.jsonOut {
-		return json.NewEncoder(out).Encode(withPreset{o.preset, res})
-	}
-	_, err = fmt.Fprintf(out, "%s %s: %.0f tokens/s, %.3fs/step (median of %d), %.1f GFLOP/s, peak RSS %.2f GB\n",
-		o.preset, o.mode, res.TokensPerS, res.StepSMedian, res.StepsMeasured, res.GFlops, res.PeakRSSGB)
-	return err
+	return fmt.Sprintf(" (%d ranks together)", n)
 }
 
 // withPreset is a benchmark result with the preset's name, as the JSON

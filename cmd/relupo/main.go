@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
@@ -36,6 +37,12 @@ func newRootCmd() *cobra.Command {
 		Short:         "RePO preference optimization for Hugging Face language models, in one static binary",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+	}
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		if n := dist.Launched(); n > 1 && c.Name() != "train" && c.Name() != "bench" {
+			return usagef("%s: launched as one of %d ranks, but only 'relupo train' and 'relupo bench' run as ranks of an MPI job (the others would run %d copies writing the same output)", c.CommandPath(), n, n)
+		}
+		return nil
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
@@ -43,31 +44,44 @@ how to resume.`,
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
 			}
-			warn := func(msg string) { fmt.Fprintf(os.Stderr, "relupo: %s\n", msg) }
-			ctx := cmd.Context()
-			t, err := train.Setup(ctx, opts, warn)
-			if err != nil {
-				return err
-			}
-			t.Progress = newProgress(os.Stderr)
-			fmt.Fprintf(os.Stderr, "relupo: %s on %d pairs (%d held out), %s model with %d parameters\n",
-				t.Config.Loss.LossType, len(t.Train), len(t.Eval), t.Policy.Config.ModelType, t.Policy.Config.NumParams())
-			sum, err := t.Run(ctx)
-			if err != nil {
-				return err
-			}
-			if jsonOut {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(sum)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps in %.1fs, mean loss %.4g; model written to %s\n", sum.Steps, sum.Seconds, sum.TrainLoss, sum.OutputDir)
-			if len(sum.Eval) > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "eval: %s\n", summarize(sum.Eval))
-			}
-			return nil
+			return withRanks(func(comm dist.Comm) error {
+				lead := comm.Rank() == 0 // rank 0 alone talks and writes
+				note := warn
+				if !lead {
+					note = nil
+				}
+				ctx := cmd.Context()
+				t, err := train.SetupRanks(ctx, opts, comm, note)
+				if err != nil {
+					return err
+				}
+				if lead {
+					t.Progress = newProgress(os.Stderr)
+					fmt.Fprintf(os.Stderr, "relupo: %s on %d pairs (%d held out), %s model with %d parameters%s\n",
+						t.Config.Loss.LossType, len(t.Train), len(t.Eval), t.Policy.Config.ModelType, t.Policy.Config.NumParams(), rankNote(comm, opts))
+				}
+				sum, err := t.Run(ctx)
+				if err != nil || !lead {
+					return err
+				}
+				return printSummary(cmd, sum, jsonOut)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "YAML recipe (SimPO/RePO/TRL keys); command-line flags override it")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the final summary as one JSON object")
 	bindFlags(&opts, cmd.Flags())
 	return cmd
+}
+
+// printSummary prints a finished run's summary.
+func printSummary(cmd *cobra.Command, sum train.Summary, jsonOut bool) error {
+	if jsonOut {
+		return json.NewEncoder(cmd.OutOrStdout()).Encode(sum)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps in %.1fs, mean loss %.4g; model written to %s\n", sum.Steps, sum.Seconds, sum.TrainLoss, sum.OutputDir)
+	if len(sum.Eval) > 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "eval: %s\n", summarize(sum.Eval))
+	}
+	return nil
 }
