@@ -284,3 +284,23 @@ func metricRows(t *testing.T, dir string) []map[string]float64 {
 	}
 	return rows
 }
+
+// An error on one rank only (here rank 0 cannot replace the metrics file,
+// which another program left as a non-empty folder) aborts the whole job
+// with the error and the rank, instead of leaving the other rank waiting
+// in a collective.
+func TestMPIErrorOnOneRankAborts(t *testing.T) {
+	bin := mpiRelupo(t)
+	out := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(out, "metrics.jsonl", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	se, code := mpirun(t, 2, bin, mpiTrainArgs(pairs(t, 12), out, 3)...)
+	if code == 0 || !strings.Contains(se, "rank 0 of 2") || !strings.Contains(se, "metrics.jsonl") {
+		t.Fatalf("exit %d: %s", code, se)
+	}
+	if d := time.Since(start); d > 60*time.Second {
+		t.Errorf("the job took %v to stop", d)
+	}
+}
