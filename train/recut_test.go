@@ -2,7 +2,9 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,5 +194,40 @@ func TestStepIsTheTrainersStep(t *testing.T) {
 	}
 	if d := maxAbsDiff(trained.Params.Mem, stepped.Params.Mem); d != 0 {
 		t.Fatalf("weights differ by %g", d)
+	}
+}
+
+// The last optimizer step of an epoch, with fewer micro-batches than
+// gradient_accumulation_steps, divides each by the number it really has
+// (current transformers' current_gradient_accumulation_steps): with 4
+// pairs, batch 1 and accumulation 3, step 2 is pair order[3] alone, and
+// its logged loss is that pair's loss, not a third of it.
+func TestPartialAccumulationStep(t *testing.T) {
+	exs := tinyExamples(4, 31)
+	o := testOptions(t)
+	o.PerDeviceTrainBatchSize, o.GradientAccumulationSteps, o.MaxSteps, o.LearningRate = 1, 3, 2, 0
+	m := tinyModel(8)
+	if _, err := runTrainer(t, o, m, exs); err != nil {
+		t.Fatal(err)
+	}
+	last := exs[epochOrder(o.Seed, 0, len(exs))[3]]
+	e := NewEngine(m, Compute{Threads: 2})
+	defer e.Close()
+	lp, _, err := e.ForwardNoGrad([]data.Example{last}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pref.Compute(mustConfig(t, o).Loss.Config, lp.inputs([]data.Example{last}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(o.OutputDir, "metrics.jsonl"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var r map[string]float64
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r["step"] != 2 || math.Abs(r["loss"]-want.Loss) > 1e-6*math.Max(1, want.Loss) {
+		t.Fatalf("step %v loss %v, want step 2 with the last pair's loss %v (not divided by 3: %v)", r["step"], r["loss"], want.Loss, want.Loss/3)
 	}
 }

@@ -328,7 +328,11 @@ func (t *Trainer) step() (loss float64, skipped bool, err error) {
 		order = rankOrder(order, t.Comm.Rank(), t.Comm.Size())
 	}
 	group := min(o.Accumulation, t.plan.microPerEpoch-st.Micro)
-	b := Batch{Accumulation: o.Accumulation, SharePrompt: o.SharePrompt}
+	// The last step of an epoch may have fewer micro-batches than
+	// gradient_accumulation_steps; each is divided by how many there
+	// really are, as current transformers does
+	// (current_gradient_accumulation_steps).
+	b := Batch{Accumulation: group, SharePrompt: o.SharePrompt}
 	for j := range group {
 		lo := (st.Micro + j) * o.BatchSize
 		hi := min(lo+o.BatchSize, len(order))
