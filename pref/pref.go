@@ -24,6 +24,7 @@
 //	repo        max(0, γ − M)
 //	repo++      softplus(β·max(0, γ − M))            = −log σ(−ReLU(−β(M − γ)))
 //	simpo       (1−ε)·softplus(−βz) + ε·softplus(βz),  z = M − γ
+//	simpo-hinge max(0, 1 − β(M − γ))                 (SimPO's own loss_type "hinge")
 //	dpo         (1−ε)·softplus(−βh) + ε·softplus(βh)
 //	ipo         (h̄ − 1/(2β))²
 //	hinge       max(0, 1 − βh)
@@ -61,6 +62,7 @@ const (
 	LossRePO            = "repo"
 	LossRePOPlusPlus    = "repo++"
 	LossSimPO           = "simpo"
+	LossSimPOHinge      = "simpo-hinge"
 	LossDPO             = "dpo"
 	LossIPO             = "ipo"
 	LossHinge           = "hinge"
@@ -92,7 +94,7 @@ const (
 
 // LossTypes returns the accepted loss type names, RePO first.
 func LossTypes() []string {
-	return []string{LossRePO, LossRePOPlusPlus, LossSimPO, LossDPO, LossIPO, LossHinge, LossDPORePO, LossDPORePOPlusPlus}
+	return []string{LossRePO, LossRePOPlusPlus, LossSimPO, LossSimPOHinge, LossDPO, LossIPO, LossHinge, LossDPORePO, LossDPORePOPlusPlus}
 }
 
 // Config selects a loss and its hyperparameters.
@@ -106,7 +108,7 @@ type Config struct {
 	Beta float64
 
 	// Gamma is γ, the margin threshold.
-	//   - repo, repo++, simpo: a margin on M in average per-token log-prob
+	//   - repo, repo++, simpo, simpo-hinge: a margin on M in average per-token log-prob
 	//     (the SimPO/RePO code's gamma_beta_ratio; SimPO's loss is
 	//     −log σ(β(M − γ)), so TRL's simpo_gamma equals β·Gamma).
 	//   - dpo+repo: a margin on h (summed log-probs); the loss is ReLU(γ − h).
@@ -125,6 +127,17 @@ type Config struct {
 	// trainers' CrossEntropyLoss does), logged as sft_loss. It needs the
 	// token counts. 0 disables it.
 	SFTWeight float64
+}
+
+// DefaultBeta is each loss's conventional β: 0.1 for the DPO family (dpo,
+// ipo, hinge, dpo+repo, dpo+repo++), as TRL's DPOConfig; 2 for simpo (the
+// SimPO paper and recipes), repo and repo++ (where for repo it only scales
+// the logged rewards, as the official RePO trainer's default does).
+func DefaultBeta(lossType string) float64 {
+	if (Config{LossType: lossType}).NeedsReference() {
+		return 0.1
+	}
+	return 2
 }
 
 // DefaultConfig returns RePO with γ = 0.5 (the paper's recommended default)
@@ -196,7 +209,7 @@ func (c Config) NeedsTokenCounts() bool {
 		return true
 	}
 	switch c.lossType() {
-	case LossRePO, LossRePOPlusPlus, LossSimPO, LossIPO:
+	case LossRePO, LossRePOPlusPlus, LossSimPO, LossSimPOHinge, LossIPO:
 		return true
 	}
 	return false
@@ -232,7 +245,7 @@ type Result struct {
 	// Metrics holds the values to log, keyed by the Metric* names:
 	//
 	//   - rewards/chosen, rewards/rejected: batch means of the implicit
-	//     rewards. For repo, repo++ and simpo they are β·A(y) (average
+	//     rewards. For repo, repo++, simpo and simpo-hinge they are β·A(y) (average
 	//     log-probs, no reference), as the official SimPO/RePO trainer logs
 	//     them; for RePO β enters nowhere else. (The project's PyTorch
 	//     reference, losses_ref.py, logs RePO rewards β-free; Beta = 1
@@ -243,7 +256,7 @@ type Result struct {
 	//   - rewards/accuracies: fraction of pairs whose chosen reward is
 	//     strictly greater than the rejected one (ties count as wrong).
 	//   - logps/chosen, logps/rejected: mean policy log-probs, averages for
-	//     repo, repo++, simpo and ipo, sums for the other DPO-family losses.
+	//     repo, repo++, simpo, simpo-hinge and ipo, sums for the other DPO-family losses.
 	//   - for repo, repo++, dpo+repo and dpo+repo++ only:
 	//     repo/active_fraction, the fraction of pairs that receive gradient
 	//     (the ReLU argument is strictly positive); margin/mean, margin/p10,
@@ -294,7 +307,7 @@ func Compute(c Config, in Inputs) (Result, error) {
 		sw, sl := in.ChosenLogps[i], in.RejectedLogps[i]
 		var x, dxW, dxL, rw, rl, lw, ll float64
 		switch lt {
-		case LossRePO, LossRePOPlusPlus, LossSimPO:
+		case LossRePO, LossRePOPlusPlus, LossSimPO, LossSimPOHinge:
 			nw, nl := in.ChosenTokens[i], in.RejectedTokens[i]
 			aw, al := sw/nw, sl/nl
 			x, dxW, dxL = aw-al, 1/nw, -1/nl
@@ -350,6 +363,10 @@ func Compute(c Config, in Inputs) (Result, error) {
 			t *= beta
 			loss = (1-eps)*softplus(-t) + eps*softplus(t)
 			dx = beta * (-(1-eps)*sigmoid(-t) + eps*sigmoid(t))
+		case LossSimPOHinge:
+			if u := 1 - beta*(x-gamma); u > 0 {
+				loss, dx = u, -beta
+			}
 		case LossIPO:
 			d := x - 1/(2*beta)
 			loss, dx = d*d, 2*d

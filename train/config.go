@@ -275,6 +275,9 @@ func (o *Options) DataConfig() (DataConfig, error) {
 func (o *Options) LossConfig() (LossConfig, error) {
 	c := LossConfig{Config: pref.Config{LossType: o.LossType, Beta: o.Beta, Gamma: o.GammaBetaRatio,
 		LabelSmoothing: o.LabelSmoothing, SFTWeight: o.SFTWeight}, GammaEnd: o.GammaEnd}
+	if math.IsNaN(c.Beta) {
+		c.Beta = pref.DefaultBeta(c.Type())
+	}
 	if err := c.Validate(); err != nil {
 		return LossConfig{}, errors.New(strings.TrimPrefix(err.Error(), "pref: "))
 	}

@@ -73,18 +73,27 @@ func bindFlags(o *train.Options, fs *pflag.FlagSet, keys ...string) {
 	}
 }
 
+// recipe is a YAML recipe as read: every key with its value, and the keys
+// that set no option.
+type recipe struct {
+	path   string
+	raw    map[string]any
+	unused []string
+}
+
 // applyYAML reads a recipe file and sets every known key of o whose flag
-// was not given on the command line (fs may be nil). It returns the keys it
-// does not use, sorted, so that the caller can warn about them in one line.
-func applyYAML(o *train.Options, path string, fs *pflag.FlagSet) (unused []string, err error) {
+// was not given on the command line (fs may be nil). The recipe's unused
+// keys are sorted, so that the caller can list them in one line.
+func applyYAML(o *train.Options, path string, fs *pflag.FlagSet) (recipe, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return recipe{}, fmt.Errorf("config: %w", err)
 	}
-	var raw map[string]any
-	if err := yaml.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("config: %s: %w", path, err)
+	r := recipe{path: path}
+	if err := yaml.Unmarshal(b, &r.raw); err != nil {
+		return recipe{}, fmt.Errorf("config: %s: %w", path, err)
 	}
+	raw := r.raw
 	byKey := map[string]optionField{}
 	for _, f := range optionFields() {
 		byKey[f.key] = f
@@ -98,17 +107,17 @@ func applyYAML(o *train.Options, path string, fs *pflag.FlagSet) (unused []strin
 	for _, k := range keys {
 		f, ok := byKey[k]
 		if !ok {
-			unused = append(unused, k)
+			r.unused = append(r.unused, k)
 			continue
 		}
 		if fs != nil && (flagChanged(fs, f.flag) || flagChanged(fs, f.alias)) {
 			continue // the command line wins
 		}
 		if err := setField(v.Field(f.index), raw[k]); err != nil {
-			return nil, fmt.Errorf("config: %s: key %s: %w", path, k, err)
+			return recipe{}, fmt.Errorf("config: %s: key %s: %w", path, k, err)
 		}
 	}
-	return unused, nil
+	return r, nil
 }
 
 func flagChanged(fs *pflag.FlagSet, name string) bool {
@@ -209,4 +218,15 @@ func toFloat(val any) (float64, error) {
 		return f, nil
 	}
 	return 0, fmt.Errorf("want a number, got %v", val)
+}
+
+// keyGiven reports whether the option with YAML key was given on the
+// command line (by its flag or its alias).
+func keyGiven(fs *pflag.FlagSet, key string) bool {
+	for _, f := range optionFields() {
+		if f.key == key {
+			return flagChanged(fs, f.flag) || flagChanged(fs, f.alias)
+		}
+	}
+	return false
 }

@@ -70,10 +70,11 @@ warmup_ratio: 0.1
 	if err := fs.Parse([]string{"--learning-rate", "5e-7", "--gamma", "0.4", "--output-dir", "mine"}); err != nil {
 		t.Fatal(err)
 	}
-	unused, err := applyYAML(&o, path, fs)
+	r, err := applyYAML(&o, path, fs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	unused := r.unused
 	wantUnused := []string{"attn_implementation", "dataset_splits", "do_eval", "evaluation_strategy", "gradient_checkpointing",
 		"gradient_checkpointing_kwargs", "log_level", "optim", "preprocessing_num_workers", "push_to_hub", "report_to", "run_name",
 		"save_strategy", "torch_dtype"}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/relupo/relupo/dist"
@@ -33,12 +34,20 @@ how to resume.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if config != "" {
-				unused, err := applyYAML(&opts, config, cmd.Flags())
+				r, err := applyYAML(&opts, config, cmd.Flags())
 				if err != nil {
 					return usageError{err}
 				}
+				notes, err := train.Recipe(r.raw).Apply(&opts, func(key string) bool { return keyGiven(cmd.Flags(), key) })
+				for _, n := range notes {
+					fmt.Fprintf(os.Stderr, "relupo: %s: %s\n", config, n)
+				}
+				if err != nil {
+					return usagef("config: %s: %v", config, err)
+				}
+				unused := slices.DeleteFunc(r.unused, func(k string) bool { return slices.Contains(train.RecipeKeys, k) })
 				if len(unused) > 0 {
-					fmt.Fprintf(os.Stderr, "relupo: warning: %s: keys not used by relupo: %s\n", config, strings.Join(unused, ", "))
+					fmt.Fprintf(os.Stderr, "relupo: %s: keys with no effect in relupo: %s\n", config, strings.Join(unused, ", "))
 				}
 			}
 			if err := opts.Validate(); err != nil {
@@ -57,8 +66,9 @@ how to resume.`,
 				}
 				if lead {
 					t.Progress = newProgress(os.Stderr)
-					fmt.Fprintf(os.Stderr, "relupo: %s on %d pairs (%d held out), %s model with %d parameters%s\n",
-						t.Config.Loss.LossType, len(t.Train), len(t.Eval), t.Policy.Config.ModelType, t.Policy.Config.NumParams(), rankNote(comm, opts))
+					l := t.Config.Loss
+					fmt.Fprintf(os.Stderr, "relupo: %s (β %g, γ %g) on %d pairs (%d held out), %s model with %d parameters%s\n",
+						l.LossType, l.Beta, l.Gamma, len(t.Train), len(t.Eval), t.Policy.Config.ModelType, t.Policy.Config.NumParams(), rankNote(comm, opts))
 				}
 				sum, err := t.Run(ctx)
 				if err != nil || !lead {

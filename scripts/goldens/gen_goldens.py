@@ -516,7 +516,7 @@ def gen_optim():
 
 
 # --------------------------------------------------------------------- pref
-REF_FREE = ("repo", "repo++", "simpo")
+REF_FREE = ("repo", "repo++", "simpo", "simpo-hinge")
 
 # Six pairs (float64, exact decimals). Pair 4 sits exactly on RePO's
 # threshold M = 0.5 (A_w = -1, A_l = -1.5), which PyTorch's ReLU filters.
@@ -558,6 +558,8 @@ def pref_case(lt, beta, gamma=0.0, ls=0.0, sft=0.0, trl_gamma=None):
     elif lt == "simpo":
         z = beta * x - trl_gamma if trl_gamma is not None else beta * (x - gamma)
         per = -(1 - ls) * F.logsigmoid(z) - ls * F.logsigmoid(-z)
+    elif lt == "simpo-hinge":  # SimPO's loss_type "hinge": relu(1 - beta * (M - gamma_beta_ratio))
+        per = F.relu(1 - beta * (x - gamma))
     elif lt == "dpo":
         z = beta * x
         per = -(1 - ls) * F.logsigmoid(z) - ls * F.logsigmoid(-z)
@@ -617,6 +619,7 @@ def gen_pref():
         ("simpo", pref_case("simpo", 2.5, 0.3)),
         ("simpo_ls0.15", pref_case("simpo", 2.5, 0.3, ls=0.15)),
         ("simpo_trl_gamma", pref_case("simpo", 2.0, trl_gamma=0.5)),
+        ("simpo-hinge", pref_case("simpo-hinge", 2.5, 0.3)),
         ("dpo", pref_case("dpo", 0.1)),
         ("dpo_ls0.1", pref_case("dpo", 0.5, ls=0.1)),
         ("ipo", pref_case("ipo", 0.5)),
