@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -84,22 +85,70 @@ func NewEncoder(modelDir string, opts EncodeOptions) (*Encoder, error) {
 }
 
 // templateText resolves EncodeOptions.ChatTemplate against the model's own
-// template.
+// template: a keyword, template text (it has {{ or {%), or a path (see
+// ReadTemplate). A value that is none of these is an error, never used as
+// template text.
 func templateText(opt, own string) (string, error) {
 	switch {
 	case opt == "":
 		return own, nil
 	case opt == TemplateSimPOMistral:
 		return chat.SimPOMistralTemplate, nil
-	case strings.HasSuffix(opt, ".jinja") && !strings.ContainsAny(opt, "{}\n"):
-		b, err := os.ReadFile(opt)
+	case strings.Contains(opt, "{{") || strings.Contains(opt, "{%"):
+		return opt, nil
+	}
+	return ReadTemplate(opt)
+}
+
+// TemplateOverride returns the text of an EncodeOptions.ChatTemplate
+// value (a keyword, template text or a path; see ReadTemplate), or "" when
+// opt is empty (the model's own template applies).
+func TemplateOverride(opt string) (string, error) { return templateText(opt, "") }
+
+// ReadTemplate reads a chat template from a path: a model or tokenizer
+// folder (its chat_template.jinja, else tokenizer_config.json's
+// chat_template), a tokenizer_config.json, or a template file (.jinja or
+// any text holding {{ or {%).
+func ReadTemplate(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("data: chat template %q is neither template text (it has no {{ or {%%}) nor a readable file or folder: %w", path, err)
+	}
+	var src string
+	switch {
+	case st.IsDir():
+		cfg, err := tokenizer.LoadConfig(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			b, jerr := os.ReadFile(filepath.Join(path, "chat_template.jinja"))
+			if jerr != nil {
+				return "", fmt.Errorf("data: chat template folder %s has neither chat_template.jinja nor tokenizer_config.json", path)
+			}
+			src = string(b)
+		} else if err != nil {
+			return "", fmt.Errorf("data: chat template: %w", err)
+		} else {
+			src = cfg.ChatTemplate
+		}
+	case filepath.Base(path) == "tokenizer_config.json":
+		cfg, err := tokenizer.LoadConfig(path)
 		if err != nil {
 			return "", fmt.Errorf("data: chat template: %w", err)
 		}
-		return string(b), nil
+		src = cfg.ChatTemplate
 	default:
-		return opt, nil
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("data: chat template: %w", err)
+		}
+		src = string(b)
+		if !strings.Contains(src, "{{") && !strings.Contains(src, "{%") {
+			return "", fmt.Errorf("data: chat template file %s holds no Jinja ({{ or {%%}): give a .jinja file, a tokenizer_config.json or a model folder", path)
+		}
 	}
+	if strings.TrimSpace(src) == "" {
+		return "", fmt.Errorf("data: %s has no chat template", path)
+	}
+	return src, nil
 }
 
 // Encode tokenizes a pair: the prompt ids (starting with BOS when the
@@ -117,6 +166,9 @@ func (e *Encoder) Encode(p Pair) (prompt, chosen, rejected []int, err error) {
 	prompt, chosen, rejected, err = tokenizeRow(e.encodeText, promptText, chosenText, rejectedText, e.bosID, e.eosID)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("data: %s: %w", p.Source, err)
+	}
+	if slices.Equal(chosen, rejected) {
+		return nil, nil, nil, fmt.Errorf("data: %s: the chosen and rejected responses are identical after the chat template (%q): does the template drop assistant messages?", p.Source, clip(chosenText))
 	}
 	return prompt, chosen, rejected, nil
 }

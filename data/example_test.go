@@ -221,3 +221,65 @@ func TestLoadSkipInvalid(t *testing.T) {
 		t.Errorf("text without a tokenizer: error %v", err)
 	}
 }
+
+// A --chat-template value is a keyword, template text, or a path: a
+// folder, a tokenizer_config.json or a template file. A path that is none
+// of these is an error; before, it was used as the template's text and
+// trained on the literal path.
+func TestChatTemplateSources(t *testing.T) {
+	dir := t.TempDir()
+	folder := filepath.Join(dir, "model")
+	jinjaOnly := filepath.Join(dir, "jinja-only")
+	for _, d := range []string{folder, jinjaOnly} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(path, text string) string {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg := write(filepath.Join(folder, "tokenizer_config.json"), `{"chat_template": "{{ 'from config' }}"}`)
+	write(filepath.Join(jinjaOnly, "chat_template.jinja"), "{{ 'from jinja' }}")
+	file := write(filepath.Join(dir, "t.jinja"), "{{ 'from file' }}")
+	plain := write(filepath.Join(dir, "notes.txt"), "just words")
+	for _, tc := range []struct{ opt, want, err string }{
+		{"", "own", ""},
+		{"{{ 'inline' }}", "{{ 'inline' }}", ""},
+		{folder, "{{ 'from config' }}", ""},
+		{cfg, "{{ 'from config' }}", ""},
+		{jinjaOnly, "{{ 'from jinja' }}", ""},
+		{file, "{{ 'from file' }}", ""},
+		{filepath.Join(dir, "missing"), "", "neither template text"},
+		{plain, "", "holds no Jinja"},
+		{t.TempDir(), "", "neither chat_template.jinja nor tokenizer_config.json"},
+	} {
+		got, err := templateText(tc.opt, "own")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: got %q, %v; want an error containing %q", tc.opt, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: got %q, %v; want %q", tc.opt, got, err, tc.want)
+		}
+	}
+}
+
+// A template that drops the assistant's message renders both responses
+// the same: such a pair is refused, not trained with zero margin.
+func TestIdenticalAfterTemplate(t *testing.T) {
+	dir := testutil.SharedPath(t, "fixtures", "models", "tiny-random-llama")
+	enc, err := NewEncoder(dir, EncodeOptions{ChatTemplate: "{% for m in messages %}{% if m['role'] == 'user' %}[U] {{ m['content'] }}{% endif %}{% endfor %}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Pair{Prompt: []Message{{Role: "user", Content: "Hi"}}, Chosen: Message{Role: "assistant", Content: "Hello"},
+		Rejected: Message{Role: "assistant", Content: "Go away"}, Source: "t.jsonl:4"}
+	if _, _, _, err := enc.Encode(p); err == nil || !strings.Contains(err.Error(), "t.jsonl:4: the chosen and rejected responses are identical") {
+		t.Fatalf("got %v", err)
+	}
+}

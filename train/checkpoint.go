@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/internal/atomicfile"
 	"github.com/relupo/relupo/optim"
 	"github.com/relupo/relupo/safetensors"
@@ -253,7 +254,46 @@ func (t *Trainer) saveFinal(sum Summary) error {
 			}
 		}
 	}
+	if err := t.saveTemplate(out); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
 	return atomicfile.WriteFile(filepath.Join(out, "README.md"), []byte(t.modelCard(sum)))
+}
+
+// saveTemplate writes the chat template the run trained with, when it
+// overrode the model's, into the output as the official script does: as
+// chat_template.jinja (which transformers prefers) and as
+// tokenizer_config.json's chat_template.
+func (t *Trainer) saveTemplate(out string) error {
+	opt := t.Config.Data.Encode.ChatTemplate
+	if opt == "" {
+		return nil
+	}
+	text, err := data.TemplateOverride(opt)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(out, "chat_template.jinja"), []byte(text)); err != nil {
+		return err
+	}
+	path := filepath.Join(out, "tokenizer_config.json")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	cfg["chat_template"] = text
+	b, err = json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 // copyFile copies src to dst atomically; a missing src is not an error.
@@ -295,6 +335,12 @@ func (t *Trainer) modelCard(sum Summary) string {
 	}
 	if l.SFTWeight != 0 {
 		rows = append(rows, [2]string{"sft_weight", fmt.Sprint(l.SFTWeight)})
+	}
+	if tmpl := c.Data.Encode.ChatTemplate; tmpl != "" {
+		if len(tmpl) > 60 || strings.ContainsAny(tmpl, "\n|") {
+			tmpl = "given as text"
+		}
+		rows = append(rows, [2]string{"chat_template", "`" + tmpl + "` (saved in chat_template.jinja and tokenizer_config.json)"})
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&sb, "| %s | %s |\n", r[0], r[1])

@@ -55,7 +55,7 @@ type Options struct {
 	MaxPromptLength int    `key:"max_prompt_length" help:"prompt tokens kept when a pair is too long"`
 	TruncationMode  string `key:"truncation_mode" help:"keep_end (keep the end of a long prompt) or keep_start"`
 
-	ChatTemplate                   string `key:"chat_template" help:"Jinja chat template text, a path to a .jinja file, or simpo-mistral; overrides the tokenizer's template"`
+	ChatTemplate                   string `key:"chat_template" help:"chat template overriding the tokenizer's: Jinja text, a .jinja file, a tokenizer_config.json, a model folder, or simpo-mistral; saved with the trained model"`
 	CompletionOnlyAssistantContent bool   `key:"completion_only_assistant_content" help:"TRL's convention: the assistant header belongs to the prompt (add_generation_prompt), so only the assistant's content is scored"`
 	SkipInvalid                    bool   `key:"skip_invalid" help:"skip records that cannot be trained on (counted in the summary) instead of stopping"`
 

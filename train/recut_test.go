@@ -231,3 +231,27 @@ func TestPartialAccumulationStep(t *testing.T) {
 		t.Fatalf("step %v loss %v, want step 2 with the last pair's loss %v (not divided by 3: %v)", r["step"], r["loss"], want.Loss, want.Loss/3)
 	}
 }
+
+// The chat template a run trained with, when it overrode the model's, is
+// saved with the model (chat_template.jinja, and tokenizer_config.json's
+// chat_template when the model has one) and named in the model card.
+func TestChatTemplateSaved(t *testing.T) {
+	o := fileOptions(t)
+	o.ChatTemplate = "simpo-mistral"
+	tr, err := Setup(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := data.TemplateOverride("simpo-mistral")
+	got, err := os.ReadFile(filepath.Join(o.OutputDir, "chat_template.jinja"))
+	if err != nil || string(got) != want || want == "" {
+		t.Fatalf("chat_template.jinja %q (%v), want the simpo-mistral template", got, err)
+	}
+	card, _ := os.ReadFile(filepath.Join(o.OutputDir, "README.md"))
+	if !strings.Contains(string(card), "simpo-mistral") {
+		t.Errorf("the model card does not name the template:\n%s", card)
+	}
+}
