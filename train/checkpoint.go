@@ -194,6 +194,11 @@ func (t *Trainer) resume() error {
 	case st.LossType != t.state.LossType:
 		return fmt.Errorf("resume: %s was made with loss %s, this run uses %s", dir, st.LossType, t.state.LossType)
 	}
+	if st.Run != nil && t.Record != nil {
+		if d := st.Run.differences(t.Record); len(d) > 0 {
+			return fmt.Errorf("resume: %s belongs to another run: %s; resume with that run's options and data, or start a new run (--overwrite-output-dir)", dir, strings.Join(d, "; "))
+		}
+	}
 	if err := t.regroup(&st); err != nil {
 		return fmt.Errorf("resume: %s: %w", dir, err)
 	}

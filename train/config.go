@@ -139,6 +139,8 @@ type OutputConfig struct {
 	// SaveDType is the final model's dtype: "auto" (the input's), float32,
 	// float16 or bfloat16.
 	SaveDType string
+	// Overwrite lets a new run start in a non-empty Dir (see checkOutput).
+	Overwrite bool
 }
 
 // dtype resolves SaveDType against the input model's dtype.
@@ -199,7 +201,7 @@ func (o *Options) Config() (Config, error) {
 		bad.add("output_dir is required")
 	}
 	c := Config{Model: o.Model, Ref: RefConfig{Model: o.RefModel, Logps: o.RefLogps},
-		Output: OutputConfig{Dir: o.OutputDir, SaveDType: o.SaveDType}}
+		Output: OutputConfig{Dir: o.OutputDir, SaveDType: o.SaveDType, Overwrite: o.Overwrite}}
 	var err error
 	if c.Data, err = o.DataConfig(); err != nil {
 		bad.add("%v", err)

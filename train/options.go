@@ -47,6 +47,7 @@ type Options struct {
 	SaveTotalLimit int    `key:"save_total_limit" help:"keep at most this many checkpoints (0: all)"`
 	SaveDType      string `key:"save_dtype" help:"dtype of the final model: auto (the input's), float32, float16 or bfloat16"`
 	ResumeFrom     string `key:"resume_from_checkpoint" help:"checkpoint folder to resume from, or 'latest' for the newest in output_dir"`
+	Overwrite      bool   `key:"overwrite_output_dir" help:"start a new run in a non-empty output_dir (its checkpoints, metrics and reference cache are removed first); without it a new run refuses a folder that holds anything"`
 
 	RefModel string `key:"ref_model" help:"reference model folder for the DPO-family losses (default: the initial policy)"`
 	RefLogps string `key:"ref_logps" help:"reference log-probs of the training data written by 'relupo logps' with the same data options, instead of running a reference model (evaluation data uses its own columns or the reference model)"`

@@ -255,3 +255,51 @@ func TestChatTemplateSaved(t *testing.T) {
 		t.Errorf("the model card does not name the template:\n%s", card)
 	}
 }
+
+// A run refuses a non-empty output folder unless asked to overwrite it
+// (then the earlier run's checkpoints and metrics go first) or to resume;
+// a resume refuses a checkpoint written by another run, listing what
+// differs, but accepts the options that may change. Before, a second run
+// truncated the first's metrics, kept its checkpoints, and "latest"
+// resumed the other run with other options.
+func TestOutputFolderBelongsToOneRun(t *testing.T) {
+	ctx := context.Background()
+	o := fileOptions(t)
+	o.MaxSteps, o.SaveSteps, o.PerDeviceTrainBatchSize = 2, 1, 2
+	run := func(o Options) error {
+		tr, err := Setup(ctx, o, nil)
+		if err != nil {
+			return err
+		}
+		_, err = tr.Run(ctx)
+		return err
+	}
+	if err := run(o); err != nil {
+		t.Fatal(err)
+	}
+	err := run(o)
+	var ue *UsageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "is not empty") || !strings.Contains(err.Error(), "--overwrite-output-dir") {
+		t.Fatalf("a second run into the folder: %v", err)
+	}
+
+	other := o
+	other.LearningRate, other.ResumeFrom = 5e-3, filepath.Join(o.OutputDir, "checkpoint-1")
+	if err := run(other); err == nil || !strings.Contains(err.Error(), "belongs to another run") || !strings.Contains(err.Error(), "learning_rate was 1e-06, now 0.005") {
+		t.Fatalf("resume with another learning rate: %v", err)
+	}
+	same := o
+	same.LoggingSteps, same.ResumeFrom = 7, filepath.Join(o.OutputDir, "checkpoint-1")
+	if err := run(same); err != nil {
+		t.Fatalf("resume with another logging_steps: %v", err)
+	}
+
+	fresh := o
+	fresh.Overwrite, fresh.MaxSteps, fresh.SaveSteps = true, 1, 0
+	if err := run(fresh); err != nil {
+		t.Fatal(err)
+	}
+	if cks, _ := filepath.Glob(filepath.Join(o.OutputDir, "checkpoint-*")); len(cks) != 0 {
+		t.Errorf("the earlier run's checkpoints survived --overwrite-output-dir: %v", cks)
+	}
+}

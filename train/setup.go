@@ -47,9 +47,11 @@ func (c DataConfig) Load(ctx context.Context, srcs []data.Source, modelDir strin
 	return exs, nil
 }
 
-// limits are what model config mc accepts.
+// limits are what model config mc accepts: token ids inside its
+// vocabulary. Sequences of any length are accepted: sliding-window layers
+// attend to their window (model.Config.LayerWindow).
 func limits(mc model.Config) data.Limits {
-	return data.Limits{VocabSize: mc.VocabSize, MaxSequence: mc.SlidingWindow}
+	return data.Limits{VocabSize: mc.VocabSize}
 }
 
 // Setup loads what a run needs: the policy, the examples (training and
@@ -74,6 +76,15 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 		return nil, err
 	}
 	t := &Trainer{Config: c, Policy: policy, Comm: comm}
+	if t.writer() {
+		if err := checkOutput(c.Output.Dir, c.Output.Overwrite, c.Loop.ResumeFrom != ""); err != nil {
+			return nil, err
+		}
+		t.outputChecked = true
+	}
+	if t.Record, err = record(o, c.Data); err != nil {
+		return nil, err
+	}
 	if t.SaveDType, err = c.Output.dtype(dtype); err != nil {
 		return nil, err
 	}

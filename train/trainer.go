@@ -60,6 +60,12 @@ type Trainer struct {
 	// Comm joins the data-parallel ranks of the job (mpirun); nil is one
 	// process. Every rank runs the same Trainer; rank 0 alone writes.
 	Comm dist.Comm
+	// Record is the run's options and data and model fingerprints, kept in
+	// every checkpoint; a resume refuses a checkpoint of another run. Nil
+	// (a Trainer not made by Setup) records nothing.
+	Record *Record
+
+	outputChecked bool // Setup applied the output folder's rule
 
 	engine  *Engine
 	sched   func(int) float64
@@ -99,6 +105,8 @@ type State struct {
 	NonfiniteSkipped int `json:"nonfinite_skipped"`
 	// NumTokens counts the tokens processed so far (TRL's num_tokens).
 	NumTokens int64 `json:"num_tokens"`
+	// Run is the Trainer's Record.
+	Run *Record `json:"run,omitempty"`
 	// WorldSize, BatchSize and Accumulation are the run's ranks,
 	// per-device batch and accumulation (0 in checkpoints written before
 	// they were recorded: one rank, this run's batch).
@@ -267,6 +275,11 @@ func (t *Trainer) prepare() error {
 		}
 	}
 	if t.writer() {
+		if !t.outputChecked {
+			if err := checkOutput(c.Output.Dir, c.Output.Overwrite, c.Loop.ResumeFrom != ""); err != nil {
+				return err
+			}
+		}
 		if err := os.MkdirAll(c.Output.Dir, 0o755); err != nil {
 			return fmt.Errorf("train: %w", err)
 		}
@@ -276,7 +289,7 @@ func (t *Trainer) prepare() error {
 	}
 	t.metrics = metricsLog{path: filepath.Join(c.Output.Dir, "metrics.jsonl")}
 	t.state = State{NumExamples: len(t.Train), MaxSteps: t.plan.maxSteps, LossType: t.lossAt(0).Type(),
-		WorldSize: t.ranks(), BatchSize: c.Loop.BatchSize, Accumulation: c.Loop.Accumulation}
+		WorldSize: t.ranks(), BatchSize: c.Loop.BatchSize, Accumulation: c.Loop.Accumulation, Run: t.Record}
 	return nil
 }
 
