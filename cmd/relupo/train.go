@@ -23,12 +23,17 @@ func newTrainCmd() *cobra.Command {
 IPO, hinge, RePO++ and the DPO-based RePO variants), with the semantics of the
 Hugging Face Trainer. Every flag is also a YAML key (the flag with '_' for '-'),
 so the official SimPO/RePO recipes run with --config recipe.yaml; flags given on
-the command line override the file, and keys relupo does not use are listed in
-one warning.
+the command line override the file, keys with no effect are listed in one line,
+the loss a recipe means is printed (a SimPO recipe trains simpo), and keys that
+would change the method relupo cannot follow (use_peft, a non-AdamW optim, ln:
+false, torch_dtype, do_eval without evaluation data) are refused, each named.
 
 Writes OUTPUT_DIR/metrics.jsonl (TRL metric names), OUTPUT_DIR/checkpoint-STEP/
 every --save-steps, and finally the trained model (config.json, model.safetensors
-in the input's dtype, tokenizer files, README.md) into OUTPUT_DIR. On SIGINT or
+in the input's dtype, tokenizer files, the chat template it trained with,
+README.md) into OUTPUT_DIR. A new run refuses a non-empty OUTPUT_DIR unless
+--overwrite-output-dir or --resume-from-checkpoint is given. Under mpirun (a relupo
+built with -tags mpi) it runs data-parallel: see the README. On SIGINT or
 SIGTERM it finishes the step, writes a checkpoint and exits with code 1, saying
 how to resume.`,
 		Args: cobra.NoArgs,
