@@ -20,12 +20,37 @@ type Judgment struct {
 	Instruction string `json:"instruction"`
 	// CandidateFirst is true when the candidate was shown as "m".
 	CandidateFirst bool `json:"candidate_first"`
-	// Preference follows AlpacaEval: 1 the baseline wins, 2 the candidate
-	// wins, 0 the reply could not be parsed (left out of the statistics).
+	// Preference follows AlpacaEval: from 1 (the baseline is better) to 2
+	// (the candidate is), continuous for a weighted verdict, 1.5 a draw;
+	// 0 when the reply could not be read (left out of the statistics).
+	// Arena-Hard games leave it 0 and set Verdict.
 	Preference float64 `json:"preference"`
-	// Reply is the judge's raw reply.
+	// Method says how Preference was read: MethodLogprobs, MethodLetter or
+	// MethodIdentical; empty when it could not be.
+	Method string `json:"method,omitempty"`
+	// Verdict is an Arena-Hard game's label as the judge wrote it, about
+	// the answers as shown (A first): "A>>B", "A>B", "A=B", "B>A" or
+	// "B>>A"; empty when the judgment has none.
+	Verdict string `json:"verdict,omitempty"`
+	// Reply is the judge's reply text.
 	Reply string `json:"reply"`
+	// Raw is the endpoint's choices[0], kept when it carried
+	// log-probabilities: AlpacaEval's raw_completion.
+	Raw json.RawMessage `json:"raw,omitempty"`
 }
+
+// How a Judgment's preference was read.
+const (
+	// MethodLogprobs: from the verdict letters' log-probabilities
+	// (AlpacaEval's weighted annotator).
+	MethodLogprobs = "logprobs"
+	// MethodLetter: from the letter replied (the endpoint returned no
+	// log-probabilities for "m" or "M"); a tie counts 1.5.
+	MethodLetter = "letter"
+	// MethodIdentical: the two outputs are the same text, a draw without
+	// asking.
+	MethodIdentical = "identical"
+)
 
 // Cache is an append-only JSON-lines file of judgments, keyed by Key. A
 // run that stops part way (killed, out of quota) leaves every finished

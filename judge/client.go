@@ -36,6 +36,32 @@ type Client struct {
 	Timeout time.Duration
 	// MaxTokens bounds the reply ("max_tokens"); 0 leaves it out.
 	MaxTokens int
+	// Temperature is sent as "temperature".
+	Temperature float64
+	// TopLogprobs, when positive, asks for the log-probabilities of the
+	// reply's tokens and of that many alternatives at each position
+	// ("logprobs": true, "top_logprobs": N), as AlpacaEval's weighted
+	// annotator does.
+	TopLogprobs int
+}
+
+// Completion is a judge's reply.
+type Completion struct {
+	// Text is choices[0].message.content.
+	Text string
+	// TopLogprobs are the alternatives at the reply's first token, when
+	// the endpoint returned them (choices[0].logprobs.content[0]); nil
+	// otherwise.
+	TopLogprobs []TokenLogprob
+	// Raw is choices[0] as the endpoint sent it: AlpacaEval's
+	// "raw_completion".
+	Raw json.RawMessage
+}
+
+// TokenLogprob is one alternative token and its log-probability.
+type TokenLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
 }
 
 // endpoint returns the chat completions address for c.URL.
@@ -69,16 +95,20 @@ func retryable(err error) bool {
 	return true // network errors, timeouts, truncated bodies
 }
 
-// Complete sends messages at temperature 0 and returns the reply's text,
-// retrying transient failures.
-func (c *Client) Complete(ctx context.Context, messages []Message) (string, error) {
-	req := map[string]any{"model": c.Model, "messages": messages, "temperature": 0}
+// Complete sends messages and returns the reply, retrying transient
+// failures.
+func (c *Client) Complete(ctx context.Context, messages []Message) (Completion, error) {
+	req := map[string]any{"model": c.Model, "messages": messages, "temperature": c.Temperature}
 	if c.MaxTokens > 0 {
 		req["max_tokens"] = c.MaxTokens
 	}
+	if c.TopLogprobs > 0 {
+		req["logprobs"] = true
+		req["top_logprobs"] = c.TopLogprobs
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return "", err
+		return Completion{}, err
 	}
 	wait := c.Backoff
 	for attempt := 0; ; attempt++ {
@@ -87,13 +117,13 @@ func (c *Client) Complete(ctx context.Context, messages []Message) (string, erro
 			return reply, nil
 		}
 		if ctx.Err() != nil {
-			return "", ctx.Err()
+			return Completion{}, ctx.Err()
 		}
 		if attempt >= c.MaxRetries || !retryable(err) {
 			if attempt > 0 {
-				return "", fmt.Errorf("%w (after %d retries)", err, attempt)
+				return Completion{}, fmt.Errorf("%w (after %d retries)", err, attempt)
 			}
-			return "", err
+			return Completion{}, err
 		}
 		d := time.Duration(float64(wait) * (0.75 + 0.5*rand.Float64()))
 		var se *statusError
@@ -102,7 +132,7 @@ func (c *Client) Complete(ctx context.Context, messages []Message) (string, erro
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return Completion{}, ctx.Err()
 		case <-time.After(d):
 		}
 		wait = min(2*wait, max(c.MaxBackoff, c.Backoff))
@@ -110,7 +140,7 @@ func (c *Client) Complete(ctx context.Context, messages []Message) (string, erro
 }
 
 // once makes one request.
-func (c *Client) once(ctx context.Context, body []byte) (string, error) {
+func (c *Client) once(ctx context.Context, body []byte) (Completion, error) {
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
@@ -118,7 +148,7 @@ func (c *Client) once(ctx context.Context, body []byte) (string, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(), bytes.NewReader(body))
 	if err != nil {
-		return "", err
+		return Completion{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.APIKey != "" {
@@ -130,34 +160,49 @@ func (c *Client) once(ctx context.Context, body []byte) (string, error) {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", err
+		return Completion{}, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return "", fmt.Errorf("reading the judge's answer: %w", err)
+		return Completion{}, fmt.Errorf("reading the judge's answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
 		se := &statusError{code: resp.StatusCode, body: snippet(data)}
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			se.wait = time.Duration(s) * time.Second
 		}
-		return "", se
+		return Completion{}, se
 	}
+	return parseCompletion(resp.StatusCode, data)
+}
+
+// parseCompletion reads a chat completion's first choice.
+func parseCompletion(code int, data []byte) (Completion, error) {
 	var out struct {
-		Choices []struct {
-			Message struct {
-				Content *string `json:"content"`
-			} `json:"message"`
-		} `json:"choices"`
+		Choices []json.RawMessage `json:"choices"`
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
-		return "", &statusError{code: resp.StatusCode, body: "not a chat completion: " + snippet(data)}
+		return Completion{}, &statusError{code: code, body: "not a chat completion: " + snippet(data)}
 	}
-	if len(out.Choices) == 0 || out.Choices[0].Message.Content == nil {
-		return "", &statusError{code: http.StatusBadGateway, body: "chat completion without choices[0].message.content: " + snippet(data)}
+	var choice struct {
+		Message struct {
+			Content *string `json:"content"`
+		} `json:"message"`
+		Logprobs *struct {
+			Content []struct {
+				TopLogprobs []TokenLogprob `json:"top_logprobs"`
+			} `json:"content"`
+		} `json:"logprobs"`
 	}
-	return *out.Choices[0].Message.Content, nil
+	if len(out.Choices) == 0 || json.Unmarshal(out.Choices[0], &choice) != nil || choice.Message.Content == nil {
+		return Completion{}, &statusError{code: http.StatusBadGateway, body: "chat completion without choices[0].message.content: " + snippet(data)}
+	}
+	comp := Completion{Text: *choice.Message.Content, Raw: out.Choices[0]}
+	if lp := choice.Logprobs; lp != nil && len(lp.Content) > 0 && len(lp.Content[0].TopLogprobs) > 0 {
+		comp.TopLogprobs = lp.Content[0].TopLogprobs
+	}
+	return comp, nil
 }
 
 // snippet shortens a response body for an error message.

@@ -3,6 +3,7 @@ package judge
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,7 +71,7 @@ func TestJobRun(t *testing.T) {
 	if err := json.Unmarshal(b, &anns); err != nil || len(anns) != 20 {
 		t.Fatalf("annotations: %v, %d of them", err, len(anns))
 	}
-	if a := anns[0]; a.Preference != 2 || a.Generator1 != "base" || a.Generator2 != "cand" || a.Annotator != "judge-1" || a.Dataset != "ds" {
+	if a := anns[0]; a.Preference == nil || *a.Preference != 2 || a.Generator1 != "base" || a.Generator2 != "cand" || a.Annotator != "judge-1" || a.Dataset != "ds" {
 		t.Errorf("annotation 0: %+v", a)
 	}
 
@@ -109,5 +110,77 @@ func TestJobRunErrors(t *testing.T) {
 				t.Errorf("error %v, want one mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Tie replies count 1.5, unreadable ones are left out and written as null
+// (never a draw), identical outputs are draws without a request, and the
+// output file says so.
+func TestJobTiesInvalidIdentical(t *testing.T) {
+	srv := newJudgeServer(t, func(first, second string) string {
+		switch {
+		case strings.Contains(first+second, "TIE"):
+			return "tie"
+		case strings.Contains(first+second, "HUH"):
+			return "I cannot decide"
+		}
+		return preferMarker(first, second)
+	})
+	items := []Item{
+		{Instruction: "q1", Baseline: "b TIE", Candidate: "c TIE"},
+		{Instruction: "q2", Baseline: "b HUH", Candidate: "c HUH"},
+		{Instruction: "q3", Baseline: "same", Candidate: "same"},
+		{Instruction: "q4", Baseline: "b", Candidate: "c GOOD"},
+	}
+	base, cand := writeAnswers(t, items)
+	ann := filepath.Join(t.TempDir(), "annotations.json")
+	r, err := Job{Baseline: base, Candidate: cand, Client: *testClient(srv.URL), NoCache: true, Output: ann}.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Summary
+	if s.N != 3 || s.Invalid != 1 || s.Draws != 2 || s.Wins != 1 || s.Identical != 1 || s.ByLetter != 2 || math.Abs(s.WinRate-100*2.0/3) > 1e-9 || srv.requests.Load() != 3 {
+		t.Errorf("summary %+v, %d requests", s, srv.requests.Load())
+	}
+	var anns []map[string]any
+	b, _ := os.ReadFile(ann)
+	if err := json.Unmarshal(b, &anns); err != nil || len(anns) != 4 {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if anns[0]["preference"] != 1.5 || anns[1]["preference"] != nil || anns[2]["preference"] != 1.5 || anns[3]["preference"] != 2.0 || anns[2]["raw_completion"] != nil {
+		t.Errorf("annotations %v", anns)
+	}
+}
+
+func TestLCDataFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(s), 0o644)
+		return p
+	}
+	d, err := ReadDifficulty(write("d.csv", "index,instruction_difficulty\n1,0.5\n0,-1.25\n"))
+	if err != nil || len(d) != 2 || d[0] != -1.25 || d[1] != 0.5 {
+		t.Errorf("%v %v", d, err)
+	}
+	g, err := ReadGamed(write("g.csv", "model,index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline\nv,0,0.25,-1.5,0.3,False\nc,0,,0.5,0.3,False\n"))
+	if err != nil || len(g) != 2 || g[0] != (GamedRow{Index: 0, Preference: 0.25, StdDeltaLen: -1.5, Difficulty: 0.3}) || !math.IsNaN(g[1].Preference) {
+		t.Errorf("%+v %v", g, err)
+	}
+	for _, tc := range []struct {
+		read func(string) error
+		file string
+		want string
+	}{
+		{func(p string) error { _, err := ReadDifficulty(p); return err }, "index,instruction_difficulty\n0,1\n2,1\n", "no row for index 1"},
+		{func(p string) error { _, err := ReadDifficulty(p); return err }, "index,instruction_difficulty\n0,abc\n", "d2.csv:2: difficulty \"abc\""},
+		{func(p string) error { _, err := ReadDifficulty(p); return err }, "index,instruction_difficulty\n0,1\n0,2\n", "index 0 appears twice"},
+		{func(p string) error { _, err := ReadGamed(p); return err }, "index,preference\n0,1\n", `no "std_delta_len" column`},
+		{func(p string) error { _, err := ReadGamed(p); return err }, "index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline\n0,1.5,0,0,False\n", "preference \"1.5\" is not a number in [0, 1]"},
+		{func(p string) error { _, err := ReadGamed(p); return err }, "index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline\n0,0.5,0,0,maybe\n", "not_gamed_baseline \"maybe\""},
+	} {
+		if err := tc.read(write("d2.csv", tc.file)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.file, err, tc.want)
+		}
 	}
 }
