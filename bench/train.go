@@ -37,6 +37,27 @@ var Presets = map[string]Preset{
 		NumHeads: 8, NumKVHeads: 8, HeadDim: 64, RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 2048}, 512},
 	"135m": {model.Config{ModelType: "llama", VocabSize: 49152, HiddenSize: 576, IntermediateSize: 1536, NumLayers: 30,
 		NumHeads: 9, NumKVHeads: 3, HeadDim: 64, RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 2048, TieWordEmbeddings: true}, 256},
+	// The shapes of google/gemma-3-1b-it (full fine-tuning: 1.0B parameters,
+	// about 17 GB in training) and google/gemma-2-2b-it (2.6B; its training
+	// needs LoRA, which relupo does not have yet: --mode ref-forward or
+	// decode), random weights. bench/gemma_bench.py is the PyTorch side.
+	"gemma3-1b": {func() model.Config {
+		c, _ := model.ParseConfig([]byte(`{"model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 1152,
+			"intermediate_size": 6912, "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1,
+			"head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 512, "sliding_window_pattern": 6,
+			"rope_theta": 1000000, "rope_local_base_freq": 10000, "rope_scaling": null, "rms_norm_eps": 1e-6,
+			"attn_logit_softcapping": null, "final_logit_softcapping": null, "max_position_embeddings": 32768,
+			"tie_word_embeddings": true, "bos_token_id": 2, "eos_token_id": [1, 106], "pad_token_id": 0}`))
+		return c
+	}(), 256},
+	"gemma2-2b": {func() model.Config {
+		c, _ := model.ParseConfig([]byte(`{"model_type": "gemma2", "vocab_size": 256000, "hidden_size": 2304,
+			"intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
+			"head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096, "attn_logit_softcapping": 50.0,
+			"final_logit_softcapping": 30.0, "rope_theta": 10000, "rms_norm_eps": 1e-6, "max_position_embeddings": 8192,
+			"tie_word_embeddings": true, "bos_token_id": 2, "eos_token_id": [1, 107], "pad_token_id": 0}`))
+		return c
+	}(), 256},
 }
 
 // ParseShape reads an explicit shape "V,D,I,L,H,KV" (vocab, hidden,

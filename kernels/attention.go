@@ -13,15 +13,41 @@ import "math"
 // Prefix[s] = p ≥ 0, every row of s attends to the rows of p and then
 // causally to its own. This is how a pair's prompt runs once while both
 // responses attend to it. A prefix sequence has no prefix itself.
+//
+// The scores are q·k times Scale (1/√headDim when 0), capped to
+// SoftCap·tanh(s/SoftCap) when SoftCap > 0 (Gemma-2's attn_logit_softcapping),
+// and with Window > 0 a query sees only the Window most recent positions,
+// itself included: the query at position i (counted from the start of its
+// prefix, if any) attends to the key at position j when i − Window < j ≤ i,
+// as Hugging Face's sliding-window mask does.
 type AttnShape struct {
 	Offsets []int // len = sequences+1, Offsets[0] = 0, Offsets[last] = N
 	Prefix  []int // nil, or per sequence the index of its prefix sequence (-1: none)
 	Heads   int
 	KVHeads int
 	HeadDim int
+	Scale   float32 // 0: 1/√HeadDim
+	SoftCap float32 // > 0: scores ← SoftCap·tanh(scores/SoftCap)
+	Window  int     // > 0: sliding-window attention over the last Window positions
 }
 
 func (a AttnShape) group() int { return a.Heads / a.KVHeads }
+
+// scale returns the factor of q·k.
+func (a AttnShape) scale() float32 {
+	if a.Scale != 0 {
+		return a.Scale
+	}
+	return float32(1 / math.Sqrt(float64(a.HeadDim)))
+}
+
+// firstKey returns the first key column the query at position pos sees.
+func (a AttnShape) firstKey(pos int) int {
+	if a.Window > 0 {
+		return max(0, pos-a.Window+1)
+	}
+	return 0
+}
 
 // prefix returns the first row and the length of sequence s's prefix.
 func (a AttnShape) prefix(s int) (start, n int) {
@@ -70,7 +96,7 @@ func keyRow(j, pfx0, np, start int) int {
 // storing a T×T matrix.
 func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale, sc := sh.scale(), sh.SoftCap
 	type task struct{ s, h, t0, t1 int }
 	var tasks []task
 	const qBlock = 32
@@ -92,18 +118,22 @@ func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 		for t := tk.t0; t < tk.t1; t++ {
 			qt := q[(t*H+tk.h)*hd : (t*H+tk.h+1)*hd]
 			n := np + t - start + 1
-			sc := scores[:n]
-			for j := range sc {
-				kr := keyRow(j, pfx0, np, start)
-				sc[j] = Dot(qt, k[(kr*KV+kvh)*hd:(kr*KV+kvh+1)*hd]) * scale
+			lo := sh.firstKey(n - 1)
+			row := scores[lo:n]
+			for i := range row {
+				kr := keyRow(lo+i, pfx0, np, start)
+				row[i] = Dot(qt, k[(kr*KV+kvh)*hd:(kr*KV+kvh+1)*hd]) * scale
+				if sc > 0 {
+					row[i] = softcap(row[i], sc)
+				}
 			}
-			mx := maxOf(sc)
-			sum := expAffine(sc, sc, 1, mx, 1)
+			mx := maxOf(row)
+			sum := expAffine(row, row, 1, mx, 1)
 			inv := float32(1 / sum)
 			o := out[(t*H+tk.h)*hd : (t*H+tk.h+1)*hd]
 			clear(o)
-			for j, e := range sc {
-				kr := keyRow(j, pfx0, np, start)
+			for i, e := range row {
+				kr := keyRow(lo+i, pfx0, np, start)
 				Axpy(o, e*inv, v[(kr*KV+kvh)*hd:(kr*KV+kvh+1)*hd])
 			}
 			lse[t*H+tk.h] = mx + float32(math.Log(sum))
@@ -118,7 +148,7 @@ func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 // same dk or dv rows.
 func AttentionBackward(p *Pool, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale, sc := sh.scale(), sh.SoftCap
 	g := sh.group()
 	groups := sh.groups()
 	p.For(len(groups)*KV, func(i int) {
@@ -134,16 +164,24 @@ func AttentionBackward(p *Pool, dq, dk, dv, dout, q, k, v, out, lse []float32, s
 					dqt := dq[row : row+hd]
 					l := lse[t*H+h]
 					dsum := Dot(dot, ot) // D_t = Σ_j p_j (dout·v_j) = dout·out
-					d := ds[:np+t-start+1]
-					for j := range d {
-						kr := (keyRow(j, pfx0, np, start)*KV + kvh) * hd
-						pj := float32(math.Exp(float64(Dot(qt, k[kr:kr+hd])*scale - l)))
+					n := np + t - start + 1
+					lo := sh.firstKey(n - 1)
+					d := ds[lo:n]
+					for i := range d {
+						kr := (keyRow(lo+i, pfx0, np, start)*KV + kvh) * hd
+						s := Dot(qt, k[kr:kr+hd]) * scale
+						dcap := float32(1) // ∂(capped score)/∂(score)
+						if sc > 0 {
+							th := tanh32(s / sc)
+							s, dcap = sc*th, 1-th*th
+						}
+						pj := float32(math.Exp(float64(s - l)))
 						dpj := Dot(dot, v[kr:kr+hd])
 						Axpy(dv[kr:kr+hd], pj, dot)
-						d[j] = pj * (dpj - dsum) * scale
+						d[i] = pj * (dpj - dsum) * dcap * scale
 					}
-					for j, dsj := range d {
-						kr := (keyRow(j, pfx0, np, start)*KV + kvh) * hd
+					for i, dsj := range d {
+						kr := (keyRow(lo+i, pfx0, np, start)*KV + kvh) * hd
 						Axpy(dqt, dsj, k[kr:kr+hd])
 						Axpy(dk[kr:kr+hd], dsj, qt)
 					}

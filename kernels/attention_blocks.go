@@ -125,7 +125,7 @@ func packHeads(p *Pool, path *gemmPath, x []float32, sh AttnShape, bf, trans boo
 
 func attentionForwardBlocks(p *Pool, path *gemmPath, bf bool, out, lse, q, k, v []float32, sh AttnShape) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale, sc := sh.scale(), sh.SoftCap
 	g := sh.group()
 	blk := attnBlockRows(bf)
 	// Kᵀ of every sequence and key/value head, packed once: kt[kvh][s];
@@ -154,54 +154,94 @@ func attentionForwardBlocks(p *Pool, path *gemmPath, bf bool, out, lse, q, k, v 
 		start := sh.Offsets[tk.s]
 		pfx0, np := sh.prefix(tk.s)
 		kvh := tk.h / g
-		// Score columns: the prefix's keys first, then the sequence's own.
+		// Score columns: the prefix's keys first, then the sequence's own;
+		// the block computes columns c0..nk (all of them without a window),
+		// w per row: own keys from o0, at column ownCol of a row.
 		nq, nown := tk.t1-tk.t0, tk.t1-start
 		nk := np + nown
-		sb := getBuf(nq * nk)
+		c0 := blockCol0(sh, path.nr, np, np+tk.t0-start)
+		w, o0 := nk-c0, max(c0-np, 0)
+		ownCol := max(c0, np) - c0
+		sb := getBuf(nq * w)
 		defer putBuf(sb)
 		S := *sb
 		qBlk := q[(tk.t0*H+tk.h)*hd:]
-		if np > 0 {
-			attnProduct(path, gemmArgs{c: S, ldc: nk,
+		if c0 < np {
+			attnProduct(path, gemmArgs{c: S, ldc: w,
 				a: qBlk, rsA: H * hd, csA: 1,
-				b: k[(pfx0*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[kvh][sh.Prefix[tk.s]],
-				m: nq, n: np, k: hd, overwrite: true, bf16: bf})
+				b: k[((pfx0+c0)*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: packedCols(kt[kvh][sh.Prefix[tk.s]], path, bf, hd, c0),
+				m: nq, n: np - c0, k: hd, overwrite: true, bf16: bf})
 		}
-		attnProduct(path, gemmArgs{c: S[np:], ldc: nk,
+		attnProduct(path, gemmArgs{c: S[ownCol:], ldc: w,
 			a: qBlk, rsA: H * hd, csA: 1,
-			b: k[(start*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: kt[kvh][tk.s],
-			m: nq, n: nown, k: hd, overwrite: true, bf16: bf})
+			b: k[((start+o0)*KV+kvh)*hd:], ldb: KV * hd, bT: true, packedB: packedCols(kt[kvh][tk.s], path, bf, hd, o0),
+			m: nq, n: nown - o0, k: hd, overwrite: true, bf16: bf})
 		for i := 0; i < nq; i++ {
 			t := tk.t0 + i
 			n := np + t - start + 1
-			row := S[i*nk : i*nk+nk]
-			sc := row[:n]
-			mx := maxOf(sc) * scale // = max of the scaled scores: scale > 0
-			sum := expAffine(sc, sc, scale, mx, 1)
-			scal(sc, float32(1/sum))
-			clear(row[n:])
+			lo := sh.firstKey(n - 1)
+			row := S[i*w : i*w+w]
+			r := row[lo-c0 : n-c0]
+			var mx float32
+			var sum float64
+			if sc > 0 {
+				for j, x := range r {
+					r[j] = softcap(x*scale, sc)
+				}
+				mx = maxOf(r)
+				sum = expAffine(r, r, 1, mx, 1)
+			} else {
+				mx = maxOf(r) * scale // = max of the scaled scores: scale > 0
+				sum = expAffine(r, r, scale, mx, 1)
+			}
+			scal(r, float32(1/sum))
+			clear(row[:lo-c0])
+			clear(row[n-c0:])
 			lse[t*H+tk.h] = mx + float32(math.Log(sum))
 		}
 		o := out[(tk.t0*H+tk.h)*hd:]
-		pv := gemmArgs{c: o, ldc: H * hd, a: S, rsA: nk, csA: 1,
-			b: v[(pfx0*KV+kvh)*hd:], ldb: KV * hd, m: nq, n: hd, k: np, overwrite: true, bf16: bf}
-		if np > 0 {
-			if bf {
+		pv := gemmArgs{c: o, ldc: H * hd, rsA: w, csA: 1, ldb: KV * hd, m: nq, n: hd, overwrite: true, bf16: bf}
+		if c0 < np {
+			pv.a, pv.b, pv.k = S, v[((pfx0+c0)*KV+kvh)*hd:], np-c0
+			if bf && c0 == 0 {
 				pv.packedB = vp[kvh][sh.Prefix[tk.s]]
 			}
 			attnProduct(path, pv)
+			pv.overwrite, pv.packedB = false, nil
 		}
-		pv.a, pv.b, pv.k, pv.overwrite = S[np:], v[(start*KV+kvh)*hd:], nown, np == 0
-		if bf {
+		pv.a, pv.b, pv.k = S[ownCol:], v[((start+o0)*KV+kvh)*hd:], nown-o0
+		if bf && o0 == 0 {
 			pv.packedB, pv.packedK = vp[kvh][tk.s], sh.Offsets[tk.s+1]-start
 		}
 		attnProduct(path, pv)
 	})
 }
 
+// blockCol0 returns the first key column that a block of queries, the
+// first at position pos, computes: the first column any of its queries sees
+// (0 without a window), rounded down to a panel boundary of the keys it
+// falls in (the prefix's, columns 0..np, or the sequence's own), so that
+// their packing can be read from there (packedCols).
+func blockCol0(sh AttnShape, nr, np, pos int) int {
+	lo := sh.firstKey(pos)
+	if lo < np {
+		return lo / nr * nr
+	}
+	return np + (lo-np)/nr*nr
+}
+
+// packedCols returns the part of packSeqs' packing of Kᵀ or Vᵀ (depth rows
+// each panel) that starts at column c, a multiple of path.nr.
+func packedCols(packed []float32, path *gemmPath, bf bool, depth, c int) []float32 {
+	if packed == nil || c == 0 {
+		return packed
+	}
+	g := gemmArgs{bf16: bf}
+	return packed[c/path.nr*g.panelRows(depth)*path.nr:]
+}
+
 func attentionBackwardBlocks(p *Pool, path *gemmPath, bf bool, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
-	hd, KV := sh.HeadDim, sh.KVHeads
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	KV := sh.KVHeads
 	g := sh.group()
 	// One task per (group of sequences sharing rows, key/value head): no two
 	// tasks write the same rows of dk or dv. Largest groups first.
@@ -243,7 +283,7 @@ func attentionBackwardBlocks(p *Pool, path *gemmPath, bf bool, dq, dk, dv, dout,
 			return sp
 		}
 		for j, s := range gr {
-			attentionBackwardSeq(path, bf, s, kvh, g, scale, dq, dk, dv, dout, q, k, v, out, lse, sh, seq(j), seq(0))
+			attentionBackwardSeq(path, bf, s, kvh, g, dq, dk, dv, dout, q, k, v, out, lse, sh, seq(j), seq(0))
 		}
 	})
 }
@@ -256,9 +296,10 @@ type seqPacking struct{ kt, vt, k []float32 }
 // attentionBackwardSeq is the backward pass of one sequence and key/value
 // head, block of queries by block of queries, given the sequence's packed
 // keys and values of the head and its prefix's (unused without one).
-func attentionBackwardSeq(path *gemmPath, bf bool, s, kvh, g int, scale float32, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape,
+func attentionBackwardSeq(path *gemmPath, bf bool, s, kvh, g int, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape,
 	own, pfx seqPacking) {
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
+	scale, sc := sh.scale(), sh.SoftCap
 	start, end := sh.Offsets[s], sh.Offsets[s+1]
 	if end == start {
 		return
@@ -269,67 +310,100 @@ func attentionBackwardSeq(path *gemmPath, bf bool, s, kvh, g int, scale float32,
 	pb, db := getBuf(bufLen), getBuf(bufLen)
 	defer putBuf(pb)
 	defer putBuf(db)
-	kRows, vRows := k[(start*KV+kvh)*hd:], v[(start*KV+kvh)*hd:]
-	dkRows, dvRows := dk[(start*KV+kvh)*hd:], dv[(start*KV+kvh)*hd:]
-	kPfx, vPfx := k[(pfx0*KV+kvh)*hd:], v[(pfx0*KV+kvh)*hd:]
-	dkPfx, dvPfx := dk[(pfx0*KV+kvh)*hd:], dv[(pfx0*KV+kvh)*hd:]
+	// rows of key/value head kvh from key row r
+	at := func(x []float32, r int) []float32 { return x[(r*KV+kvh)*hd:] }
 	for h := kvh * g; h < (kvh+1)*g; h++ {
 		for t0 := start; t0 < end; t0 += blk {
 			t1 := min(t0+blk, end)
 			nq, nown := t1-t0, t1-start
 			nk := np + nown
-			P, dP := (*pb)[:nq*nk], (*db)[:nq*nk]
+			// Columns c0..nk (see attentionForwardBlocks): the prefix's
+			// from c0, the sequence's own from o0, at column ownCol.
+			c0 := blockCol0(sh, path.nr, np, np+t0-start)
+			w, o0 := nk-c0, max(c0-np, 0)
+			ownCol := max(c0, np) - c0
+			P, dP := (*pb)[:nq*w], (*db)[:nq*w]
 			qBlk, doBlk := q[(t0*H+h)*hd:], dout[(t0*H+h)*hd:]
-			// Scores and dout·v for the prefix's keys (columns 0..np) and
-			// the sequence's own (np..nk).
-			if np > 0 {
-				attnProduct(path, gemmArgs{c: P, ldc: nk,
-					a: qBlk, rsA: H * hd, csA: 1, b: kPfx, ldb: KV * hd, bT: true, packedB: pfx.kt,
-					m: nq, n: np, k: hd, overwrite: true, bf16: bf})
-				attnProduct(path, gemmArgs{c: dP, ldc: nk,
-					a: doBlk, rsA: H * hd, csA: 1, b: vPfx, ldb: KV * hd, bT: true, packedB: pfx.vt,
-					m: nq, n: np, k: hd, overwrite: true, bf16: bf})
+			// Scores and dout·v for the prefix's keys and the sequence's own.
+			if c0 < np {
+				attnProduct(path, gemmArgs{c: P, ldc: w,
+					a: qBlk, rsA: H * hd, csA: 1, b: at(k, pfx0+c0), ldb: KV * hd, bT: true, packedB: packedCols(pfx.kt, path, bf, hd, c0),
+					m: nq, n: np - c0, k: hd, overwrite: true, bf16: bf})
+				attnProduct(path, gemmArgs{c: dP, ldc: w,
+					a: doBlk, rsA: H * hd, csA: 1, b: at(v, pfx0+c0), ldb: KV * hd, bT: true, packedB: packedCols(pfx.vt, path, bf, hd, c0),
+					m: nq, n: np - c0, k: hd, overwrite: true, bf16: bf})
 			}
-			attnProduct(path, gemmArgs{c: P[np:], ldc: nk,
-				a: qBlk, rsA: H * hd, csA: 1, b: kRows, ldb: KV * hd, bT: true, packedB: own.kt,
-				m: nq, n: nown, k: hd, overwrite: true, bf16: bf})
-			attnProduct(path, gemmArgs{c: dP[np:], ldc: nk,
-				a: doBlk, rsA: H * hd, csA: 1, b: vRows, ldb: KV * hd, bT: true, packedB: own.vt,
-				m: nq, n: nown, k: hd, overwrite: true, bf16: bf})
+			attnProduct(path, gemmArgs{c: P[ownCol:], ldc: w,
+				a: qBlk, rsA: H * hd, csA: 1, b: at(k, start+o0), ldb: KV * hd, bT: true, packedB: packedCols(own.kt, path, bf, hd, o0),
+				m: nq, n: nown - o0, k: hd, overwrite: true, bf16: bf})
+			attnProduct(path, gemmArgs{c: dP[ownCol:], ldc: w,
+				a: doBlk, rsA: H * hd, csA: 1, b: at(v, start+o0), ldb: KV * hd, bT: true, packedB: packedCols(own.vt, path, bf, hd, o0),
+				m: nq, n: nown - o0, k: hd, overwrite: true, bf16: bf})
 			for i := 0; i < nq; i++ {
 				t := t0 + i
 				n := np + t - start + 1
+				lo := sh.firstKey(n - 1)
 				row := (t*H + h) * hd
 				dsum := Dot(dout[row:row+hd], out[row:row+hd]) // D_t = dout·out
-				pr, dr := P[i*nk:i*nk+n], dP[i*nk:i*nk+n]
-				expAffine(pr, pr, scale, lse[t*H+h], 1)
-				softmaxBwdRow(dr, pr, dsum, scale)
-				clear(P[i*nk+n : i*nk+nk])
-				clear(dP[i*nk+n : i*nk+nk])
+				pr, dr := P[i*w+lo-c0:i*w+n-c0], dP[i*w+lo-c0:i*w+n-c0]
+				if sc > 0 {
+					softcapBwdRow(pr, dr, scale, sc, lse[t*H+h], dsum)
+				} else {
+					expAffine(pr, pr, scale, lse[t*H+h], 1)
+					softmaxBwdRow(dr, pr, dsum, scale)
+				}
+				clear(P[i*w : i*w+lo-c0])
+				clear(dP[i*w : i*w+lo-c0])
+				clear(P[i*w+n-c0 : i*w+w])
+				clear(dP[i*w+n-c0 : i*w+w])
 			}
 			// dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q, for the prefix's rows
-			// and the sequence's own.
-			if np > 0 {
-				attnProduct(path, gemmArgs{c: dvPfx, ldc: KV * hd,
-					a: P, rsA: 1, csA: nk, b: doBlk, ldb: H * hd,
-					m: np, n: hd, k: nq, bf16: bf})
+			// and the sequence's own. A packing of K reaches from its
+			// first row only.
+			if c0 < np {
+				var pk []float32
+				if c0 == 0 {
+					pk = pfx.k
+				}
+				attnProduct(path, gemmArgs{c: at(dv, pfx0+c0), ldc: KV * hd,
+					a: P, rsA: 1, csA: w, b: doBlk, ldb: H * hd,
+					m: np - c0, n: hd, k: nq, bf16: bf})
 				attnProduct(path, gemmArgs{c: dq[(t0*H+h)*hd:], ldc: H * hd,
-					a: dP, rsA: nk, csA: 1, b: kPfx, ldb: KV * hd, packedB: pfx.k,
-					m: nq, n: hd, k: np, bf16: bf})
-				attnProduct(path, gemmArgs{c: dkPfx, ldc: KV * hd,
-					a: dP, rsA: 1, csA: nk, b: qBlk, ldb: H * hd,
-					m: np, n: hd, k: nq, bf16: bf})
+					a: dP, rsA: w, csA: 1, b: at(k, pfx0+c0), ldb: KV * hd, packedB: pk,
+					m: nq, n: hd, k: np - c0, bf16: bf})
+				attnProduct(path, gemmArgs{c: at(dk, pfx0+c0), ldc: KV * hd,
+					a: dP, rsA: 1, csA: w, b: qBlk, ldb: H * hd,
+					m: np - c0, n: hd, k: nq, bf16: bf})
 			}
-			attnProduct(path, gemmArgs{c: dvRows, ldc: KV * hd,
-				a: P[np:], rsA: 1, csA: nk, b: doBlk, ldb: H * hd,
-				m: nown, n: hd, k: nq, bf16: bf})
+			var ok []float32
+			if o0 == 0 {
+				ok = own.k
+			}
+			attnProduct(path, gemmArgs{c: at(dv, start+o0), ldc: KV * hd,
+				a: P[ownCol:], rsA: 1, csA: w, b: doBlk, ldb: H * hd,
+				m: nown - o0, n: hd, k: nq, bf16: bf})
 			attnProduct(path, gemmArgs{c: dq[(t0*H+h)*hd:], ldc: H * hd,
-				a: dP[np:], rsA: nk, csA: 1, b: kRows, ldb: KV * hd, packedB: own.k, packedK: end - start,
-				m: nq, n: hd, k: nown, bf16: bf})
-			attnProduct(path, gemmArgs{c: dkRows, ldc: KV * hd,
-				a: dP[np:], rsA: 1, csA: nk, b: qBlk, ldb: H * hd,
-				m: nown, n: hd, k: nq, bf16: bf})
+				a: dP[ownCol:], rsA: w, csA: 1, b: at(k, start+o0), ldb: KV * hd, packedB: ok, packedK: end - start,
+				m: nq, n: hd, k: nown - o0, bf16: bf})
+			attnProduct(path, gemmArgs{c: at(dk, start+o0), ldc: KV * hd,
+				a: dP[ownCol:], rsA: 1, csA: w, b: qBlk, ldb: H * hd,
+				m: nown - o0, n: hd, k: nq, bf16: bf})
 		}
+	}
+}
+
+// softcapBwdRow is the softmax backward of a row of soft-capped scores:
+// given the raw products pr (q·k) and dr (dout·v), the scale, the cap c, the
+// row's lse and d = dout·out, it sets pr to the probabilities
+// p = e^(c·tanh(pr·scale/c) − lse) and dr to the gradient of the raw
+// products, p·(dr − d)·(1 − tanh²)·scale.
+func softcapBwdRow(pr, dr []float32, scale, c, lse, d float32) {
+	dr = dr[:len(pr)]
+	for j, x := range pr {
+		th := tanh32((x * scale) / c)
+		pj := float32(math.Exp(float64(c*th - lse)))
+		pr[j] = pj
+		dr[j] = pj * (dr[j] - d) * (1 - th*th) * scale
 	}
 }
 

@@ -10,8 +10,8 @@ import (
 )
 
 // Config is the architecture of a Llama-family decoder, read from a Hugging
-// Face config.json. Llama, Mistral, Qwen2 and Qwen3 share one forward pass and
-// differ only in the flags below.
+// Face config.json. Llama, Mistral, Qwen2, Qwen3, Gemma-2 and Gemma-3 (text)
+// share one forward pass and differ only in the flags below.
 type Config struct {
 	ModelType             string
 	VocabSize             int
@@ -27,20 +27,42 @@ type Config struct {
 	TieWordEmbeddings     bool
 	QKVBias               bool // biases on q_proj, k_proj, v_proj (Qwen2; Llama/Qwen3 attention_bias)
 	OBias                 bool // bias on o_proj (Llama/Qwen3 attention_bias)
-	QKNorm                bool // per-head RMSNorm of q and k before RoPE (Qwen3)
+	QKNorm                bool // per-head RMSNorm of q and k before RoPE (Qwen3, Gemma-3)
 	MaxPositionEmbeddings int
-	SlidingWindow         int // > 0: attention window; sequences longer than it are refused
-	BOSTokenID            int // -1 when absent
-	EOSTokenIDs           []int
-	PadTokenID            int    // -1 when absent
-	DType                 string // torch_dtype of the checkpoint ("float32", "float16", "bfloat16")
+	// SlidingWindow > 0 is the attention window: a token sees itself and
+	// the SlidingWindow−1 tokens before it, on the layers SlidingLayers
+	// marks (every layer when SlidingLayers is nil: Mistral).
+	SlidingWindow int
+	SlidingLayers []bool // per layer, or nil
+	BOSTokenID    int    // -1 when absent
+	EOSTokenIDs   []int
+	PadTokenID    int    // -1 when absent
+	DType         string // torch_dtype of the checkpoint ("float32", "float16", "bfloat16")
+
+	// Gemma-2 and Gemma-3: RMSNorm weights act as (1 + w), the embeddings
+	// are scaled by √hidden_size, each layer also normalizes the attention
+	// output and the MLP output before their residual adds, and the MLP is
+	// GeGLU (gelu_pytorch_tanh).
+	Gemma bool
+	// QueryScale multiplies the attention scores (query_pre_attn_scalar^−½);
+	// 0 means 1/√head_dim.
+	QueryScale float64
+	// AttnSoftcap > 0 caps attention scores at ±AttnSoftcap with tanh
+	// (Gemma-2's attn_logit_softcapping); FinalSoftcap the logits
+	// (final_logit_softcapping).
+	AttnSoftcap, FinalSoftcap float64
+	// RopeLocalTheta > 0 is the RoPE base of the sliding layers (Gemma-3's
+	// rope_local_base_freq, without scaling); RopeTheta and RopeScaling
+	// then apply to the full-attention layers only.
+	RopeLocalTheta float64
 
 	// Raw is the parsed config.json, kept so that a saved checkpoint carries
 	// every field the user's file had.
 	Raw map[string]any
 }
 
-// RopeScaling is the "llama3" frequency scaling of Llama 3.1 and 3.2.
+// RopeScaling is a RoPE frequency scaling: "llama3" (Llama 3.1 and 3.2) or
+// "linear" (every frequency divided by Factor; Gemma-3's global layers).
 type RopeScaling struct {
 	Type                          string
 	Factor                        float64
@@ -80,31 +102,42 @@ func ParseConfig(b []byte) (Config, error) {
 	f := fields{raw: raw}
 	c.ModelType = f.str("model_type", "")
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3":
+	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text":
 	case "":
-		return Config{}, errors.New(`missing "model_type" (supported: llama, mistral, qwen2, qwen3)`)
+		return Config{}, fmt.Errorf(`missing "model_type" (supported: %s)`, SupportedList)
+	case "gemma3":
+		return Config{}, fmt.Errorf(`unsupported model_type "gemma3" (the multimodal Gemma 3; relupo trains the text model, model_type "gemma3_text", Gemma3ForCausalLM; supported: %s)`, SupportedList)
 	default:
-		return Config{}, fmt.Errorf("unsupported model_type %q (supported: llama, mistral, qwen2, qwen3)", c.ModelType)
+		return Config{}, fmt.Errorf("unsupported model_type %q (supported: %s)", c.ModelType, SupportedList)
 	}
+	c.Gemma = c.ModelType == "gemma2" || c.ModelType == "gemma3_text"
 	c.VocabSize = f.posInt("vocab_size")
 	c.HiddenSize = f.posInt("hidden_size")
 	c.IntermediateSize = f.posInt("intermediate_size")
 	c.NumLayers = f.posInt("num_hidden_layers")
 	c.NumHeads = f.posInt("num_attention_heads")
 	c.NumKVHeads = c.NumHeads
+	if c.Gemma {
+		c.NumKVHeads = 4 // Gemma2Config's and Gemma3TextConfig's default
+	}
 	if f.has("num_key_value_heads") {
 		c.NumKVHeads = f.posInt("num_key_value_heads")
 	}
-	if f.has("head_dim") {
+	switch {
+	case f.has("head_dim") && (!c.Gemma || raw["head_dim"] != nil):
 		c.HeadDim = f.posInt("head_dim")
-	} else if c.NumHeads > 0 {
+	case c.Gemma:
+		c.HeadDim = 256 // the Gemma configs' default, independent of hidden_size
+	case c.NumHeads > 0:
 		c.HeadDim = c.HiddenSize / c.NumHeads
 	}
 	c.RMSNormEps = f.num("rms_norm_eps", 1e-6)
 	c.MaxPositionEmbeddings = int(f.num("max_position_embeddings", 0))
-	c.TieWordEmbeddings = f.boolean("tie_word_embeddings", false)
+	c.TieWordEmbeddings = f.boolean("tie_word_embeddings", c.Gemma) // Gemma's configs default to tied
 	c.DType = f.str("torch_dtype", f.str("dtype", "float32"))
-	if act := f.str("hidden_act", "silu"); act != "silu" {
+	if c.Gemma {
+		c.parseGemma(&f)
+	} else if act := f.str("hidden_act", "silu"); act != "silu" {
 		f.fail("hidden_act %q is not supported (only silu)", act)
 	}
 	if f.boolean("mlp_bias", false) {
@@ -117,14 +150,39 @@ func ParseConfig(b []byte) (Config, error) {
 	case "qwen3":
 		c.QKNorm = true
 		c.QKVBias, c.OBias = attnBias, attnBias
-	case "llama":
+	case "llama", "gemma2", "gemma3_text":
 		c.QKVBias, c.OBias = attnBias, attnBias
+		c.QKNorm = c.ModelType == "gemma3_text"
 	}
 
-	// RoPE: rope_theta at top level, or inside transformers v5's rope_parameters.
-	c.RopeTheta = f.num("rope_theta", 10000)
+	// RoPE: rope_theta at top level, or inside transformers v5's
+	// rope_parameters (per layer type for Gemma-3).
+	defTheta := 10000.0
+	if c.ModelType == "gemma3_text" {
+		defTheta = 1_000_000 // Gemma3TextConfig's default
+		c.RopeLocalTheta = f.num("rope_local_base_freq", 10000)
+	}
+	c.RopeTheta = f.num("rope_theta", defTheta)
 	scaling := f.obj("rope_scaling")
-	if rp := f.obj("rope_parameters"); rp != nil {
+	rp := f.obj("rope_parameters")
+	if c.ModelType == "gemma3_text" && rp != nil {
+		pf := fields{raw: rp, prefix: "rope_parameters."}
+		if local := pf.obj("sliding_attention"); local != nil {
+			lf := fields{raw: local, prefix: "rope_parameters.sliding_attention."}
+			c.RopeLocalTheta = lf.num("rope_theta", c.RopeLocalTheta)
+			if typ := lf.str("rope_type", "default"); typ != "default" {
+				lf.fail("rope type %q is not supported on sliding layers (only default)", typ)
+			}
+			f.err = errors.Join(f.err, lf.err)
+		}
+		if global := pf.obj("full_attention"); global != nil {
+			rp = global
+		} else if pf.has("sliding_attention") {
+			rp = nil
+		}
+		f.err = errors.Join(f.err, pf.err)
+	}
+	if rp != nil {
 		pf := fields{raw: rp, prefix: "rope_parameters."}
 		c.RopeTheta = pf.num("rope_theta", c.RopeTheta)
 		if scaling == nil {
@@ -149,21 +207,28 @@ func ParseConfig(b []byte) (Config, error) {
 			if !(rs.Factor > 0 && rs.LowFreqFactor > 0 && rs.HighFreqFactor > rs.LowFreqFactor && rs.OriginalMaxPositionEmbeddings > 0) {
 				sf.fail("llama3 scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0")
 			}
+		case "linear":
+			c.RopeScaling = &RopeScaling{Type: typ, Factor: sf.num("factor", math.NaN())}
+			if !(c.RopeScaling.Factor > 0) {
+				sf.fail("linear scaling needs factor > 0")
+			}
 		default:
-			sf.fail("rope type %q is not supported (supported: default, llama3)", typ)
+			sf.fail("rope type %q is not supported (supported: default, linear, llama3)", typ)
 		}
 		f.err = errors.Join(f.err, sf.err)
 	}
 
-	// Sliding windows: Qwen's is active only with use_sliding_window; Mistral's
-	// whenever sliding_window is a number. An active window is enforced as a
-	// limit on sequence length, where it changes nothing.
+	// Sliding windows: Qwen's is active only with use_sliding_window (not
+	// supported); Mistral's whenever sliding_window is a number, on every
+	// layer; Gemma's on the layers parseGemma marked.
 	if c.ModelType == "qwen2" || c.ModelType == "qwen3" {
 		if f.boolean("use_sliding_window", false) {
 			f.fail("use_sliding_window true is not supported")
 		}
 	} else if f.has("sliding_window") && raw["sliding_window"] != nil {
 		c.SlidingWindow = f.posInt("sliding_window")
+	} else if c.Gemma && f.has("sliding_window") {
+		c.SlidingWindow = 0 // null: no window on any layer
 	}
 
 	c.BOSTokenID = f.optInt("bos_token_id")
@@ -179,13 +244,106 @@ func ParseConfig(b []byte) (Config, error) {
 	if c.HeadDim%2 != 0 {
 		return Config{}, fmt.Errorf("head_dim %d must be even for rotary embeddings", c.HeadDim)
 	}
-	if !f.has("head_dim") && c.HiddenSize%c.NumHeads != 0 {
+	if !f.has("head_dim") && !c.Gemma && c.HiddenSize%c.NumHeads != 0 {
 		return Config{}, fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumHeads)
 	}
 	if c.NumParams() > 1<<40 {
 		return Config{}, fmt.Errorf("the configured model has %d parameters, beyond what relupo can hold", c.NumParams())
 	}
 	return c, nil
+}
+
+// SupportedList names the model_type values relupo supports, for messages.
+const SupportedList = "llama, mistral, qwen2, qwen3, gemma2, gemma3_text"
+
+// parseGemma reads the Gemma-2 and Gemma-3 fields, with the defaults of
+// transformers' Gemma2Config and Gemma3TextConfig.
+func (c *Config) parseGemma(f *fields) {
+	act := f.str("hidden_activation", "")
+	if act == "" {
+		act = f.str("hidden_act", "gelu_pytorch_tanh")
+	}
+	if act != "gelu_pytorch_tanh" {
+		f.fail("hidden_activation %q is not supported (only gelu_pytorch_tanh)", act)
+	}
+	c.QueryScale = math.Pow(f.num("query_pre_attn_scalar", 256), -0.5)
+	if !(c.QueryScale > 0) || math.IsInf(c.QueryScale, 0) {
+		f.fail("query_pre_attn_scalar must be positive")
+	}
+	if f.boolean("use_bidirectional_attention", false) {
+		f.fail("use_bidirectional_attention true is not supported")
+	}
+	caps := map[string]float64{"attn_logit_softcapping": 50, "final_logit_softcapping": 30} // Gemma2Config's defaults
+	if c.ModelType == "gemma3_text" {
+		caps = map[string]float64{"attn_logit_softcapping": 0, "final_logit_softcapping": 0}
+	}
+	for key, def := range caps {
+		v := f.num(key, def)
+		if _, present := f.raw[key]; present && f.raw[key] == nil {
+			v = 0 // null: no capping
+		}
+		if v < 0 || math.IsNaN(v) {
+			f.fail("%s must be positive or null", key)
+		}
+		caps[key] = v
+	}
+	c.FinalSoftcap = caps["final_logit_softcapping"]
+	// Gemma3Attention never passes attn_logit_softcapping to its attention
+	// function, so Gemma-3 attention is not capped whatever the config says.
+	if c.ModelType == "gemma2" {
+		c.AttnSoftcap = caps["attn_logit_softcapping"]
+	}
+	if !f.has("sliding_window") {
+		c.SlidingWindow = 4096 // both configs' default
+	}
+	// Sliding layers: layer_types when given; otherwise Gemma-2 slides on
+	// even layers and Gemma-3 on all but every sliding_window_pattern-th.
+	n := c.NumLayers
+	c.SlidingLayers = make([]bool, n)
+	if lt, ok := f.raw["layer_types"].([]any); ok {
+		if len(lt) != n {
+			f.fail("layer_types has %d entries for %d layers", len(lt), n)
+			return
+		}
+		for i, v := range lt {
+			switch v {
+			case "sliding_attention":
+				c.SlidingLayers[i] = true
+			case "full_attention":
+			default:
+				f.fail("layer_types[%d]: %v is not sliding_attention or full_attention", i, v)
+			}
+		}
+		return
+	} else if f.raw["layer_types"] != nil {
+		f.fail("layer_types: want a list")
+		return
+	}
+	pattern := 2
+	if c.ModelType == "gemma3_text" {
+		pattern = 6
+		if f.has("sliding_window_pattern") && f.raw["sliding_window_pattern"] != nil {
+			pattern = f.posInt("sliding_window_pattern")
+		}
+	}
+	for i := range c.SlidingLayers {
+		c.SlidingLayers[i] = (i+1)%max(pattern, 1) != 0
+	}
+}
+
+// LayerWindow returns the attention window of layer l: SlidingWindow on a
+// sliding layer, 0 (the whole sequence) otherwise.
+func (c Config) LayerWindow(l int) int {
+	if c.SlidingWindow > 0 && (c.SlidingLayers == nil || c.SlidingLayers[l]) {
+		return c.SlidingWindow
+	}
+	return 0
+}
+
+// localRope reports whether layer l uses the local RoPE base (Gemma-3's
+// sliding layers).
+func (c Config) localRope(l int) bool {
+	return c.RopeLocalTheta > 0 && c.SlidingLayers != nil && c.SlidingLayers[l]
 }
 
 // NumParams is the number of distinct parameters (a tied lm_head counts once).

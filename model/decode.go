@@ -11,7 +11,8 @@ import (
 // far, so that each new token costs one row of work instead of a forward
 // pass over the whole sequence. K[l] and V[l] are layer l's rows
 // [Len, kvHeads·headDim]; keys are stored after bias, head norm and RoPE,
-// exactly as attention reads them.
+// exactly as attention reads them. Sliding-window layers keep every
+// position too, and attend to the last window of them.
 type KVCache struct {
 	K, V [][]float32
 	// Len is the number of positions cached: the next token is at
@@ -42,9 +43,11 @@ func (c *KVCache) reserve(layers, width, n int) {
 // Decoder runs a model incrementally over KV caches: a prefill over a
 // prompt and then one token at a time, for several sequences together. It
 // uses the same kernels and the same arithmetic as Forward (RMSNorm,
-// projections with biases, Qwen3 head norms, RoPE with llama3 scaling,
-// grouped-query attention, SwiGLU, tied or untied lm_head), so its logits
-// equal LastLogits over the whole sequence up to float32 rounding.
+// projections with biases, head norms, RoPE with its scaling and Gemma-3's
+// local bases, grouped-query attention with sliding windows and soft-capped
+// scores, SwiGLU or GeGLU, Gemma's extra norms, tied or untied lm_head, the
+// final soft cap), so its logits equal LastLogits over the whole sequence up
+// to float32 rounding.
 //
 // A Decoder keeps scratch buffers; one Decoder serves one goroutine at a
 // time. The caches belong to the caller.
@@ -52,14 +55,17 @@ type Decoder struct {
 	Model *Model
 	Pool  *kernels.Pool
 
-	pos      []int32
-	seqOf    []int // the sequence each packed row belongs to
-	cos, sin []float32
-	maxPos   int
+	pos        []int32
+	seqOf      []int // the sequence each packed row belongs to
+	cos, sin   []float32
+	cosL, sinL []float32 // Gemma-3's local RoPE tables, or nil
+	maxPos     int
 
-	x, xn, q, k, v, att, x2 []float32
-	gu, h, rstd             []float32
-	last                    []float32
+	x, xn, q, k, v, att, x2, ao []float32
+	gu, h, rstd                 []float32
+	last                        []float32
+	norms                       []layerNorms
+	normBuf                     []float32
 }
 
 // NewDecoder returns a decoder for m whose kernels run on pool.
@@ -76,8 +82,8 @@ func (d *Decoder) NewCache() *KVCache { return &KVCache{} }
 // token; sequences of different lengths and cache lengths are processed in
 // one pass, with no padding. Each cache grows by len(tokens[s]).
 //
-// On an error (an empty or out-of-vocabulary token list, a shared cache, a
-// sequence longer than the sliding window) no cache is changed.
+// On an error (an empty or out-of-vocabulary token list, a shared cache) no
+// cache is changed.
 func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, error) {
 	m := d.Model
 	c, P, p := m.Config, m.Params, d.Pool
@@ -107,32 +113,33 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 			}
 		}
 		n := cache.Len + len(toks)
-		if c.SlidingWindow > 0 && n > c.SlidingWindow {
-			return nil, fmt.Errorf("model: decode: sequence %d would reach %d tokens, longer than the model's sliding_window %d (sliding-window attention is not implemented)", s, n, c.SlidingWindow)
-		}
 		N += len(toks)
 		longest = max(longest, n)
 	}
 
-	D, H, KV, hd, V := c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize
+	D, KV, hd, V := c.HiddenSize, c.NumKVHeads, c.HeadDim, c.VocabSize
 	eps := float32(c.RMSNormEps)
 	kvw := KV * hd
 	d.reserve(N)
 	if longest > d.maxPos {
 		d.maxPos = max(longest, 2*d.maxPos, 256)
 		d.cos, d.sin = ropeTables(m.invFreq, d.maxPos)
+		if m.invFreqLocal != nil {
+			d.cosL, d.sinL = ropeTables(m.invFreqLocal, d.maxPos)
+		}
 	}
+	nw, finalW := m.normWeights(&d.normBuf, &d.norms)
 	// Row r of the packed batch: sequence seqOf[r] at position pos[r].
 	rowStart := make([]int, len(tokens)+1)
 	r := 0
 	for s, toks := range tokens {
 		rowStart[s] = r
-		for i, t := range toks {
+		for i := range toks {
 			d.pos[r] = int32(caches[s].Len + i)
 			d.seqOf[r] = s
-			copy(d.x[r*D:(r+1)*D], P.Embed[int(t)*D:(int(t)+1)*D])
 			r++
 		}
+		m.embed(d.x[rowStart[s]*D:r*D], toks)
 	}
 	rowStart[len(tokens)] = N
 	oldLen := make([]int, len(caches))
@@ -142,8 +149,9 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 	}
 
 	for l := range P.Layers {
-		w := &P.Layers[l]
-		m.attnInputs(p, w, d.x, d.xn, d.rstd, d.q, d.k, d.v, nil, nil, d.rstd, d.rstd, d.pos, d.cos, d.sin, N)
+		w, n := &P.Layers[l], &nw[l]
+		cos, sin := m.rope(l, d.cos, d.sin, d.cosL, d.sinL)
+		m.attnInputs(p, w, n, d.x, d.xn, d.rstd, d.q, d.k, d.v, nil, nil, d.rstd, d.rstd, d.pos, cos, sin, N)
 		for s, cache := range caches {
 			lo, hi := rowStart[s], rowStart[s+1]
 			o := oldLen[s] * kvw
@@ -151,9 +159,8 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 			copy(cache.V[l][o:o+(hi-lo)*kvw], d.v[lo*kvw:hi*kvw])
 		}
 		d.attention(caches, l)
-		kernels.MatMulNT(p, d.x2, d.att, w.Wo, w.Bo, N, D, H*hd)
-		kernels.Add(p, d.x2, d.x)
-		m.mlpBlock(p, w, d.x, d.x2, d.xn, d.rstd, d.gu, d.h, N)
+		m.attnOutput(p, w, n, d.x2, d.att, d.x, d.ao, d.rstd, N)
+		m.mlpBlock(p, w, n, d.x, d.x2, d.xn, d.rstd, d.gu, d.h, d.ao, d.rstd, N)
 	}
 	for s, cache := range caches {
 		cache.Len = oldLen[s] + len(tokens[s])
@@ -167,9 +174,10 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 		copy(d.last[s*D:(s+1)*D], d.x[row*D:(row+1)*D])
 	}
 	xn := make([]float32, S*D)
-	kernels.RMSNormForward(p, xn, make([]float32, S), d.last, P.FinalNorm, S, D, eps)
+	kernels.RMSNormForward(p, xn, make([]float32, S), d.last, finalW, S, D, eps)
 	logits := make([]float32, S*V)
 	kernels.MatMulNT(p, logits, xn, P.LMHead, nil, S, V, D)
+	m.capLogits(p, logits, S)
 	out := make([][]float32, S)
 	for s := range out {
 		out[s] = logits[s*V : (s+1)*V : (s+1)*V]
@@ -179,41 +187,56 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 
 // attention computes d.att for every packed row and head: causal softmax
 // attention of the row's query over its sequence's cached keys and values
-// at positions 0..pos, with the arithmetic of kernels.AttentionForward's row
-// loop (float32 scores, vector exp, float64 normalizer, one Axpy per key).
+// at positions 0..pos (the last window of them on a sliding layer), with
+// the arithmetic of kernels.AttentionForward's row loop (float32 scores
+// times the scale, soft-capped when configured, vector exp, float64
+// normalizer, one Axpy per key).
 func (d *Decoder) attention(caches []*KVCache, l int) {
 	c := d.Model.Config
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	g := H / KV
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	if c.QueryScale != 0 {
+		scale = float32(c.QueryScale)
+	}
+	sc, window := float32(c.AttnSoftcap), c.LayerWindow(l)
 	N := len(d.pos)
 	d.Pool.For(N*H, func(i int) {
 		r, h := i/H, i%H
 		n := int(d.pos[r]) + 1
+		lo := 0
+		if window > 0 {
+			lo = max(0, n-window)
+		}
 		K, Vv := caches[d.seqOf[r]].K[l], caches[d.seqOf[r]].V[l]
 		kvh := h / g
 		qt := d.q[(r*H+h)*hd : (r*H+h+1)*hd]
-		sc := make([]float32, n)
+		sc2 := make([]float32, n-lo)
 		mx := float32(math.Inf(-1))
-		for j := range sc {
+		for i := range sc2 {
+			j := lo + i
 			x := kernels.Dot(qt, K[(j*KV+kvh)*hd:(j*KV+kvh+1)*hd]) * scale
-			sc[j] = x
+			if sc > 0 {
+				x = sc * float32(math.Tanh(float64(x/sc)))
+			}
+			sc2[i] = x
 			if x > mx {
 				mx = x
 			}
 		}
-		for j := range sc {
-			sc[j] -= mx
+		for i := range sc2 {
+			sc2[i] -= mx
 		}
-		kernels.ExpSlice(sc, sc)
+		kernels.ExpSlice(sc2, sc2)
 		var sum float64
-		for _, e := range sc {
+		for _, e := range sc2 {
 			sum += float64(e)
 		}
 		inv := float32(1 / sum)
 		o := d.att[(r*H+h)*hd : (r*H+h+1)*hd]
 		clear(o)
-		for j, e := range sc {
+		for i, e := range sc2 {
+			j := lo + i
 			kernels.Axpy(o, e*inv, Vv[(j*KV+kvh)*hd:(j*KV+kvh+1)*hd])
 		}
 	})
@@ -225,6 +248,9 @@ func (d *Decoder) reserve(n int) {
 	D, I, H, KV, hd := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim
 	d.x, d.xn, d.x2 = grow(d.x, n*D), grow(d.xn, n*D), grow(d.x2, n*D)
 	d.q, d.att = grow(d.q, n*H*hd), grow(d.att, n*H*hd)
+	if c.Gemma {
+		d.ao = grow(d.ao, n*D)
+	}
 	d.k, d.v = grow(d.k, n*KV*hd), grow(d.v, n*KV*hd)
 	d.gu, d.h = grow(d.gu, 2*n*I), grow(d.h, n*I)
 	d.rstd = grow(d.rstd, max(n, n*H, n*KV))

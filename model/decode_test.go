@@ -177,7 +177,6 @@ func TestDecodeErrors(t *testing.T) {
 	defer pool.Close()
 	d := NewDecoder(m, pool)
 	shared := d.NewCache()
-	long := make([]int32, m.Config.SlidingWindow+1)
 	for _, tc := range []struct {
 		name   string
 		caches []*KVCache
@@ -190,7 +189,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"empty", []*KVCache{d.NewCache()}, [][]int32{{}}, "no new tokens"},
 		{"out of vocabulary", []*KVCache{d.NewCache()}, [][]int32{{1, 96}}, "outside the vocabulary"},
 		{"negative", []*KVCache{d.NewCache()}, [][]int32{{-1}}, "outside the vocabulary"},
-		{"sliding window", []*KVCache{d.NewCache()}, [][]int32{long}, "sliding_window"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := d.Forward(tc.caches, tc.tokens)

@@ -190,6 +190,23 @@ func TestGoldenGradients(t *testing.T) {
 	}
 }
 
+// sameGrads checks that every gradient tensor of got is within tol of the
+// tensor's largest entry from want's (two layouts of one computation).
+func sameGrads(t *testing.T, got, want *Params, tol float64) {
+	t.Helper()
+	for k, tn := range got.Tensors() {
+		w := want.Tensors()[k].Data
+		var scale, worst float64
+		for i, v := range w {
+			scale = math.Max(scale, math.Abs(float64(v)))
+			worst = math.Max(worst, math.Abs(float64(tn.Data[i]-v)))
+		}
+		if worst > tol*scale {
+			t.Errorf("%s: gradients differ by %.2g of max %.3g", tn.Name, worst/scale, scale)
+		}
+	}
+}
+
 // compareGrads checks every gradient tensor against PyTorch's, saved in a
 // safetensors file, to 1e-4 of the tensor's largest entry.
 func compareGrads(t *testing.T, grads *Params, path string) {
@@ -290,17 +307,7 @@ func TestSharedPromptEqualsUnshared(t *testing.T) {
 			if err := m.Backward(ws, shared, dS, sGrads); err != nil {
 				t.Fatal(err)
 			}
-			for k, tn := range sGrads.Tensors() {
-				want := uGrads.Tensors()[k].Data
-				var scale, worst float64
-				for i, w := range want {
-					scale = math.Max(scale, math.Abs(float64(w)))
-					worst = math.Max(worst, math.Abs(float64(tn.Data[i]-w)))
-				}
-				if worst > 1e-5*scale {
-					t.Errorf("%s: gradients differ by %.2g of max %.3g", tn.Name, worst/scale, scale)
-				}
-			}
+			sameGrads(t, sGrads, uGrads, 1e-5)
 		})
 	}
 }

@@ -1,5 +1,5 @@
 // Package model is relupo's Llama-family decoder (Llama, Mistral, Qwen2,
-// Qwen3): parameters with Hugging Face names, a forward pass over packed
+// Qwen3, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
 // sequences that saves its activations, and a hand-written backward pass from
 // per-sequence log-probability gradients to every parameter.
 //
@@ -24,12 +24,91 @@ type Model struct {
 	Config Config
 	Params *Params
 
-	invFreq []float32
+	invFreq      []float32
+	invFreqLocal []float32 // Gemma-3's sliding layers, or nil
 }
 
 // New returns a model with zeroed weights for the configuration.
 func New(c Config) *Model {
-	return &Model{Config: c, Params: NewParams(c), invFreq: ropeInvFreq(c)}
+	return &Model{Config: c, Params: NewParams(c), invFreq: ropeInvFreq(c), invFreqLocal: ropeLocalInvFreq(c)}
+}
+
+// layerNorms are the weights a layer's RMSNorms multiply by (nil where the
+// layer has no such norm).
+type layerNorms struct{ attn, postAttn, mlp, postMLP, q, k []float32 }
+
+// normWeights returns the weights every RMSNorm multiplies by, per layer,
+// and the final norm's: the parameters themselves, or for Gemma 1 + w,
+// computed in float32 into buf as Gemma's RMSNorm computes
+// 1.0 + weight.float(). Since ∂(1 + w)/∂w = 1, the norms' backward passes
+// accumulate into the parameters' gradients unchanged.
+func (m *Model) normWeights(buf *[]float32, norms *[]layerNorms) ([]layerNorms, []float32) {
+	c, P := m.Config, m.Params
+	if len(*norms) != c.NumLayers {
+		*norms = make([]layerNorms, c.NumLayers)
+	}
+	nw := *norms
+	if !c.Gemma {
+		for l := range P.Layers {
+			w := &P.Layers[l]
+			nw[l] = layerNorms{attn: w.AttnNorm, mlp: w.MLPNorm, q: w.QNorm, k: w.KNorm}
+		}
+		return nw, P.FinalNorm
+	}
+	size := (4*c.NumLayers + 1) * c.HiddenSize
+	if c.QKNorm {
+		size += 2 * c.NumLayers * c.HeadDim
+	}
+	*buf = grow(*buf, size)
+	rest := *buf
+	plus1 := func(w []float32) []float32 {
+		if w == nil {
+			return nil
+		}
+		out := rest[:len(w):len(w)]
+		rest = rest[len(w):]
+		for i, v := range w {
+			out[i] = 1 + v
+		}
+		return out
+	}
+	for l := range P.Layers {
+		w := &P.Layers[l]
+		nw[l] = layerNorms{attn: plus1(w.AttnNorm), postAttn: plus1(w.PostAttnNorm), mlp: plus1(w.MLPNorm),
+			postMLP: plus1(w.PostMLPNorm), q: plus1(w.QNorm), k: plus1(w.KNorm)}
+	}
+	return nw, plus1(P.FinalNorm)
+}
+
+// embedScale is the factor of the embeddings: √hidden_size rounded to
+// float32 for Gemma (HF's normalizer tensor in the float32 compute dtype;
+// relupo's weights and activations are float32 in both precisions, as the
+// embedding output is under PyTorch's bf16 autocast), 1 otherwise.
+func (c Config) embedScale() float32 {
+	if c.Gemma {
+		return float32(math.Sqrt(float64(c.HiddenSize)))
+	}
+	return 1
+}
+
+// embed writes the scaled embedding rows of tokens into x.
+func (m *Model) embed(x []float32, tokens []int32) {
+	D, scale := m.Config.HiddenSize, m.Config.embedScale()
+	for t, tok := range tokens {
+		row := x[t*D : (t+1)*D]
+		copy(row, m.Params.Embed[int(tok)*D:(int(tok)+1)*D])
+		if scale != 1 {
+			for i := range row {
+				row[i] *= scale
+			}
+		}
+	}
+}
+
+// attnShape is the attention geometry of layer l for a batch.
+func (c Config) attnShape(l int, offsets, prefix []int) kernels.AttnShape {
+	return kernels.AttnShape{Offsets: offsets, Prefix: prefix, Heads: c.NumHeads, KVHeads: c.NumKVHeads, HeadDim: c.HeadDim,
+		Scale: float32(c.QueryScale), SoftCap: float32(c.AttnSoftcap), Window: c.LayerWindow(l)}
 }
 
 // Batch is several token sequences packed end to end, with no padding.
@@ -110,16 +189,12 @@ func (b *Batch) validate(c Config) error {
 				return fmt.Errorf("model: malformed batch: sequence %d has prefix %d, which must be an earlier sequence without a prefix", s, p)
 			}
 		}
-		_, np := b.prefix(s)
 		n := b.Offsets[s+1] - b.Offsets[s]
 		if n <= 0 {
 			return fmt.Errorf("model: sequence %d is empty", s)
 		}
 		if b.PromptLens[s] < 0 || b.PromptLens[s] > n {
 			return fmt.Errorf("model: sequence %d: prompt length %d outside [0, %d]", s, b.PromptLens[s], n)
-		}
-		if c.SlidingWindow > 0 && np+n > c.SlidingWindow {
-			return fmt.Errorf("model: sequence %d has %d tokens, longer than the model's sliding_window %d (sliding-window attention is not implemented)", s, np+n, c.SlidingWindow)
 		}
 		for i, t := range b.Tokens[b.Offsets[s]:b.Offsets[s+1]] {
 			if t < 0 || int(t) >= c.VocabSize {
@@ -170,6 +245,12 @@ type Workspace struct {
 
 	// backward scratch
 	dx, dxn, dq, dk, dv, datt, dgu, dh []float32
+
+	norms   []layerNorms // the RMSNorm weights of the last Forward
+	normF   []float32
+	normBuf []float32
+	cosL    []float32 // Gemma-3's local RoPE tables, or nil
+	sinL    []float32
 }
 
 type layerActs struct {
@@ -183,7 +264,11 @@ type layerActs struct {
 	lse          []float32 // [N, heads]
 	x2           []float32 // residual stream after attention [N, D]
 	gu           []float32 // gate and up projections side by side [N, 2I]
-	h            []float32 // SwiGLU output [N, I]
+	h            []float32 // SwiGLU (GeGLU) output [N, I]
+	// Gemma: the attention and MLP outputs before their norms [N, D], and
+	// those norms' rstd [N]
+	ao, mo         []float32
+	rstdPA, rstdPF []float32
 }
 
 func grow(s []float32, n int) []float32 {
@@ -230,6 +315,10 @@ func (ws *Workspace) reserve(c Config, n int) {
 		a.att, a.lse = grow(a.att, n*H*hd), grow(a.lse, n*H)
 		a.x2 = grow(a.x2, n*D)
 		a.gu, a.h = grow(a.gu, 2*n*I), grow(a.h, n*I)
+		if c.Gemma {
+			a.ao, a.mo = grow(a.ao, n*D), grow(a.mo, n*D)
+			a.rstdPA, a.rstdPF = grow(a.rstdPA, n), grow(a.rstdPF, n)
+		}
 	}
 	ws.xF, ws.rstdF, ws.xnF = grow(ws.xF, n*D), grow(ws.rstdF, n), grow(ws.xnF, n*D)
 	if cap(ws.pos) < n {
@@ -255,7 +344,19 @@ func (m *Model) ensureRope(ws *Workspace, positions int) {
 	}
 	positions = max(positions, 2*ws.maxPos)
 	ws.cos, ws.sin = ropeTables(m.invFreq, positions)
+	if m.invFreqLocal != nil {
+		ws.cosL, ws.sinL = ropeTables(m.invFreqLocal, positions)
+	}
 	ws.maxPos = positions
+}
+
+// rope returns the RoPE tables of layer l: Gemma-3's local ones on its
+// sliding layers, the global ones otherwise.
+func (m *Model) rope(l int, cos, sin, cosL, sinL []float32) ([]float32, []float32) {
+	if m.Config.localRope(l) {
+		return cosL, sinL
+	}
+	return cos, sin
 }
 
 // Forward runs the model over a packed batch, saving activations in ws, and
@@ -331,16 +432,26 @@ func (m *Model) chunkLogits(ws *Workspace, c0, r int) []float32 {
 		copy(ws.chunkX[i*D:(i+1)*D], ws.xnF[row*D:(row+1)*D])
 	}
 	kernels.MatMulNT(ws.Pool, ws.chunkLogits[:r*V], ws.chunkX[:r*D], m.Params.LMHead, nil, r, V, D)
+	m.capLogits(ws.Pool, ws.chunkLogits[:r*V], r)
 	return ws.chunkLogits[:r*V]
+}
+
+// capLogits applies final_logit_softcapping to rows of logits, when the
+// model has it.
+func (m *Model) capLogits(p *kernels.Pool, logits []float32, rows int) {
+	c := float32(m.Config.FinalSoftcap)
+	if c <= 0 {
+		return
+	}
+	V := m.Config.VocabSize
+	p.For(rows, func(i int) { kernels.SoftcapRow(logits[i*V:(i+1)*V], c) })
 }
 
 // trunk runs embedding, every decoder layer and the final norm, leaving the
 // normalized final hidden states in ws.xnF.
 func (m *Model) trunk(ws *Workspace, b *Batch) {
-	c, P, p := m.Config, m.Params, ws.Pool
+	c, p := m.Config, ws.Pool
 	N := len(b.Tokens)
-	D, H, KV, hd := c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim
-	eps := float32(c.RMSNormEps)
 	longest := 0
 	for s := 0; s < b.NumSeqs(); s++ {
 		_, np := b.prefix(s)
@@ -350,40 +461,38 @@ func (m *Model) trunk(ws *Workspace, b *Batch) {
 		longest = max(longest, np+b.Offsets[s+1]-b.Offsets[s])
 	}
 	m.ensureRope(ws, longest)
-	sh := kernels.AttnShape{Offsets: b.Offsets, Prefix: b.Prefix, Heads: H, KVHeads: KV, HeadDim: hd}
+	nw, finalW := m.normWeights(&ws.normBuf, &ws.norms)
+	ws.normF = finalW
 
-	x0 := ws.layers[0].x
-	for t, tok := range b.Tokens {
-		copy(x0[t*D:(t+1)*D], P.Embed[int(tok)*D:(int(tok)+1)*D])
-	}
+	m.embed(ws.layers[0].x, b.Tokens)
 	for l := range ws.layers {
-		a, w := ws.acts(l), &P.Layers[l]
+		a, w, n := ws.acts(l), &m.Params.Layers[l], &nw[l]
 		qPre, kPre := a.qPre, a.kPre // kept for Backward
 		if ws.NoGrad {
 			qPre, kPre = nil, nil
 		}
-		m.attnInputs(p, w, a.x, a.xn1, a.rstd1, a.q, a.k, a.v, qPre, kPre, a.qRstd, a.kRstd, ws.pos, ws.cos, ws.sin, N)
-		kernels.AttentionForwardBlocked(p, a.att, a.lse, a.q, a.k, a.v, sh)
-		kernels.MatMulNT(p, a.x2, a.att, w.Wo, w.Bo, N, D, H*hd)
-		kernels.Add(p, a.x2, a.x)
+		cos, sin := m.rope(l, ws.cos, ws.sin, ws.cosL, ws.sinL)
+		m.attnInputs(p, w, n, a.x, a.xn1, a.rstd1, a.q, a.k, a.v, qPre, kPre, a.qRstd, a.kRstd, ws.pos, cos, sin, N)
+		kernels.AttentionForwardBlocked(p, a.att, a.lse, a.q, a.k, a.v, c.attnShape(l, b.Offsets, b.Prefix))
+		m.attnOutput(p, w, n, a.x2, a.att, a.x, a.ao, a.rstdPA, N)
 		next := ws.xF
 		if l+1 < len(ws.layers) {
 			next = ws.acts(l + 1).x
 		}
-		m.mlpBlock(p, w, next, a.x2, a.xn2, a.rstd2, a.gu, a.h, N)
+		m.mlpBlock(p, w, n, next, a.x2, a.xn2, a.rstd2, a.gu, a.h, a.mo, a.rstdPF, N)
 	}
-	kernels.RMSNormForward(p, ws.xnF, ws.rstdF, ws.xF, P.FinalNorm, N, D, eps)
+	kernels.RMSNormForward(p, ws.xnF, ws.rstdF, ws.xF, finalW, N, c.HiddenSize, float32(c.RMSNormEps))
 }
 
 // attnInputs starts a layer's attention block for N rows of x: xn = the
-// input RMSNorm of x (rstd saved), q, k and v = its projections, Qwen3's
-// per-head norms of q and k, then RoPE at positions pos. With qPre and kPre
-// (training), q and k before the head norms are kept there for the backward
-// pass; qRstd and kRstd receive the head norms' rstd.
-func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, x, xn, rstd, q, k, v, qPre, kPre, qRstd, kRstd []float32, pos []int32, cos, sin []float32, N int) {
+// input RMSNorm of x (rstd saved), q, k and v = its projections, the
+// per-head norms of q and k (Qwen3, Gemma-3), then RoPE at positions pos.
+// With qPre and kPre (training), q and k before the head norms are kept
+// there for the backward pass; qRstd and kRstd receive the head norms' rstd.
+func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, x, xn, rstd, q, k, v, qPre, kPre, qRstd, kRstd []float32, pos []int32, cos, sin []float32, N int) {
 	c := m.Config
 	D, H, KV, hd, eps := c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, float32(c.RMSNormEps)
-	kernels.RMSNormForward(p, xn, rstd, x, w.AttnNorm, N, D, eps)
+	kernels.RMSNormForward(p, xn, rstd, x, n.attn, N, D, eps)
 	kernels.MatMulNT(p, q, xn, w.Wq, w.Bq, N, H*hd, D)
 	kernels.MatMulNT(p, k, xn, w.Wk, w.Bk, N, KV*hd, D)
 	kernels.MatMulNT(p, v, xn, w.Wv, w.Bv, N, KV*hd, D)
@@ -394,24 +503,46 @@ func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, x, xn, rstd, q, k, v
 			copy(kPre, k)
 			qIn, kIn = qPre, kPre
 		}
-		kernels.RMSNormForward(p, q, qRstd, qIn, w.QNorm, N*H, hd, eps)
-		kernels.RMSNormForward(p, k, kRstd, kIn, w.KNorm, N*KV, hd, eps)
+		kernels.RMSNormForward(p, q, qRstd, qIn, n.q, N*H, hd, eps)
+		kernels.RMSNormForward(p, k, kRstd, kIn, n.k, N*KV, hd, eps)
 	}
 	kernels.RopeForward(p, q, pos, cos, sin, N, H, hd)
 	kernels.RopeForward(p, k, pos, cos, sin, N, KV, hd)
 }
 
+// attnOutput ends a layer's attention block for N rows: x2 = x + att·W_oᵀ
+// (+ bias); for Gemma the product goes to ao and x2 = x + the
+// post-attention RMSNorm of ao (rstd saved).
+func (m *Model) attnOutput(p *kernels.Pool, w *LayerParams, n *layerNorms, x2, att, x, ao, rstd []float32, N int) {
+	c := m.Config
+	D, H, hd := c.HiddenSize, c.NumHeads, c.HeadDim
+	if c.Gemma {
+		kernels.MatMulNT(p, ao, att, w.Wo, w.Bo, N, D, H*hd)
+		kernels.RMSNormForward(p, x2, rstd, ao, n.postAttn, N, D, float32(c.RMSNormEps))
+	} else {
+		kernels.MatMulNT(p, x2, att, w.Wo, w.Bo, N, D, H*hd)
+	}
+	kernels.Add(p, x2, x)
+}
+
 // mlpBlock is a layer's MLP block with its residual for N rows: xn = the
-// post-attention RMSNorm of x2 (rstd saved), gu = its gate and up
-// projections (one product with the two weights stacked), h = SwiGLU of
-// them, out = x2 + W_down·h.
-func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, out, x2, xn, rstd, gu, h []float32, N int) {
+// MLP's input RMSNorm of x2 (rstd saved), gu = its gate and up projections
+// (one product with the two weights stacked), h = SwiGLU (Gemma: GeGLU) of
+// them, out = x2 + W_down·h; for Gemma W_down·h goes to mo and out = x2 +
+// the post-feedforward RMSNorm of mo (rstdPF saved).
+func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, n *layerNorms, out, x2, xn, rstd, gu, h, mo, rstdPF []float32, N int) {
 	c := m.Config
 	D, I, eps := c.HiddenSize, c.IntermediateSize, float32(c.RMSNormEps)
-	kernels.RMSNormForward(p, xn, rstd, x2, w.MLPNorm, N, D, eps)
+	kernels.RMSNormForward(p, xn, rstd, x2, n.mlp, N, D, eps)
 	kernels.MatMulNT(p, gu, xn, w.WGateUp, nil, N, 2*I, D)
-	kernels.SwiGLURows(p, h, gu, N, I)
-	kernels.MatMulNT(p, out, h, w.WDown, nil, N, D, I)
+	if c.Gemma {
+		kernels.GeGLURows(p, h, gu, N, I)
+		kernels.MatMulNT(p, mo, h, w.WDown, nil, N, D, I)
+		kernels.RMSNormForward(p, out, rstdPF, mo, n.postMLP, N, D, eps)
+	} else {
+		kernels.SwiGLURows(p, h, gu, N, I)
+		kernels.MatMulNT(p, out, h, w.WDown, nil, N, D, I)
+	}
 	kernels.Add(p, out, x2)
 }
 
@@ -454,9 +585,14 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			logits = m.chunkLogits(ws, c0, r)
 		}
 		xs := ws.chunkX[:r*D]
+		capped := float32(c.FinalSoftcap)
 		p.For(r, func(i int) {
 			g := float32(dSums[ws.labelSeq[c0+i]])
-			kernels.SoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g)
+			if capped > 0 {
+				kernels.SoftcapSoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g, capped)
+			} else {
+				kernels.SoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g)
+			}
 		})
 		kernels.MatMulTNAcc(p, grads.LMHead, logits, xs, V, D, r)
 		kernels.MatMulNN(p, dxs[:r*D], logits, P.LMHead, r, D, V)
@@ -466,30 +602,49 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		}
 	}
 	clear(dx)
-	kernels.RMSNormBackward(p, dx, grads.FinalNorm, dxn, ws.xF, P.FinalNorm, ws.rstdF, N, D)
+	kernels.RMSNormBackward(p, dx, grads.FinalNorm, dxn, ws.xF, ws.normF, ws.rstdF, N, D)
 
-	sh := kernels.AttnShape{Offsets: b.Offsets, Prefix: b.Prefix, Heads: H, KVHeads: KV, HeadDim: hd}
 	for l := len(ws.layers) - 1; l >= 0; l-- {
-		a, w, gw := &ws.layers[l], &P.Layers[l], &grads.Layers[l]
-		// MLP block: dx holds ∂L/∂(layer output); the residual passes it through.
-		kernels.MatMulNN(p, ws.dh, dx, w.WDown, N, I, D)
-		kernels.MatMulTNAcc(p, gw.WDown, dx, a.h, D, I, N)
-		kernels.SwiGLURowsBackward(p, ws.dgu, ws.dh, a.gu, N, I)
+		a, w, gw, n := &ws.layers[l], &P.Layers[l], &grads.Layers[l], &ws.norms[l]
+		// MLP block: dx holds ∂L/∂(layer output); the residual passes it
+		// through. dmo = ∂L/∂(W_down·h): dx itself, or for Gemma through the
+		// post-feedforward norm (in dxn, free until the MLP's input norm).
+		dmo := dx
+		if c.Gemma {
+			dmo = dxn
+			clear(dmo)
+			kernels.RMSNormBackward(p, dmo, gw.PostMLPNorm, dx, a.mo, n.postMLP, a.rstdPF, N, D)
+		}
+		kernels.MatMulNN(p, ws.dh, dmo, w.WDown, N, I, D)
+		kernels.MatMulTNAcc(p, gw.WDown, dmo, a.h, D, I, N)
+		if c.Gemma {
+			kernels.GeGLURowsBackward(p, ws.dgu, ws.dh, a.gu, N, I)
+		} else {
+			kernels.SwiGLURowsBackward(p, ws.dgu, ws.dh, a.gu, N, I)
+		}
 		kernels.MatMulTNAcc(p, gw.WGateUp, ws.dgu, a.xn2, 2*I, D, N)
 		kernels.MatMulNN(p, dxn, ws.dgu, w.WGateUp, N, D, 2*I)
-		kernels.RMSNormBackward(p, dx, gw.MLPNorm, dxn, a.x2, w.MLPNorm, a.rstd2, N, D)
-		// attention block: dx now holds ∂L/∂x2.
-		kernels.MatMulNN(p, ws.datt, dx, w.Wo, N, H*hd, D)
-		kernels.MatMulTNAcc(p, gw.Wo, dx, a.att, D, H*hd, N)
+		kernels.RMSNormBackward(p, dx, gw.MLPNorm, dxn, a.x2, n.mlp, a.rstd2, N, D)
+		// attention block: dx now holds ∂L/∂x2; dao = ∂L/∂(att·W_oᵀ), for
+		// Gemma through the post-attention norm.
+		dao := dx
+		if c.Gemma {
+			dao = dxn
+			clear(dao)
+			kernels.RMSNormBackward(p, dao, gw.PostAttnNorm, dx, a.ao, n.postAttn, a.rstdPA, N, D)
+		}
+		kernels.MatMulNN(p, ws.datt, dao, w.Wo, N, H*hd, D)
+		kernels.MatMulTNAcc(p, gw.Wo, dao, a.att, D, H*hd, N)
 		if gw.Bo != nil {
-			colSumAcc(gw.Bo, dx, N, D)
+			colSumAcc(gw.Bo, dao, N, D)
 		}
 		clear(ws.dq)
 		clear(ws.dk)
 		clear(ws.dv)
-		kernels.AttentionBackwardBlocked(p, ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse, sh)
-		kernels.RopeBackward(p, ws.dq, ws.pos, ws.cos, ws.sin, N, H, hd)
-		kernels.RopeBackward(p, ws.dk, ws.pos, ws.cos, ws.sin, N, KV, hd)
+		kernels.AttentionBackwardBlocked(p, ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse, c.attnShape(l, b.Offsets, b.Prefix))
+		cos, sin := m.rope(l, ws.cos, ws.sin, ws.cosL, ws.sinL)
+		kernels.RopeBackward(p, ws.dq, ws.pos, cos, sin, N, H, hd)
+		kernels.RopeBackward(p, ws.dk, ws.pos, cos, sin, N, KV, hd)
 		dq, dk := ws.dq, ws.dk
 		if c.QKNorm {
 			// reuse the MLP scratch for the pre-norm gradients
@@ -501,8 +656,8 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			}
 			clear(dqPre)
 			clear(dkPre)
-			kernels.RMSNormBackward(p, dqPre, gw.QNorm, dq, a.qPre, w.QNorm, a.qRstd, N*H, hd)
-			kernels.RMSNormBackward(p, dkPre, gw.KNorm, dk, a.kPre, w.KNorm, a.kRstd, N*KV, hd)
+			kernels.RMSNormBackward(p, dqPre, gw.QNorm, dq, a.qPre, n.q, a.qRstd, N*H, hd)
+			kernels.RMSNormBackward(p, dkPre, gw.KNorm, dk, a.kPre, n.k, a.kRstd, N*KV, hd)
 			dq, dk = dqPre, dkPre
 		}
 		kernels.MatMulTNAcc(p, gw.Wq, dq, a.xn1, H*hd, D, N)
@@ -516,11 +671,13 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		kernels.MatMulNN(p, dxn, dq, w.Wq, N, D, H*hd)
 		kernels.MatMulNNAcc(p, dxn, dk, w.Wk, N, D, KV*hd)
 		kernels.MatMulNNAcc(p, dxn, ws.dv, w.Wv, N, D, KV*hd)
-		kernels.RMSNormBackward(p, dx, gw.AttnNorm, dxn, a.x, w.AttnNorm, a.rstd1, N, D)
+		kernels.RMSNormBackward(p, dx, gw.AttnNorm, dxn, a.x, n.attn, a.rstd1, N, D)
 	}
-	// embedding: scatter-add the gradient of each token's row.
+	// embedding: scatter-add the gradient of each token's row (times the
+	// embedding scale).
+	es := c.embedScale()
 	for t, tok := range b.Tokens {
-		kernels.Axpy(grads.Embed[int(tok)*D:(int(tok)+1)*D], 1, dx[t*D:(t+1)*D])
+		kernels.Axpy(grads.Embed[int(tok)*D:(int(tok)+1)*D], es, dx[t*D:(t+1)*D])
 	}
 	return nil
 }
@@ -547,6 +704,7 @@ func (m *Model) LastLogits(ws *Workspace, b *Batch) ([][]float32, error) {
 		row := b.Offsets[s+1] - 1
 		out[s] = make([]float32, V)
 		kernels.MatMulNT(ws.Pool, out[s], ws.xnF[row*D:(row+1)*D], m.Params.LMHead, nil, 1, V, D)
+		m.capLogits(ws.Pool, out[s], 1)
 	}
 	return out, nil
 }

@@ -19,14 +19,20 @@ import (
 //	model.layers.N.self_attn.q_norm.weight         [headDim] (Qwen3)
 //	model.layers.N.self_attn.k_norm.weight         [headDim] (Qwen3)
 //	model.layers.N.post_attention_layernorm.weight [hidden]
+//	model.layers.N.pre_feedforward_layernorm.weight  [hidden] (Gemma)
 //	model.layers.N.mlp.gate_proj.weight            [intermediate, hidden]
 //	model.layers.N.mlp.up_proj.weight              [intermediate, hidden]
 //	model.layers.N.mlp.down_proj.weight            [hidden, intermediate]
+//	model.layers.N.post_feedforward_layernorm.weight [hidden] (Gemma)
 //	model.norm.weight                              [hidden]
 //	lm_head.weight                                 [vocab, hidden] (absent when tied)
 //
 // Linear weights are [out, in] as in PyTorch. With tied embeddings LMHead is
 // the same slice as Embed, so gradients of both uses add up in one place.
+//
+// In Llama, post_attention_layernorm is the MLP's input norm (MLPNorm). In
+// Gemma it normalizes the attention output (PostAttnNorm), and
+// pre_feedforward_layernorm is the MLP's input norm (MLPNorm).
 type Params struct {
 	Embed     []float32
 	Layers    []LayerParams
@@ -35,6 +41,7 @@ type Params struct {
 
 	Mem     []float32 // the single backing allocation
 	tensors []Tensor
+	gemma   bool // norm weights act as 1 + w (Init sets them to 0)
 }
 
 // LayerParams are the weights of one decoder layer; optional ones are nil.
@@ -43,7 +50,9 @@ type LayerParams struct {
 	Wq, Wk, Wv, Wo    []float32
 	Bq, Bk, Bv, Bo    []float32
 	QNorm, KNorm      []float32
+	PostAttnNorm      []float32 // Gemma: the attention output's norm
 	MLPNorm           []float32
+	PostMLPNorm       []float32 // Gemma: the MLP output's norm
 	WGate, WUp, WDown []float32
 
 	// WGateUp is WGate and WUp as one [2·intermediate, hidden] matrix (they
@@ -106,10 +115,18 @@ func (c Config) tensorSpecs() []tensorSpec {
 			add("self_attn.q_norm.weight", []int{hd}, func(l *LayerParams) *[]float32 { return &l.QNorm })
 			add("self_attn.k_norm.weight", []int{hd}, func(l *LayerParams) *[]float32 { return &l.KNorm })
 		}
-		add("post_attention_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.MLPNorm })
+		if c.Gemma {
+			add("post_attention_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.PostAttnNorm })
+			add("pre_feedforward_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.MLPNorm })
+		} else {
+			add("post_attention_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.MLPNorm })
+		}
 		add("mlp.gate_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WGate })
 		add("mlp.up_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WUp })
 		add("mlp.down_proj.weight", []int{D, I}, func(l *LayerParams) *[]float32 { return &l.WDown })
+		if c.Gemma {
+			add("post_feedforward_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.PostMLPNorm })
+		}
 	}
 	specs = append(specs, tensorSpec{"model.norm.weight", []int{D}, func(p *Params) *[]float32 { return &p.FinalNorm }})
 	if !c.TieWordEmbeddings {
@@ -125,7 +142,7 @@ func NewParams(c Config) *Params {
 	for _, s := range specs {
 		total += s.size()
 	}
-	p := &Params{Layers: make([]LayerParams, c.NumLayers), Mem: make([]float32, total)}
+	p := &Params{Layers: make([]LayerParams, c.NumLayers), Mem: make([]float32, total), gemma: c.Gemma}
 	off := int64(0)
 	l := 0
 	for _, s := range specs {
@@ -158,14 +175,19 @@ func (p *Params) CopyFrom(q *Params) { copy(p.Mem, q.Mem) }
 
 // Init fills the parameters as transformers initializes a new Llama:
 // every weight matrix and the embedding from N(0, std²), biases with 0 and
-// normalization weights with 1. The values depend only on seed.
+// normalization weights with 1 (with 0 for Gemma, whose norms scale by
+// 1 + w). The values depend only on seed.
 func (p *Params) Init(seed uint64, std float64) {
 	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	one := float32(1)
+	if p.gemma {
+		one = 0
+	}
 	for _, t := range p.tensors {
 		switch {
 		case strings.HasSuffix(t.Name, "norm.weight"):
 			for i := range t.Data {
-				t.Data[i] = 1
+				t.Data[i] = one
 			}
 		case strings.HasSuffix(t.Name, ".bias"):
 			clear(t.Data)
@@ -200,6 +222,9 @@ func (c Config) MemoryEstimate(tokens int, training bool) int64 {
 	n := int64(tokens)
 	params := c.NumParams()
 	perLayer := 5*D + 3*I + 2*H*hd + 2*KV*hd + H + 2 // x, xn1, xn2, x2, (rstd), gate/up/h, q, att, k, v, lse
+	if c.Gemma {
+		perLayer += 2*D + 2 // the attention and MLP outputs before their norms
+	}
 	if c.QKNorm {
 		perLayer += H*hd + KV*hd + H + KV
 	}

@@ -4,12 +4,13 @@ import "math"
 
 // ropeInvFreq returns the rotary inverse frequencies θ^(−2i/headDim) for
 // i < headDim/2, rounded to float32 as transformers computes them, with the
-// "llama3" scaling applied when configured.
+// "llama3" or "linear" scaling applied when configured.
 func ropeInvFreq(c Config) []float32 {
-	half := c.HeadDim / 2
-	inv := make([]float32, half)
-	for i := range inv {
-		inv[i] = float32(1 / math.Pow(c.RopeTheta, float64(float32(2*i)/float32(c.HeadDim))))
+	inv := ropeBase(c.RopeTheta, c.HeadDim)
+	if rs := c.RopeScaling; rs != nil && rs.Type == "linear" {
+		for i := range inv {
+			inv[i] /= float32(rs.Factor) // float32, as inv_freq /= factor
+		}
 	}
 	if rs := c.RopeScaling; rs != nil && rs.Type == "llama3" {
 		lowWavelen := rs.OriginalMaxPositionEmbeddings / rs.LowFreqFactor
@@ -29,6 +30,25 @@ func ropeInvFreq(c Config) []float32 {
 		}
 	}
 	return inv
+}
+
+// ropeBase returns the unscaled inverse frequencies θ^(−2i/headDim).
+func ropeBase(theta float64, headDim int) []float32 {
+	inv := make([]float32, headDim/2)
+	for i := range inv {
+		inv[i] = float32(1 / math.Pow(theta, float64(float32(2*i)/float32(headDim))))
+	}
+	return inv
+}
+
+// ropeLocalInvFreq returns the inverse frequencies of Gemma-3's sliding
+// layers (rope_local_base_freq, no scaling), or nil when every layer uses
+// ropeInvFreq.
+func ropeLocalInvFreq(c Config) []float32 {
+	if c.RopeLocalTheta <= 0 {
+		return nil
+	}
+	return ropeBase(c.RopeLocalTheta, c.HeadDim)
 }
 
 // ropeTables returns cos and sin tables [positions, headDim/2]. As in

@@ -124,7 +124,7 @@ func runPreview(modelDir string, dc train.DataConfig, n int, st style, w io.Writ
 		if err != nil {
 			return err
 		}
-		p.lim = data.Limits{VocabSize: cfg.VocabSize, MaxSequence: cfg.SlidingWindow}
+		p.lim = data.Limits{VocabSize: cfg.VocabSize} // any length: sliding windows are attended, not a limit
 	}
 	var err error
 	if p.enc, err = (data.LoadConfig{Tokenizer: modelDir, Encode: dc.Encode}).NewEncoder(); err != nil {

@@ -26,7 +26,12 @@ symbols absent from the prompt, also sorted. Only by attending to the prompt can
 model tell them apart, so a random model is right about half of the time.
 
 Writes the trained model (config.json, model.safetensors), metrics.jsonl and a
-README.md to --output-dir.`,
+README.md to --output-dir.
+
+The other commands take any Hugging Face model folder of a supported architecture
+(config.json model_type): llama, mistral, qwen2, qwen3, gemma2 and gemma3_text
+(Gemma 3's text model, Gemma3ForCausalLM); SmolLM and other Llama-style models
+load as llama.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.TrainPairs < 8 || o.EvalPairs < 1 || !(o.Epochs > 0) {
