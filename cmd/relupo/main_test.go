@@ -260,6 +260,12 @@ func TestKill9LeavesResumableCheckpoint(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		if i == 0 { // the first run must reach a checkpoint, however loaded the machine
+			deadline := time.Now().Add(60 * time.Second)
+			for len(globAll(t, filepath.Join(out, "checkpoint-*[0-9]"))) == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 		time.Sleep(delay * time.Millisecond)
 		cmd.Process.Kill()
 		cmd.Wait()
