@@ -374,7 +374,7 @@ func arenaGame(ctx context.Context, c Completer, it Item, candFirst bool, opt Op
 	}
 	j := Judgment{Key: key, JudgeModel: opt.JudgeModel, Instruction: it.Instruction, CandidateFirst: candFirst,
 		Verdict: label, Reply: judgment}
-	if opt.Cache != nil {
+	if opt.Cache != nil && label != "" { // an unreadable reply is asked again next time, never cached
 		if err := opt.Cache.Put(j); err != nil {
 			return Judgment{}, true, err
 		}

@@ -408,7 +408,7 @@ func judgeOne(ctx context.Context, c Completer, it Item, opt Options) (Judgment,
 	default:
 		j.Preference = shown
 	}
-	if opt.Cache != nil {
+	if opt.Cache != nil && j.Method != "" { // an unreadable reply is asked again next time, never cached
 		if err := opt.Cache.Put(j); err != nil {
 			return Judgment{}, true, err
 		}

@@ -506,3 +506,34 @@ func TestLengthControlledMinimal(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// A judge whose every reply is unreadable gives an error quoting one reply,
+// and none of those replies is cached, so that a later run asks again.
+// Before, the run reported a 0.00% win rate with exit 0 and cached them.
+func TestUnreadableRepliesFailAndAreNotCached(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "judgments.jsonl")
+	items := markerItems(6)
+	babble := newJudgeServer(t, func(string, string) string { return "I cannot decide." })
+	cache, err := OpenCache(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := Run(context.Background(), testClient(babble.URL), items, Options{JudgeModel: "j", Seed: 1, Cache: cache})
+	cache.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Summarize(items, js, LCData{})
+	if err == nil || !strings.Contains(err.Error(), "no valid verdict among 6 items (6 unreadable") || !strings.Contains(err.Error(), "I cannot decide") {
+		t.Fatalf("summary error %v", err)
+	}
+	good := newJudgeServer(t, preferMarker)
+	cache, _ = OpenCache(path)
+	defer cache.Close()
+	if _, err := Run(context.Background(), testClient(good.URL), items, Options{JudgeModel: "j", Seed: 1, Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if got := good.requests.Load(); got != 6 {
+		t.Errorf("the next run asked %d questions, want all 6 (unreadable replies must not be cached)", got)
+	}
+}

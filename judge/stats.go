@@ -76,7 +76,14 @@ func Summarize(items []Item, js []Judgment, data LCData) (Summary, error) {
 	}
 	s.N = len(prefs)
 	if s.N == 0 {
-		return s, fmt.Errorf("judge: no valid verdict among %d items (%d unreadable, %d failed)", len(items), s.Invalid, s.Failed)
+		quote := ""
+		for _, j := range js {
+			if j.Key != "" && j.Reply != "" {
+				quote = fmt.Sprintf("; one reply: %q", short(j.Reply))
+				break
+			}
+		}
+		return s, fmt.Errorf("judge: no valid verdict among %d items (%d unreadable, %d failed)%s", len(items), s.Invalid, s.Failed, quote)
 	}
 	s.WinRate, s.StandardError = meanSEM(prefs)
 	s.WinRate *= 100
