@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// In the BF16 precision with AMX-BF16, attention's products run on the
-// bfloat16 kernel, as bf16 autocast runs them: the result is that of float32
+// In the BF16 precision with a native bfloat16 kernel (AMX-BF16 or
+// AVX512_BF16), attention's products run on the bfloat16 kernel, as bf16 autocast runs them: the result is that of float32
 // attention on inputs rounded to bfloat16 (q, k, v and dout), up to the
 // rounding of the probabilities and score gradients to bfloat16 inside the
 // products (about 2⁻⁹ relative each, averaging out over a row) and the
@@ -15,7 +15,7 @@ import (
 // that are not multiples of the 64-query block or of 32.
 func TestAttentionBF16(t *testing.T) {
 	if !NativeBF16() {
-		t.Skip("no AMX-BF16 here: the BF16 precision's attention runs in float32")
+		t.Skip("no native bfloat16 kernel here (AMX-BF16 or AVX512_BF16): the BF16 precision's attention runs in float32")
 	}
 	pool := NewPool(2)
 	defer pool.Close()

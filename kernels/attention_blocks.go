@@ -20,8 +20,9 @@ import "math"
 // noise; the golden AdamW-step test accounts for how AdamW's first step,
 // g/(|g| + ε), amplifies such noise (see train/multistep_test.go).
 //
-// In the BF16 precision, where the CPU has AMX-BF16, their products run on
-// the bfloat16 block kernel as PyTorch's bf16 autocast runs attention's:
+// In the BF16 precision, where the CPU has a native bfloat16 kernel (AMX-BF16
+// or AVX512_BF16, see NativeBF16), their products run on it as PyTorch's
+// bf16 autocast runs attention's:
 // queries, keys, values, probabilities and their gradients rounded to
 // bfloat16, the sums in float32; the softmax and its gradient stay float32.
 // Elsewhere the BF16 precision's attention is float32.

@@ -19,12 +19,15 @@ const (
 	// rounding (relative 2⁻⁹ per operand), as with PyTorch's bf16 autocast
 	// but without rounding the result. On CPUs with AMX-BF16 (Intel Xeon
 	// since Sapphire Rapids) it runs on the tile unit, about 2.5 times the
-	// float32 throughput; elsewhere it rounds the operands and uses the
-	// float32 products, for the same numbers at float32 speed. (AVX512_BF16's
-	// VDPBF16PS measured at half the float32 FMA rate on such a Xeon, so it
-	// is not used.) MatMulNT products of at most 4 rows (decoding) stay
-	// float32. Attention's products are bfloat16 on AMX-BF16 only (see
-	// AttentionForwardBlocked).
+	// float32 throughput; on CPUs with AVX512_BF16 but no AMX (AMD Zen 4
+	// and 5, Intel Cooper Lake) on VDPBF16PS, which does twice the float32
+	// FMA's work per instruction there (BENCHMARKS.md); elsewhere it rounds
+	// the operands and uses the float32 products, for the same numbers at
+	// float32 speed. (On a Sapphire Rapids Xeon VDPBF16PS measured at half
+	// the float32 FMA rate, so AMX is preferred there; RELUPO_KERNELS=
+	// avx512bf16 forces it.) MatMulNT products of at most 4 rows
+	// (decoding) stay float32. Attention's products are bfloat16 where
+	// NativeBF16 reports true (see AttentionForwardBlocked).
 	BF16
 )
 
@@ -67,10 +70,16 @@ func (p *Pool) Precision() Precision {
 	return p.prec
 }
 
-// NativeBF16 reports whether BF16 products run on the CPU's bfloat16 matrix
-// unit (AMX-BF16) rather than being emulated in float32. The first call on a
-// CPU with AMX asks Linux for the tile state (arch_prctl).
-func NativeBF16() bool { return gemmImpl != nil && gemmImpl.blockBF != nil && amxEnable() }
+// NativeBF16 reports whether BF16 products run on bfloat16 kernels (the
+// AMX-BF16 tile unit, or AVX512_BF16's VDPBF16PS on CPUs without AMX)
+// rather than being emulated in float32. The first call on a CPU with AMX
+// asks Linux for the tile state (arch_prctl).
+func NativeBF16() bool { return gemmImpl.nativeBF16() }
+
+// nativeBF16 reports whether the path's bfloat16 kernel may run.
+func (p *gemmPath) nativeBF16() bool {
+	return p != nil && p.blockBF != nil && (p.bfReady == nil || p.bfReady())
+}
 
 // RoundBF16 rounds x to the nearest bfloat16 (ties to even) and returns it as
 // a float32, as the CPU's VCVTNEPS2BF16 does: subnormal inputs become signed

@@ -57,18 +57,44 @@ func cpuHasBF16() bool {
 	return eax&(1<<5) != 0
 }
 
+// cpuHasAMXBF16 reports whether CPUID lists AMX-TILE and AMX-BF16; whether
+// the tile unit may run (the OS state and Linux's permission) is amxEnable's
+// question, asked when a bfloat16 product first runs.
+func cpuHasAMXBF16() bool {
+	if maxID, _, _, _ := cpuid(0, 0); maxID < 7 {
+		return false
+	}
+	const amxBF16, amxTile = 1 << 22, 1 << 24
+	_, _, _, edx7 := cpuid(7, 0)
+	return edx7&(amxBF16|amxTile) == amxBF16|amxTile
+}
+
 // gemmPaths lists the micro-kernel paths this CPU supports, best first.
+//
+// With AVX512_BF16 the avx512 path has bfloat16 kernels: on the AMX tile
+// unit where CPUID lists AMX-BF16 (NativeBF16 asks Linux for the tile state
+// the first time a BF16 product runs), with VDPBF16PS otherwise. Where both
+// exist, the path "avx512bf16" (the float32 kernels of avx512 with the
+// VDPBF16PS kernel) is listed too, for RELUPO_KERNELS and the tests.
 func gemmPaths() []*gemmPath {
 	avx2, avx512 := cpuHas()
 	var paths []*gemmPath
 	if avx512 {
 		p := &gemmPath{name: "avx512", mr: 12, nr: 32, kernel: kernel512, packN: packNAsm512, packT: packTAsm512, packA: packAAsm512, transpose: transposeAsm512}
-		// The AMX-BF16 kernel (NativeBF16 asks Linux for the tile state
-		// the first time a BF16 product runs) and the AVX512_BF16 packers.
 		if cpuHasBF16() {
-			p.blockBF, p.packNBF, p.packTBF, p.packABF = blockAMX, packNBF512, packTBF512, packABF512
+			p.packNBF, p.packTBF, p.packABF = packNBF512, packTBF512, packABF512
+			dp := *p
+			dp.name, dp.bfKernel, dp.blockBF, dp.bfKC = "avx512bf16", "vdpbf16ps", blockDPBF, bfKCDP
+			if cpuHasAMXBF16() {
+				p.bfKernel, p.blockBF, p.bfReady, p.bfKC = "amx", blockAMX, amxEnable, 4*gemmKC
+				paths = append(paths, p, &dp)
+			} else {
+				p.bfKernel, p.blockBF, p.bfKC = dp.bfKernel, dp.blockBF, dp.bfKC
+				paths = append(paths, p)
+			}
+		} else {
+			paths = append(paths, p)
 		}
-		paths = append(paths, p)
 	}
 	if avx2 {
 		paths = append(paths, &gemmPath{name: "avx2", mr: 6, nr: 16, kernel: kernel256, packN: packNGo, packT: packTGo, packA: packA6, transpose: transposeGo})

@@ -8,8 +8,9 @@
 // persistent [Pool] of goroutines; a nil *Pool runs everything on the calling
 // goroutine. A Pool also carries the precision of its matrix products
 // ([Pool.SetPrecision]): float32, or bfloat16 operands with float32 sums,
-// which run on the AMX tile unit where the CPU has one. This package is the
-// seam for hardware-specific code: SIMD micro-kernels (Go assembly), the AMX
-// kernel and, later, other devices plug in here without the model package
+// which run on the AMX tile unit where the CPU has one and on AVX512_BF16's
+// VDPBF16PS elsewhere if it can. This package is the seam for
+// hardware-specific code: SIMD micro-kernels (Go assembly), the bfloat16
+// kernels and, later, other devices plug in here without the model package
 // changing.
 package kernels

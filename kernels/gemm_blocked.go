@@ -70,14 +70,19 @@ type gemmPath struct {
 	// transpose sets dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols.
 	transpose func(dst, src []float32, ldd, lds, rows, cols int)
 
-	// The bfloat16 path (nil where the CPU has no AMX-BF16, and usable only
-	// once amxEnable reports true): blockBF computes C[rows×cols] (+)=
-	// A·Bp for a packed block of A (bfRows(kc) words a row, zero rows up to
-	// a multiple of 32) and a packed panel of nr = 32 columns (bf16.go); the
-	// pack functions write those from op(B) and op(A).
+	// The bfloat16 kernels (nil where the CPU has no AVX512_BF16): blockBF
+	// computes C[rows×cols] (+)= A·Bp for a packed block of A (bfRows(kc)
+	// words a row, zero rows up to a multiple of 32) and a packed panel of
+	// nr = 32 columns (bf16.go); the pack functions write those from op(B)
+	// and op(A). bfKernel names blockBF ("amx" or "vdpbf16ps"); bfReady, if
+	// not nil, must report true before it runs (amxEnable); bfKC is the
+	// depth of a block of k for it (0: 4·gemmKC).
 	blockBF          func(a []float32, kc, rows int, bp *float32, c []float32, ldc, cols int, store bool)
 	packNBF, packTBF func(dst, src []float32, ld, kc, cols int)
 	packABF          func(dst, src []float32, rsA, csA, kc, rows int)
+	bfKernel         string
+	bfReady          func() bool
+	bfKC             int
 }
 
 // gemmArgs describes C (+)= op(A)·op(B) for the blocked driver.
@@ -237,13 +242,13 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 		// Every task of a row range would convert the same rows of A to
 		// bfloat16 (a tenth of a bf16 training step's time): convert A
 		// once, by all workers, as B is above.
-		pa := getBuf(g.bfPackedALen())
+		pa := getBuf(g.bfPackedALen(path))
 		defer putBuf(pa)
 		packedA = *pa
-		kcMax, mBlocks := g.kcMax(), (m+gemmMC-1)/gemmMC
+		kcMax, mBlocks := g.kcMax(path), (m+gemmMC-1)/gemmMC
 		p.For((k+kcMax-1)/kcMax*mBlocks, func(t int) {
 			l0, i0 := t/mBlocks*kcMax, t%mBlocks*gemmMC
-			path.packABF(packedA[g.bfPackedAOffset(l0, i0):], g.a[l0*g.csA+i0*g.rsA:],
+			path.packABF(packedA[g.bfPackedAOffset(path, l0, i0):], g.a[l0*g.csA+i0*g.rsA:],
 				g.rsA, g.csA, min(kcMax, k-l0), min(gemmMC, m-i0))
 		})
 	}
@@ -253,12 +258,17 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	})
 }
 
-// kcMax is the depth of a block: gemmKC steps, or for bfloat16 four times
-// as many. The tile kernel loads and stores its 32×32 block of C once per
-// block of depth: with blocks of 768 steps instead of 384, a training step's
-// products ran 11–22% faster (1536: no faster than 768).
-func (g *gemmArgs) kcMax() int {
+// kcMax is the depth of a block: gemmKC steps, or for bfloat16 the path's
+// bfKC (a multiple of 32), by default four times gemmKC. The tile kernel
+// loads and stores its 32×32 block of C once per block of depth: with
+// blocks of 768 steps instead of 384, a training step's products ran 11–22%
+// faster (1536: no faster than 768). The VDPBF16PS kernel keeps its panel
+// of B in L1 instead (bfKCDP).
+func (g *gemmArgs) kcMax(path *gemmPath) int {
 	if g.bf16 {
+		if path.bfKC > 0 {
+			return path.bfKC
+		}
 		return 4 * gemmKC
 	}
 	return gemmKC
@@ -267,8 +277,8 @@ func (g *gemmArgs) kcMax() int {
 // bfPackedALen is the length of all of A packed for the bfloat16 kernel: for
 // each block of kcMax steps, roundUp(m, 32) rows of bfRows(kc) words (the
 // layout of path.packABF, one block of rows after the other).
-func (g *gemmArgs) bfPackedALen() int {
-	kcMax := g.kcMax()
+func (g *gemmArgs) bfPackedALen(path *gemmPath) int {
+	kcMax := g.kcMax(path)
 	full := g.k / kcMax
 	n := full * bfRows(kcMax)
 	if r := g.k - full*kcMax; r > 0 {
@@ -279,8 +289,8 @@ func (g *gemmArgs) bfPackedALen() int {
 
 // bfPackedAOffset is where row i0 of the block at step l0 (a multiple of
 // kcMax) starts in A packed by run for the bfloat16 kernel.
-func (g *gemmArgs) bfPackedAOffset(l0, i0 int) int {
-	kcMax := g.kcMax()
+func (g *gemmArgs) bfPackedAOffset(path *gemmPath, l0, i0 int) int {
+	kcMax := g.kcMax(path)
 	return l0/kcMax*roundUp(g.m, 32)*bfRows(kcMax) + i0*bfRows(min(kcMax, g.k-l0))
 }
 
@@ -334,7 +344,7 @@ func (g *gemmArgs) splitK(p *Pool, path *gemmPath) bool {
 // blocks of A.
 func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j1 int) {
 	mr, nr, k := path.mr, path.nr, g.k
-	kcMax := g.kcMax() // steps of k per block
+	kcMax := g.kcMax(path) // steps of k per block
 	c, ldc, ci0, cj0 := g.c, g.ldc, 0, 0
 	// The first block of k stores its product instead of adding it to C
 	// when C is overwritten without a bias (with k = 0 there is no block).
@@ -390,7 +400,7 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 			switch {
 			case g.bf16:
 				if packedA != nil {
-					abf = packedA[g.bfPackedAOffset(l0, ic):]
+					abf = packedA[g.bfPackedAOffset(path, l0, ic):]
 				} else {
 					abf = *ap
 					path.packABF(abf, g.a[l0*g.csA+ic*g.rsA:], g.rsA, g.csA, kc, ie-ic)

@@ -41,6 +41,42 @@ func gemmK512x11(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc 
 func gemmK512x12(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask uint32, store bool)
 
 //go:noescape
+func gemmBF512x1(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x2(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x3(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x4(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x5(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x6(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x7(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x8(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x9(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x10(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x11(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
+func gemmBF512x12(a *float32, lda int, b *float32, c *float32, ldc int, kq int, mask uint32, store bool)
+
+//go:noescape
 func gemmK256x1(a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, kc int, mask *int32, store bool)
 
 //go:noescape

@@ -208,9 +208,10 @@ func TestMatMulLarge(t *testing.T) {
 }
 
 // TestMatMulBF16 checks the BF16 precision on every path: the AMX kernel
-// where the CPU has it, and the rounded float32 products (also on an AVX-512
-// path with its AMX kernel taken away), against products of the rounded
-// operands. checkGemm fails any element off by more than the
+// where the CPU has it, the VDPBF16PS kernel where it has AVX512_BF16 (the
+// avx512bf16 path, or avx512 without AMX), and the rounded float32 products
+// (also on an AVX-512 path with its bfloat16 kernel taken away), against
+// products of the rounded operands. checkGemm fails any element off by more than the
 // float32 summation bound, and a product of unrounded operands is off by far
 // more (relative 2⁻⁹ per operand).
 func TestMatMulBF16(t *testing.T) {
@@ -222,7 +223,7 @@ func TestMatMulBF16(t *testing.T) {
 	serial.SetPrecision(BF16)
 	paths := testPaths()
 	for _, path := range gemmPaths() {
-		if path.blockBF != nil && amxEnable() {
+		if path.nativeBF16() {
 			emulated := *path
 			emulated.name += "-emulated"
 			emulated.blockBF = nil
@@ -233,8 +234,8 @@ func TestMatMulBF16(t *testing.T) {
 	defer func() { prepackLimit = saved }()
 	for _, path := range paths {
 		name := pathName(path)
-		if path != nil && path.blockBF != nil && amxEnable() {
-			name += "-amx"
+		if path.nativeBF16() {
+			name += "-" + path.bfKernel
 		}
 		t.Run(name, func(t *testing.T) {
 			withPath(path, func() {
@@ -304,6 +305,20 @@ func TestSelectPath(t *testing.T) {
 	}
 	if p := selectPath("avx2"); p != nil && p.name != "avx2" {
 		t.Errorf("avx2 selected %s", p.name)
+	}
+	// avx512bf16: the AVX-512 float32 kernels with the VDPBF16PS kernel
+	// wherever some path has it (every CPU with AVX512_BF16), else the best.
+	want := best
+	for _, p := range gemmPaths() {
+		if p.bfKernel == "vdpbf16ps" {
+			want = p
+			break
+		}
+	}
+	if p := selectPath("avx512bf16"); pathName(p) != pathName(want) || (p != nil && p.bfKernel != want.bfKernel) {
+		t.Errorf("avx512bf16 selected %s, want %s", pathName(p), pathName(want))
+	} else if p != nil && p.bfKernel == "vdpbf16ps" && (p.mr != 12 || !p.nativeBF16()) {
+		t.Errorf("avx512bf16 path: %d-row float32 kernels, native bf16 %v", p.mr, p.nativeBF16())
 	}
 	t.Logf("paths on this CPU: default %s", pathName(best))
 }

@@ -329,9 +329,11 @@ func travelMeasure(t *testing.T, g travelGolden, prec kernels.Precision) travelD
 // autocast also rounds their results, so relupo is usually closer; the
 // bound allows twice autocast's drift on the log-probs and the worst tensor,
 // and on the gradient's direction (1 − cos) and length (|1 − ratio|), the
-// latter with a floor of 1e-4 under autocast's (6e-5 here): the length
+// latter with a floor of 5e-4 under autocast's (6e-5 here): the length
 // error is a sum of roundings of both signs, whose size one small batch
-// pins only roughly. The float32 run must stay at float32
+// pins only roughly (with attention's products in bfloat16 too, as on AMX
+// and AVX512_BF16, it is 2.9e-4 here, while autocast's own on the shared
+// golden model is 2e-3 to 3e-3). The float32 run must stay at float32
 // rounding, and bf16 must move the log-probs at all (autocast moves them by
 // 1.8e-3), so the precision cannot silently be float32.
 func TestTravelBF16(t *testing.T) {
@@ -356,7 +358,7 @@ func TestTravelBF16(t *testing.T) {
 		{"log-prob sums (max rel err)", bf.LogpSumMaxRelErr, ac.LogpSumMaxRelErr},
 		{"average log-probs (max abs err)", bf.LogpAvgMaxAbsErr, ac.LogpAvgMaxAbsErr},
 		{"gradient direction (1 - cos)", 1 - bf.GradCos, 1 - ac.GradCos},
-		{"gradient length (|1 - norm ratio|)", math.Abs(1 - bf.GradNormRatio), math.Max(math.Abs(1-ac.GradNormRatio), 1e-4)},
+		{"gradient length (|1 - norm ratio|)", math.Abs(1 - bf.GradNormRatio), math.Max(math.Abs(1-ac.GradNormRatio), 5e-4)},
 		{"worst gradient tensor", bf.WorstTensorErr, ac.WorstTensorErr},
 	} {
 		if c.got > factor*c.autocast {
@@ -366,7 +368,8 @@ func TestTravelBF16(t *testing.T) {
 }
 
 // TestTravelKernelPaths runs the tests above again in child processes with
-// RELUPO_KERNELS forcing the portable Go loops and the AVX2 path (the
+// RELUPO_KERNELS forcing the portable Go loops, the AVX2 path and the
+// AVX512_BF16 (VDPBF16PS) bfloat16 path (the
 // variable is read once, when package kernels initializes), so every matrix
 // product path this CPU has is compared with PyTorch, not only the best one.
 // (A path the CPU lacks falls back to the best one below it.)
@@ -374,7 +377,7 @@ func TestTravelKernelPaths(t *testing.T) {
 	if os.Getenv("RELUPO_KERNELS") != "" {
 		t.Skip("already running on a forced kernel path")
 	}
-	for _, path := range []string{"generic", "avx2"} {
+	for _, path := range []string{"generic", "avx2", "avx512bf16"} {
 		t.Run(path, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestTravel(Logps|Gradients|SharedPrompt|BF16)$", "-test.v", "-test.count=1")
 			cmd.Env = append(os.Environ(), "RELUPO_KERNELS="+path)
