@@ -67,7 +67,7 @@ func (r Recipe) Apply(o *Options, explicit func(key string) bool) ([]string, err
 		refused = append(refused, fmt.Sprintf("torch_dtype: %s: relupo keeps the weights in float32 (bf16: true or --compute-dtype bf16 gives bfloat16 products); set torch_dtype: null", dt))
 	}
 	if r.truthy("do_eval") && len(o.EvalData) == 0 && o.EvalSplitRatio == 0 {
-		refused = append(refused, "do_eval: true, but relupo reads no dataset_splits of a Hub dataset, so no evaluation would run: give eval_data (--eval-data) or eval_split_ratio, or set do_eval: false")
+		refused = append(refused, "do_eval: true, but relupo reads no dataset_splits of a Hub dataset, so no evaluation would run: give eval_data (--eval-data) or eval_split_ratio, or set do_eval: false and remove eval_steps")
 	}
 	if r.truthy("gradient_checkpointing") {
 		notes = append(notes, "gradient_checkpointing: relupo keeps every layer's activations (the results are the same; the memory pre-flight checks that the run fits)")
