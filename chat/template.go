@@ -5,7 +5,11 @@
 // add_generation_prompt and the special tokens (bos_token, eos_token, …).
 //
 // Templates run in a sandbox: the engine has no include, import or extends
-// from files and no access to the file system or the network.
+// from files and no access to the file system or the network, and every
+// rendering is bounded in recursion, steps, time, memory and output (see
+// MaxDepth and the limits beside it). A template's error text (such as a
+// raise_exception message) is returned on one line, with terminal control
+// characters removed.
 package chat
 
 import (
@@ -14,6 +18,7 @@ import (
 	"maps"
 
 	"github.com/ardanlabs/jinja"
+	"github.com/relupo/relupo/internal/textsafe"
 )
 
 // SimPOMistralTemplate is the chat template that the SimPO and RePO training
@@ -45,7 +50,11 @@ func New(template string, special map[string]string) (*Template, error) {
 	if template == "" {
 		return nil, errors.New("chat: empty template")
 	}
-	tmpl, err := jinja.Compile(template)
+	guarded, err := instrument(template)
+	if err != nil {
+		return nil, fmt.Errorf("chat: %w", err)
+	}
+	tmpl, err := jinja.Compile(guarded)
 	if err != nil {
 		return nil, fmt.Errorf("chat: compiling template: %w", err)
 	}
@@ -74,9 +83,31 @@ func (t *Template) RenderWith(messages []Message, addGenerationPrompt bool, extr
 	maps.Copy(data, extra)
 	data["messages"] = msgs
 	data["add_generation_prompt"] = addGenerationPrompt
-	out, err := t.tmpl.Render(data)
+	out, err := t.render(data)
 	if err != nil {
 		return "", fmt.Errorf("chat: rendering template: %w", err)
 	}
 	return out, nil
+}
+
+// render runs the template under the limits of limits.go.
+func (t *Template) render(data map[string]any) (out string, err error) {
+	vals := make(map[string]jinja.Value, len(data)+8)
+	for k, v := range data {
+		vals[k] = jinja.FromGoValue(v)
+	}
+	maps.Copy(vals, newGuard().values())
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = "", fmt.Errorf("the template failed: %v", r)
+		}
+	}()
+	out, err = t.tmpl.RenderValues(vals)
+	if err == nil && len(out) > MaxValueBytes {
+		return "", fmt.Errorf("%w: %d bytes of output (the limit is %d MiB)", errLimit, len(out), MaxValueBytes>>20)
+	}
+	if err != nil {
+		err = errors.New(textsafe.Limit(err.Error(), 500))
+	}
+	return out, err
 }

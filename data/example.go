@@ -158,6 +158,9 @@ func (e *Encoder) Example(p Pair) (Example, error) {
 		if e == nil {
 			return Example{}, fmt.Errorf("%s: text record, but no tokenizer to encode it (give a model folder with tokenizer.json, or pre-tokenized data)", p.Source)
 		}
+		if n := textBytes(p); n > MaxTextBytes {
+			return Example{}, fmt.Errorf("data: %s: the record's text is %.1f MiB, more than relupo renders and tokenizes per record (%d MiB, about %d million tokens, beyond any model's context); shorten it, or skip such records with --skip-invalid", p.Source, float64(n)/(1<<20), MaxTextBytes>>20, MaxTextBytes/4/1000000)
+		}
 		prompt, chosen, rejected, err := e.Encode(p)
 		if err != nil {
 			return Example{}, err
@@ -171,6 +174,22 @@ func (e *Encoder) Example(p Pair) (Example, error) {
 	}
 	ex.Untruncated = [3]int{len(ex.Prompt), len(ex.Chosen), len(ex.Rejected)}
 	return ex, nil
+}
+
+// MaxTextBytes bounds the text of one record (its messages' contents
+// together) that Encoder.Example renders and tokenizes: the tokenizer's
+// working memory grows to some 40 times its input, so a single 200 MB
+// record would need gigabytes, while 16 MiB is about 4 million tokens,
+// more than any model's context. A longer record is an invalid record.
+const MaxTextBytes = 16 << 20
+
+// textBytes is the length of p's message contents, with their roles.
+func textBytes(p Pair) int {
+	n := len(p.Chosen.Content) + len(p.Chosen.Role) + len(p.Rejected.Content) + len(p.Rejected.Role)
+	for _, m := range p.Prompt {
+		n += len(m.Content) + len(m.Role)
+	}
+	return n
 }
 
 // int32s converts token ids to the model's int32 (the reader bounds them).
@@ -252,10 +271,18 @@ func Load(ctx context.Context, c LoadConfig) ([]Example, error) {
 	}
 	pairs, err := LoadAll(ctx, c.Sources, Options{Format: c.Format, Strict: c.Strict, OnSkip: c.OnSkip})
 	if err != nil {
+		if c.Strict && !c.SkipInvalid && Skippable(err) {
+			return nil, skipHint(err)
+		}
 		return nil, err
 	}
 	out := make([]Example, 0, len(pairs))
 	for _, p := range pairs {
+		// Rendering and tokenizing thousands of records takes a while:
+		// stop when asked to.
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("data: %s: %w", p.Source, err)
+		}
 		if !p.Tokenized && enc == nil && c.Tokenizer != "" {
 			return nil, fmt.Errorf("%s: text record, but %s has no tokenizer.json to encode it (give the model folder with its tokenizer, or pre-tokenized data)", p.Source, c.Tokenizer)
 		}
@@ -267,8 +294,11 @@ func Load(ctx context.Context, c LoadConfig) ([]Example, error) {
 		if err != nil {
 			// A text record without a tokenizer is a setup error, never
 			// skipped.
-			if !c.SkipInvalid || !p.Tokenized && enc == nil {
+			if !p.Tokenized && enc == nil {
 				return nil, err
+			}
+			if !c.SkipInvalid {
+				return nil, skipHint(err)
 			}
 			if c.OnInvalid != nil {
 				c.OnInvalid(err)
@@ -278,4 +308,11 @@ func Load(ctx context.Context, c LoadConfig) ([]Example, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// skipHint adds to an error about one record that --skip-invalid would
+// skip it, so that a user whose data holds a few such records (HH-RLHF's
+// empty responses) learns the remedy from the error itself.
+func skipHint(err error) error {
+	return fmt.Errorf("%w (--skip-invalid, or skip_invalid: true in a recipe, skips such records and counts them)", err)
 }

@@ -158,6 +158,11 @@ func Run(ctx context.Context, d *model.Decoder, tok Detokenizer, prompts [][]int
 		}
 		kept := active[:0]
 		for j, s := range active {
+			// A model with NaN or infinite weights gives non-finite logits,
+			// from which sampling would emit token 0 and an empty answer.
+			if k := nonFinite(logits[j]); k >= 0 {
+				return nil, fmt.Errorf("generate: prompt %d, token %d: the model's logits are not finite (logit of token %d is %v): its weights hold NaN or infinite values, or overflowed", s.i+1, len(s.out)+1, k, logits[j][k])
+			}
 			t := s.sampler.Sample(logits[j])
 			s.out = append(s.out, t)
 			prog.GeneratedTokens++
@@ -182,6 +187,17 @@ func Run(ctx context.Context, d *model.Decoder, tok Detokenizer, prompts [][]int
 		active = slices.Clip(kept)
 	}
 	return results, nil
+}
+
+// nonFinite returns the index of the first NaN or infinite value in x, or
+// −1.
+func nonFinite(x []float32) int {
+	for i, v := range x {
+		if v-v != 0 { // NaN and ±Inf alone give a non-zero (NaN) difference
+			return i
+		}
+	}
+	return -1
 }
 
 // firstStop returns the index in text where the earliest stop string

@@ -30,6 +30,9 @@ type Job struct {
 	// Model is the model folder: config.json, safetensors weights and the
 	// tokenizer files.
 	Model string
+	// Tokenizer is the folder of the tokenizer files and chat template;
+	// empty means Model.
+	Tokenizer string
 	// Input is the prompts file, JSON lines or a JSON array; "-" reads In.
 	Input string
 	// In is what Input "-" reads, named "stdin" in errors; nil means
@@ -47,6 +50,9 @@ type Job struct {
 	// Generator names the model in the evaluation formats; empty means the
 	// model folder's base name.
 	Generator string
+	// CountTokens counts Arena-Hard answers' token_len (see
+	// Meta.CountTokens); nil counts the model's generated tokens.
+	CountTokens func(answer string) (int, error)
 	// Options control decoding. Options.StopTokens, if any, are added to
 	// the model's own stop tokens.
 	Options Options
@@ -102,6 +108,9 @@ func (j Job) Run(ctx context.Context) (Summary, error) {
 	if j.Options.MaxNewTokens < 1 {
 		return Summary{}, errors.New("generate: max new tokens must be ≥ 1")
 	}
+	if limit := kernels.MaxWorkers(); j.Threads < 0 || j.Threads > limit {
+		return Summary{}, fmt.Errorf("generate: threads %d is not in [0, %d] (0: all cores; at most %d× the cores here)", j.Threads, limit, kernels.WorkersPerCore)
+	}
 	generator := j.Generator
 	if generator == "" {
 		abs, err := filepath.Abs(j.Model)
@@ -117,7 +126,7 @@ func (j Job) Run(ctx context.Context) (Summary, error) {
 	if err := CheckFormat(format, recs); err != nil {
 		return Summary{}, fmt.Errorf("generate: %w", err)
 	}
-	in, err := j.load(recs)
+	in, err := j.load(ctx, recs)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -138,7 +147,7 @@ func (j Job) Run(ctx context.Context) (Summary, error) {
 		sum.PromptTokens += r.PromptTokens
 		sum.GeneratedTokens += len(r.OutputIDs)
 	}
-	meta := Meta{Generator: generator}
+	meta := Meta{Generator: generator, CountTokens: j.CountTokens}
 	if j.Output == "" || j.Output == "-" {
 		out := j.Out
 		if out == nil {
@@ -190,15 +199,19 @@ type jobInputs struct {
 }
 
 // load reads the tokenizer, chat template and model of the job's folder,
-// tokenizes recs, checks their ids against the vocabulary, and collects the
+// tokenizes recs (stopping when ctx is done), checks their ids against the vocabulary, and collects the
 // stop tokens.
-func (j Job) load(recs []Record) (jobInputs, error) {
+func (j Job) load(ctx context.Context, recs []Record) (jobInputs, error) {
 	var in jobInputs
 	var err error
-	if in.tok, err = tokenizer.Load(j.Model); err != nil {
+	tokDir := j.Tokenizer
+	if tokDir == "" {
+		tokDir = j.Model
+	}
+	if in.tok, err = tokenizer.Load(tokDir); err != nil {
 		return in, fmt.Errorf("generate: %w", err)
 	}
-	tcfg, err := tokenizer.LoadConfig(j.Model)
+	tcfg, err := tokenizer.LoadConfig(tokDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		tcfg, err = &tokenizer.Config{}, nil
 	}
@@ -208,11 +221,16 @@ func (j Job) load(recs []Record) (jobInputs, error) {
 	var tmpl *chat.Template
 	if tcfg.ChatTemplate != "" {
 		if tmpl, err = chat.New(tcfg.ChatTemplate, tcfg.SpecialTokens()); err != nil {
-			return in, fmt.Errorf("generate: %s: %w", j.Model, err)
+			return in, fmt.Errorf("generate: %s: %w", tokDir, err)
 		}
 	}
 	in.prompts = make([][]int32, len(recs))
 	for i, r := range recs {
+		// Rendering and tokenizing thousands of prompts takes a while: stop
+		// when asked to.
+		if err := ctx.Err(); err != nil {
+			return in, fmt.Errorf("generate: %s: %w", r.Where, err)
+		}
 		if in.prompts[i], err = Tokenize(r, tmpl, in.tok); err != nil {
 			return in, fmt.Errorf("generate: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -24,6 +25,11 @@ type Meta struct {
 	Generator string
 	// Time stamps Arena-Hard answers ("tstamp"); the zero time means now.
 	Time time.Time
+	// CountTokens, when not nil, counts an Arena-Hard answer's token_len
+	// (arena-hard-auto counts the answer with tiktoken's gpt-4o encoding;
+	// give it that tokenizer to match). Nil counts the model's own
+	// generated tokens.
+	CountTokens func(answer string) (int, error)
 }
 
 // CheckFormat reports, before any generation, whether every record carries
@@ -95,9 +101,85 @@ type ArenaHardTurn struct {
 	TokenLen int    `json:"token_len"`
 }
 
-// ArenaHardMeta carries the answer length Arena-Hard's style control reads.
+// ArenaHardMeta is what Arena-Hard's style control reads of an answer
+// (arena-hard-auto's utils/add_markdown_info.py writes it): its length in
+// tokens and its Markdown headers, list items and bold spans, counted
+// outside code blocks (see MarkdownCounts).
 type ArenaHardMeta struct {
 	TokenLen int `json:"token_len"`
+	MarkdownCounts
+}
+
+// MarkdownCounts are the Markdown elements of an answer that Arena-Hard's
+// style control weighs.
+type MarkdownCounts struct {
+	// HeaderCount counts the ATX headers of each level, h1 to h6.
+	HeaderCount struct {
+		H1 int `json:"h1"`
+		H2 int `json:"h2"`
+		H3 int `json:"h3"`
+		H4 int `json:"h4"`
+		H5 int `json:"h5"`
+		H6 int `json:"h6"`
+	} `json:"header_count"`
+	// ListCount counts the ordered ("1. ") and unordered ("- ", "* ", "+ ")
+	// list items.
+	ListCount struct {
+		Ordered   int `json:"ordered"`
+		Unordered int `json:"unordered"`
+	} `json:"list_count"`
+	// BoldCount counts the **bold** and __bold__ spans.
+	BoldCount struct {
+		Stars       int `json:"**"`
+		Underscores int `json:"__"`
+	} `json:"bold_count"`
+}
+
+// pyS and pyD are Python's \s and \d on str patterns (Unicode white space
+// and decimal digits), which arena-hard-auto's patterns use; Go's \s and \d
+// are ASCII only.
+const (
+	pyS = `[\t\n\x{0B}\f\r \x{1C}-\x{1F}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]`
+	pyD = `\p{Nd}`
+)
+
+// The patterns of arena-hard-auto's count_markdown_elements, and the code
+// blocks whose content it removes first.
+var (
+	mdHeaders = func() [6]*regexp.Regexp {
+		var re [6]*regexp.Regexp
+		for i := range re {
+			re[i] = regexp.MustCompile(fmt.Sprintf(`(?m)^#{%d}%s`, i+1, pyS))
+		}
+		return re
+	}()
+	mdOrdered     = regexp.MustCompile(`(?m)^` + pyS + `*` + pyD + `+\.` + pyS)
+	mdUnordered   = regexp.MustCompile(`(?m)^` + pyS + `*[-*+]` + pyS)
+	mdBoldStars   = regexp.MustCompile(`\*\*[^*\n]+\*\*`)
+	mdBoldUnder   = regexp.MustCompile(`__[^_\n]+__`)
+	mdCodeBlockIn = regexp.MustCompile("```([^`]*)```")
+)
+
+// CountMarkdown counts answer's Markdown elements as arena-hard-auto does:
+// the text between each pair of ``` fences is first deleted (every
+// occurrence of it, as its remove_pattern does with str.replace; the
+// fences stay), then headers, list items and bold spans are counted with
+// its regular expressions.
+func CountMarkdown(answer string) MarkdownCounts {
+	for _, m := range mdCodeBlockIn.FindAllStringSubmatch(answer, -1) {
+		if m[1] != "" {
+			answer = strings.ReplaceAll(answer, m[1], "")
+		}
+	}
+	n := func(re *regexp.Regexp) int { return len(re.FindAllStringIndex(answer, -1)) }
+	var c MarkdownCounts
+	h := &c.HeaderCount
+	for i, p := range []*int{&h.H1, &h.H2, &h.H3, &h.H4, &h.H5, &h.H6} {
+		*p = n(mdHeaders[i])
+	}
+	c.ListCount.Ordered, c.ListCount.Unordered = n(mdOrdered), n(mdUnordered)
+	c.BoldCount.Stars, c.BoldCount.Underscores = n(mdBoldStars), n(mdBoldUnder)
+	return c
 }
 
 // ArenaHardAnswer is a line of a model_answer file in Arena-Hard's current
@@ -126,9 +208,10 @@ type ArenaHardMessage struct {
 //
 // In the alpaca_eval and arena_hard formats the output text has leading
 // and trailing white space removed, as the suites' own generation scripts
-// do; Arena-Hard's token_len is the number of generated tokens by the
-// model's tokenizer (the suite counts with tiktoken's gpt-4o encoding,
-// which relupo does not ship).
+// do; Arena-Hard's metadata (conv_metadata in v0.1) carries the style
+// control's counts (see ArenaHardMeta), token_len being meta.CountTokens of
+// the answer or else the number of tokens the model generated for it (the
+// suite counts with tiktoken's gpt-4o encoding, which relupo does not ship).
 func Write(w io.Writer, format string, recs []Record, res []Result, meta Meta) error {
 	if len(recs) != len(res) {
 		return fmt.Errorf("generate: %d results for %d records", len(res), len(recs))
@@ -143,6 +226,7 @@ func Write(w io.Writer, format string, recs []Record, res []Result, meta Meta) e
 		now = time.Now()
 	}
 	tstamp := float64(now.UnixNano()) / 1e9
+	count := meta.CountTokens
 	switch format {
 	case FormatJSONL:
 		for i, r := range res {
@@ -164,6 +248,14 @@ func Write(w io.Writer, format string, recs []Record, res []Result, meta Meta) e
 	case FormatArenaHard:
 		for i, r := range res {
 			rec, text := recs[i], strings.TrimSpace(r.Text)
+			am := ArenaHardMeta{TokenLen: r.TextTokens, MarkdownCounts: CountMarkdown(text)}
+			if count != nil {
+				n, err := count(text)
+				if err != nil {
+					return fmt.Errorf("generate: %s: counting token_len: %w", rec.Where, err)
+				}
+				am.TokenLen = n
+			}
 			var v any
 			if rec.UID != "" {
 				v = ArenaHardAnswer{
@@ -172,14 +264,14 @@ func Write(w io.Writer, format string, recs []Record, res []Result, meta Meta) e
 						{Role: "user", Content: rec.Instruction},
 						{Role: "assistant", Content: map[string]string{"answer": text}},
 					},
-					Tstamp: tstamp, Metadata: ArenaHardMeta{TokenLen: r.TextTokens},
+					Tstamp: tstamp, Metadata: am,
 				}
 			} else {
 				v = ArenaHardV01Answer{
 					QuestionID: rec.QuestionID, AnswerID: answerID(meta.Generator, string(rec.QuestionID), text), ModelID: meta.Generator,
-					Choices:      []ArenaHardChoice{{Index: 0, Turns: []ArenaHardTurn{{Content: text, TokenLen: r.TextTokens}}}},
+					Choices:      []ArenaHardChoice{{Index: 0, Turns: []ArenaHardTurn{{Content: text, TokenLen: am.TokenLen}}}},
 					Tstamp:       tstamp,
-					ConvMetadata: ArenaHardMeta{TokenLen: r.TextTokens},
+					ConvMetadata: am,
 				}
 			}
 			if err := enc.Encode(v); err != nil {

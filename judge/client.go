@@ -34,6 +34,9 @@ type Client struct {
 	Backoff, MaxBackoff time.Duration
 	// Timeout bounds each attempt; 0 means none beyond ctx.
 	Timeout time.Duration
+	// Note, when not nil, is told when a Retry-After longer than the
+	// longest wait (see maxWait) is cut short.
+	Note func(string)
 	// MaxTokens bounds the reply ("max_tokens"); 0 leaves it out.
 	MaxTokens int
 	// Temperature is sent as "temperature".
@@ -129,6 +132,14 @@ func (c *Client) Complete(ctx context.Context, messages []Message) (Completion, 
 		var se *statusError
 		if errors.As(err, &se) && se.wait > d {
 			d = se.wait
+			// An endpoint may ask for a day (Retry-After: 86400): wait no
+			// longer than the client's own longest wait, and say so.
+			if limit := c.maxWait(); d > limit {
+				d = limit
+				if c.Note != nil {
+					c.Note(fmt.Sprintf("judge endpoint answered %d and asked to wait %v before retrying; waiting %v instead (the longer of --timeout and the maximum backoff), retry %d of %d", se.code, se.wait, limit, attempt+1, c.MaxRetries))
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -140,6 +151,20 @@ func (c *Client) Complete(ctx context.Context, messages []Message) (Completion, 
 }
 
 // once makes one request.
+// defaultMaxWait bounds a Retry-After when the client sets neither a
+// timeout nor a maximum backoff.
+const defaultMaxWait = time.Minute
+
+// maxWait is the longest wait before a retry that a Retry-After may ask
+// for: the longer of Timeout and MaxBackoff (Backoff when that is less),
+// or defaultMaxWait when none is set.
+func (c *Client) maxWait() time.Duration {
+	if w := max(c.Timeout, c.MaxBackoff, c.Backoff); w > 0 {
+		return w
+	}
+	return defaultMaxWait
+}
+
 func (c *Client) once(ctx context.Context, body []byte) (Completion, error) {
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc

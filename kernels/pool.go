@@ -33,6 +33,15 @@ func (j *job) work() {
 	}
 }
 
+// WorkersPerCore bounds the worker threads that options may ask for:
+// MaxWorkers is that many per core. A few threads per core can hide
+// stalls; many more only cost memory and switching.
+const WorkersPerCore = 4
+
+// MaxWorkers is the most worker threads a --threads option may ask for on
+// this machine.
+func MaxWorkers() int { return WorkersPerCore * runtime.NumCPU() }
+
 // NewPool starts a pool with the given number of workers, counting the
 // calling goroutine; workers <= 0 means runtime.GOMAXPROCS(0).
 func NewPool(workers int) *Pool {

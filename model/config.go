@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+
+	"github.com/relupo/relupo/internal/textsafe"
 )
 
 // Config is the architecture of a Llama-family decoder, read from a Hugging
@@ -115,6 +117,13 @@ func ParseConfig(b []byte) (Config, error) {
 	c.HiddenSize = f.posInt("hidden_size")
 	c.IntermediateSize = f.posInt("intermediate_size")
 	c.NumLayers = f.posInt("num_hidden_layers")
+	if c.NumLayers > MaxLayers {
+		// Checked before anything is built per layer (the Gemma layer
+		// pattern, the parameter count): 1e9 layers would exhaust memory
+		// before the weights could disagree.
+		f.fail("num_hidden_layers %d is more than any model has (relupo accepts up to %d)", c.NumLayers, MaxLayers)
+		c.NumLayers = 0
+	}
 	c.NumHeads = f.posInt("num_attention_heads")
 	c.NumKVHeads = c.NumHeads
 	if c.Gemma {
@@ -173,14 +182,14 @@ func ParseConfig(b []byte) (Config, error) {
 			if typ := lf.str("rope_type", "default"); typ != "default" {
 				lf.fail("rope type %q is not supported on sliding layers (only default)", typ)
 			}
-			f.err = errors.Join(f.err, lf.err)
+			f.err = joinErrs(f.err, lf.err)
 		}
 		if global := pf.obj("full_attention"); global != nil {
 			rp = global
 		} else if pf.has("sliding_attention") {
 			rp = nil
 		}
-		f.err = errors.Join(f.err, pf.err)
+		f.err = joinErrs(f.err, pf.err)
 	}
 	if rp != nil {
 		pf := fields{raw: rp, prefix: "rope_parameters."}
@@ -188,7 +197,7 @@ func ParseConfig(b []byte) (Config, error) {
 		if scaling == nil {
 			scaling = rp
 		}
-		f.err = errors.Join(f.err, pf.err)
+		f.err = joinErrs(f.err, pf.err)
 	}
 	if scaling != nil {
 		sf := fields{raw: scaling, prefix: "rope_scaling."}
@@ -215,7 +224,7 @@ func ParseConfig(b []byte) (Config, error) {
 		default:
 			sf.fail("rope type %q is not supported (supported: default, linear, llama3)", typ)
 		}
-		f.err = errors.Join(f.err, sf.err)
+		f.err = joinErrs(f.err, sf.err)
 	}
 
 	// Sliding windows: Qwen's is active only with use_sliding_window (not
@@ -241,16 +250,56 @@ func ParseConfig(b []byte) (Config, error) {
 	if c.NumHeads%c.NumKVHeads != 0 {
 		return Config{}, fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumHeads, c.NumKVHeads)
 	}
-	if c.HeadDim%2 != 0 {
-		return Config{}, fmt.Errorf("head_dim %d must be even for rotary embeddings", c.HeadDim)
-	}
+	// hidden_size / num_attention_heads first: without a head_dim key the
+	// head size is derived, and a message about it would name a value the
+	// config never set.
 	if !f.has("head_dim") && !c.Gemma && c.HiddenSize%c.NumHeads != 0 {
-		return Config{}, fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumHeads)
+		return Config{}, fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d (without a head_dim key, each head gets hidden_size / num_attention_heads)", c.HiddenSize, c.NumHeads)
+	}
+	if c.HeadDim%2 != 0 {
+		from := ""
+		if !f.has("head_dim") && !c.Gemma {
+			from = fmt.Sprintf(" (hidden_size %d / num_attention_heads %d)", c.HiddenSize, c.NumHeads)
+		}
+		return Config{}, fmt.Errorf("head_dim %d%s must be even for rotary embeddings", c.HeadDim, from)
 	}
 	if c.NumParams() > 1<<40 {
 		return Config{}, fmt.Errorf("the configured model has %d parameters, beyond what relupo can hold", c.NumParams())
 	}
 	return c, nil
+}
+
+// MaxLayers bounds num_hidden_layers (the largest open models have a few
+// hundred layers).
+const MaxLayers = 4096
+
+// joinErrs joins config errors on one line, separated by semicolons.
+func joinErrs(a, b error) error {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return fmt.Errorf("%w; %w", a, b)
+}
+
+// describe names a JSON value and its type for a message: the string "320"
+// is not the number 320.
+func describe(v any) string {
+	switch x := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q (write numbers without quotes)", textsafe.Limit(x, 40))
+	case nil:
+		return "null"
+	case bool:
+		return fmt.Sprintf("the boolean %v", x)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprint(v)
 }
 
 // SupportedList names the model_type values relupo supports, for messages.
@@ -363,7 +412,7 @@ type fields struct {
 }
 
 func (f *fields) fail(format string, args ...any) {
-	f.err = errors.Join(f.err, fmt.Errorf(format, args...))
+	f.err = joinErrs(f.err, fmt.Errorf(format, args...))
 }
 
 func (f *fields) has(key string) bool { _, ok := f.raw[key]; return ok }
@@ -375,7 +424,7 @@ func (f *fields) num(key string, def float64) float64 {
 	}
 	x, ok := v.(float64)
 	if !ok {
-		f.fail("%s%s: want a number, got %v", f.prefix, key, v)
+		f.fail("%s%s: want a number, got %s", f.prefix, key, describe(v))
 		return def
 	}
 	return x
@@ -389,7 +438,7 @@ func (f *fields) posInt(key string) int {
 	}
 	x, ok := v.(float64)
 	if !ok || x != math.Trunc(x) || x < 1 || x > 1<<31 {
-		f.fail("%s%s: want a positive integer, got %v", f.prefix, key, v)
+		f.fail("%s%s: want a positive integer, got %s", f.prefix, key, describe(v))
 		return 0
 	}
 	return int(x)
@@ -405,7 +454,7 @@ func (f *fields) optInt(key string) int {
 	}
 	x, ok := v.(float64)
 	if !ok || x != math.Trunc(x) || x < 0 {
-		f.fail("%s%s: want a non-negative integer, got %v", f.prefix, key, v)
+		f.fail("%s%s: want a non-negative integer, got %s", f.prefix, key, describe(v))
 		return -1
 	}
 	return int(x)

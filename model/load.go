@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/relupo/relupo/internal/atomicfile"
@@ -75,6 +76,11 @@ func (m *Model) copyWeights(ck *safetensors.Checkpoint) error {
 // checkCheckpoint verifies that the checkpoint holds exactly the tensors the
 // configuration implies, with the right shapes and floating dtypes.
 func (c Config) checkCheckpoint(ck *safetensors.Checkpoint) error {
+	// The number of layers first, from the names alone: the list of
+	// expected tensors below grows with num_hidden_layers.
+	if n := checkpointLayers(ck.Names()); n != c.NumLayers {
+		return fmt.Errorf("model: %s: config.json has num_hidden_layers %d, but the checkpoint's weights hold %d layers", ck.Dir(), c.NumLayers, n)
+	}
 	want := map[string]bool{}
 	for _, t := range c.Tensors() {
 		want[t.Name] = true
@@ -95,6 +101,23 @@ func (c Config) checkCheckpoint(ck *safetensors.Checkpoint) error {
 		}
 	}
 	return nil
+}
+
+// checkpointLayers counts the decoder layers a checkpoint's tensor names
+// hold: one more than the largest N of "model.layers.N.…".
+func checkpointLayers(names []string) int {
+	n := 0
+	for _, name := range names {
+		rest, ok := strings.CutPrefix(name, "model.layers.")
+		if !ok {
+			continue
+		}
+		idx, _, _ := strings.Cut(rest, ".")
+		if k, err := strconv.Atoi(idx); err == nil && k >= 0 && k+1 > n {
+			n = k + 1
+		}
+	}
+	return n
 }
 
 // DefaultMaxShardBytes is the shard size Hugging Face's save_pretrained uses by default (5 GB).

@@ -69,7 +69,24 @@ func TestLoadMismatchedCheckpoint(t *testing.T) {
 	}{
 		{"huge vocab", func(c map[string]any) { c["vocab_size"] = 1 << 30 }, `tensor "model.embed_tokens.weight" has shape [96 48], config.json implies [1073741824 48]`},
 		{"untied", func(c map[string]any) { c["tie_word_embeddings"] = false }, `no tensor "lm_head.weight"`},
-		{"fewer layers", func(c map[string]any) { c["num_hidden_layers"] = 2 }, `unexpected tensor "model.layers.2.`},
+		{"fewer layers", func(c map[string]any) { c["num_hidden_layers"] = 2 }, `config.json has num_hidden_layers 2, but the checkpoint's weights hold 3 layers`},
+		{"more layers", func(c map[string]any) { c["num_hidden_layers"] = 4 }, `config.json has num_hidden_layers 4, but the checkpoint's weights hold 3 layers`},
+		// A billion layers is refused before the parameter count or any
+		// per-layer list is built (before, memory grew past 1.5 GiB).
+		{"a billion layers", func(c map[string]any) { c["num_hidden_layers"] = 1e9 }, `num_hidden_layers 1000000000 is more than any model has (relupo accepts up to 4096)`},
+		{"layers as a string", func(c map[string]any) { c["num_hidden_layers"] = "3" }, `num_hidden_layers: want a positive integer, got the string "3"`},
+		// Without head_dim, 7 heads cannot split hidden 90: say so, not
+		// "head_dim 12 must be even", a value the config never set.
+		{"heads do not divide hidden", func(c map[string]any) {
+			c["num_attention_heads"], c["num_key_value_heads"], c["hidden_size"] = 7, 7, 90
+			delete(c, "head_dim")
+		},
+			`hidden_size 90 is not a multiple of num_attention_heads 7`},
+		{"odd derived head size", func(c map[string]any) {
+			c["num_attention_heads"], c["num_key_value_heads"], c["hidden_size"] = 7, 7, 91
+			delete(c, "head_dim")
+		},
+			`head_dim 13 (hidden_size 91 / num_attention_heads 7) must be even`},
 		{"qwen2 biases", func(c map[string]any) { c["model_type"] = "qwen2" }, `no tensor "model.layers.0.self_attn.q_proj.bias"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -223,6 +223,15 @@ type Workspace struct {
 	// share of the activation memory, and buffers that stay in cache), and
 	// Backward refuses to follow. The numbers are the same.
 	NoGrad bool
+	// LogitMeans makes Forward also fill LogitMeanSums: for each sequence,
+	// the sum over its label rows of the row's mean logit over the
+	// vocabulary (TRL's logits/chosen is their mean over a batch's label
+	// rows). It costs one more pass over each row's logits while they are
+	// in cache.
+	LogitMeans bool
+	// LogitMeanSums is the last Forward's per-sequence sums when
+	// LogitMeans is set (nil otherwise).
+	LogitMeanSums []float64
 
 	noGradRun bool // the last Forward ran with NoGrad
 
@@ -405,20 +414,42 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 	if ws.kept {
 		chunk = max(L, 1)
 	}
+	var means []float64 // each row's mean logit, when LogitMeans
+	ws.LogitMeanSums = nil
+	if ws.LogitMeans {
+		ws.LogitMeanSums = make([]float64, b.NumSeqs())
+		means = make([]float64, min(chunk, L))
+	}
 	for c0 := 0; c0 < L; c0 += chunk {
 		r := min(chunk, L-c0)
 		logits := m.chunkLogits(ws, c0, r)
 		lp := make([]float32, r)
 		p.For(r, func(i int) {
-			lse := kernels.LogSumExp(logits[i*V : (i+1)*V])
+			row := logits[i*V : (i+1)*V]
+			lse := kernels.LogSumExp(row)
 			ws.labelLse[c0+i] = lse
 			lp[i] = logits[i*V+int(ws.labelTok[c0+i])] - lse
+			if means != nil {
+				means[i] = rowMean(row)
+			}
 		})
 		for i := 0; i < r; i++ {
 			sums[ws.labelSeq[c0+i]] += float64(lp[i])
+			if means != nil {
+				ws.LogitMeanSums[ws.labelSeq[c0+i]] += means[i]
+			}
 		}
 	}
 	return sums, counts, nil
+}
+
+// rowMean is the mean of x, summed in float64.
+func rowMean(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	return s / float64(len(x))
 }
 
 // chunkLogits gathers the final hidden states of label rows c0..c0+r into

@@ -23,6 +23,7 @@ import (
 //	config.json, model.safetensors   the float32 weights (transformers loads it)
 //	optimizer.safetensors            AdamW moments and step counts
 //	trainer_state.json               the State: step, epoch, data position, log window
+//	tokenizer files, chat template   as in the final model, so a checkpoint is a model folder
 //
 // It is written under a temporary name and renamed when complete, so a kill
 // at any moment leaves either the previous checkpoints or the new one, never
@@ -62,6 +63,18 @@ func (t *Trainer) saveCheckpoint() error {
 		ts = append(ts, safetensors.Tensor{Name: st.Name, DType: safetensors.F32, Shape: []int{len(st.Data)}, Data: st.Data})
 	}
 	if err := safetensors.Write(filepath.Join(tmp, "optimizer.safetensors"), ts, nil); err != nil {
+		return fail(err)
+	}
+	// The tokenizer files and the chat template the run trains with make
+	// the checkpoint a model folder that generate, eval and logps accept.
+	if t.Config.Model != "" {
+		for _, name := range tokenizerFiles {
+			if err := copyFile(filepath.Join(t.Config.Model, name), filepath.Join(tmp, name)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if err := t.saveTemplate(tmp); err != nil {
 		return fail(err)
 	}
 	b, err := json.MarshalIndent(t.state, "", "  ")
@@ -248,21 +261,24 @@ func (t *Trainer) saveFinal(sum Summary) error {
 	if !t.writer() {
 		return nil
 	}
-	out := t.Config.Output.Dir
-	if err := t.Policy.Save(out, t.SaveDType, 0); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	if t.Config.Model != "" {
-		for _, name := range tokenizerFiles {
-			if err := copyFile(filepath.Join(t.Config.Model, name), filepath.Join(out, name)); err != nil {
-				return fmt.Errorf("save: %w", err)
+	// The whole folder is written aside and swapped in (writeFinal), so a
+	// kill never leaves new weights beside an old config.
+	return writeFinal(t.Config.Output.Dir, func(dir string) error {
+		if err := t.Policy.Save(dir, t.SaveDType, 0); err != nil {
+			return err
+		}
+		if t.Config.Model != "" {
+			for _, name := range tokenizerFiles {
+				if err := copyFile(filepath.Join(t.Config.Model, name), filepath.Join(dir, name)); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	if err := t.saveTemplate(out); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	return atomicfile.WriteFile(filepath.Join(out, "README.md"), []byte(t.modelCard(sum)))
+		if err := t.saveTemplate(dir); err != nil {
+			return err
+		}
+		return atomicfile.WriteFile(filepath.Join(dir, "README.md"), []byte(t.modelCard(sum)))
+	})
 }
 
 // saveTemplate writes the chat template the run trained with, when it

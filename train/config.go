@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -43,12 +46,24 @@ type DataConfig struct {
 	// SkipInvalid skips (and counts) records that cannot be trained on
 	// instead of stopping at the first.
 	SkipInvalid bool
+	// Tokenizer is the folder whose tokenizer.json and chat template encode
+	// text records; empty means the model folder.
+	Tokenizer string
+}
+
+// TokenizerDir is the folder that encodes text records: Tokenizer, or the
+// model folder modelDir.
+func (c DataConfig) TokenizerDir(modelDir string) string {
+	if c.Tokenizer != "" {
+		return c.Tokenizer
+	}
+	return modelDir
 }
 
 // load is the data.LoadConfig of some of c's files for a model with the
 // given folder and limits.
 func (c DataConfig) load(srcs []data.Source, modelDir string, lim data.Limits) data.LoadConfig {
-	return data.LoadConfig{Sources: srcs, Format: c.Format, Tokenizer: modelDir, Encode: c.Encode,
+	return data.LoadConfig{Sources: srcs, Format: c.Format, Tokenizer: c.TokenizerDir(modelDir), Encode: c.Encode,
 		Truncation: c.Truncation, Limits: lim, SkipInvalid: c.SkipInvalid, Strict: !c.SkipInvalid}
 }
 
@@ -209,6 +224,9 @@ func (o *Options) Config() (Config, error) {
 	if !(o.EvalSplitRatio >= 0 && o.EvalSplitRatio < 1) {
 		bad.add("eval_split_ratio must be in [0, 1)")
 	}
+	if o.EvalSteps > 0 && len(o.EvalData) == 0 && o.EvalSplitRatio == 0 {
+		bad.add("eval_steps (--eval-steps) %d asks for an evaluation every %d steps, but there is no evaluation data: give eval_data (--eval-data) or eval_split_ratio, or leave eval_steps unset", o.EvalSteps, o.EvalSteps)
+	}
 	if c.Loss, err = o.LossConfig(); err != nil {
 		bad.add("%v", err)
 	}
@@ -220,6 +238,9 @@ func (o *Options) Config() (Config, error) {
 	}
 	if _, err := saveDType(o.SaveDType, ""); err != nil {
 		bad.add("%v", err)
+	}
+	if o.Model != "" && o.OutputDir != "" && sameFolder(o.Model, o.OutputDir) {
+		bad.add("output_dir %s is the input model's folder (--model): the final save would overwrite the weights it trains from; choose another output_dir", o.OutputDir)
 	}
 	if err := bad.err(); err != nil {
 		return Config{}, err
@@ -237,7 +258,7 @@ func (o *Options) Validate() error {
 // (--data entries and the recipe's dataset_mixer, in a stable order), the
 // evaluation files, the format, the text pipeline and the truncation.
 func (o *Options) DataConfig() (DataConfig, error) {
-	c := DataConfig{EvalSplitRatio: o.EvalSplitRatio, SkipInvalid: o.SkipInvalid,
+	c := DataConfig{EvalSplitRatio: o.EvalSplitRatio, SkipInvalid: o.SkipInvalid, Tokenizer: o.Tokenizer,
 		Encode:     data.EncodeOptions{ChatTemplate: o.ChatTemplate, AssistantHeaderInPrompt: o.CompletionOnlyAssistantContent},
 		Truncation: data.Truncation{MaxLength: o.MaxLength, MaxPromptLength: o.MaxPromptLength, Mode: o.TruncationMode}}
 	var err error
@@ -246,6 +267,11 @@ func (o *Options) DataConfig() (DataConfig, error) {
 	}
 	if err := c.Truncation.Validate(); err != nil {
 		return DataConfig{}, err
+	}
+	if o.Tokenizer != "" {
+		if _, err := os.Stat(filepath.Join(o.Tokenizer, "tokenizer.json")); err != nil {
+			return DataConfig{}, fmt.Errorf("tokenizer (--tokenizer) %s: no tokenizer.json there", o.Tokenizer)
+		}
 	}
 	if len(o.Data) > 0 {
 		if c.Train, err = data.ParseMixture(strings.Join(o.Data, ",")); err != nil {
@@ -305,6 +331,9 @@ func (o *Options) LoopConfig() (LoopConfig, error) {
 	if o.MaxSteps <= 0 && !(o.NumTrainEpochs > 0) {
 		bad.add("num_train_epochs must be > 0 when max_steps is not set")
 	}
+	if o.SaveTotalLimit < 0 {
+		bad.add("save_total_limit must be ≥ 0 (0 keeps every checkpoint), got %d", o.SaveTotalLimit)
+	}
 	if o.ZeroStage != 0 && o.ZeroStage != 1 {
 		bad.add("zero_stage must be 0 or 1 (ZeRO stage 1 shards the optimizer state), got %d", o.ZeroStage)
 	}
@@ -330,5 +359,22 @@ func (o *Options) Compute() (Compute, error) {
 	if o.Threads < 0 {
 		return Compute{}, fmt.Errorf("threads must be ≥ 0, got %d", o.Threads)
 	}
+	if limit := kernels.MaxWorkers(); o.Threads > limit {
+		return Compute{}, fmt.Errorf("threads %d is more than %d (%d× the %d cores here): more threads than cores only add switching; use 0 for all cores", o.Threads, limit, kernels.WorkersPerCore, runtime.NumCPU())
+	}
 	return Compute{Threads: o.Threads, Precision: prec, Force: o.Force}, nil
+}
+
+// sameFolder reports whether paths a and b name the same folder: the same
+// path once cleaned and made absolute, or the same existing folder
+// reached another way (a link).
+func sameFolder(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	if err1 == nil && err2 == nil && aa == bb {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }

@@ -108,6 +108,8 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 		e.Optimizer = optim.NewAdamW()
 	}
 	ws.KeepLogits, ws.NoGrad = true, false
+	defer func(on bool) { ws.LogitMeans = on }(ws.LogitMeans)
+	ws.LogitMeans = true // for logits/chosen and logits/rejected
 	acc := float64(max(b.Accumulation, 1))
 	var r StepResult
 	var records []string
@@ -136,7 +138,7 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 			return r, err
 		}
 		r.Loss += res.Loss / acc
-		r.Metrics = append(r.Metrics, res.Metrics)
+		r.Metrics = append(r.Metrics, lp.addLogitMetrics(res.Metrics))
 		r.Tokens += int64(len(p.batch.Tokens))
 		r.TokensSaved += int64(paddedSize(mb) - len(p.batch.Tokens))
 	}
@@ -232,6 +234,35 @@ func (p packed) dSums(dChosen, dRejected []float64, div float64) []float64 {
 type PairLogps struct {
 	Chosen, Rejected             []float64
 	ChosenTokens, RejectedTokens []float64
+	// ChosenLogitMeans and RejectedLogitMeans are, per response, the sum
+	// over its label rows of the mean logit over the vocabulary, when the
+	// workspace computed them (model.Workspace.LogitMeans); nil otherwise.
+	ChosenLogitMeans, RejectedLogitMeans []float64
+}
+
+// addLogitMetrics adds TRL's logits/chosen and logits/rejected to a
+// micro-batch's metrics: the mean logit over the vocabulary and over all
+// the micro-batch's label rows of the chosen (rejected) responses, as
+// DPOTrainer.concatenated_forward computes logits[loss_mask].mean(). It
+// returns metrics (a new map when metrics is nil); without logit means it
+// adds nothing.
+func (lp PairLogps) addLogitMetrics(metrics map[string]float64) map[string]float64 {
+	if lp.ChosenLogitMeans == nil {
+		return metrics
+	}
+	if metrics == nil {
+		metrics = map[string]float64{}
+	}
+	var c, r, nc, nr float64
+	for i := range lp.ChosenLogitMeans {
+		c += lp.ChosenLogitMeans[i]
+		r += lp.RejectedLogitMeans[i]
+		nc += lp.ChosenTokens[i]
+		nr += lp.RejectedTokens[i]
+	}
+	metrics["logits/chosen"] = c / max(nc, 1)
+	metrics["logits/rejected"] = r / max(nr, 1)
+	return metrics
 }
 
 // inputs assembles pref.Inputs for the micro-batch exs, with the reference
@@ -264,6 +295,12 @@ func (e *Engine) forward(p packed) (PairLogps, error) {
 	for i := range n {
 		lp.Chosen[i], lp.Rejected[i] = sums[p.chosen[i]], sums[p.rejected[i]]
 		lp.ChosenTokens[i], lp.RejectedTokens[i] = float64(counts[p.chosen[i]]), float64(counts[p.rejected[i]])
+	}
+	if means := e.Workspace.LogitMeanSums; means != nil {
+		lp.ChosenLogitMeans, lp.RejectedLogitMeans = make([]float64, n), make([]float64, n)
+		for i := range n {
+			lp.ChosenLogitMeans[i], lp.RejectedLogitMeans[i] = means[p.chosen[i]], means[p.rejected[i]]
+		}
 	}
 	return lp, nil
 }
@@ -315,6 +352,9 @@ func (e *Engine) Evaluate(exs []data.Example, loss pref.Config, batchSize int) (
 		r := e.Comm.Rank()
 		mine = exs[off[r]*batchSize : min(off[r+1]*batchSize, len(exs))]
 	}
+	ws := e.Workspace
+	defer func(on bool) { ws.LogitMeans = on }(ws.LogitMeans)
+	ws.LogitMeans = true // for logits/chosen and logits/rejected
 	sums := Row{}
 	var lenC, lenR float64
 	err := e.Logps(mine, batchSize, func(lo int, lp PairLogps) error {
@@ -324,7 +364,7 @@ func (e *Engine) Evaluate(exs []data.Example, loss pref.Config, batchSize int) (
 			return fmt.Errorf("records %s: %w", strings.Join(sources(mb), ", "), err)
 		}
 		sums["loss"] += res.Loss
-		for k, v := range res.Metrics {
+		for k, v := range lp.addLogitMetrics(res.Metrics) {
 			sums[k] += v
 		}
 		for i := range lp.Chosen {

@@ -24,6 +24,7 @@ import (
 // checkOutput enforces the rule on dir before a run writes into it.
 func checkOutput(dir string, overwrite, resume bool) error {
 	entries, err := os.ReadDir(dir)
+	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return e.Name() == lockFile })
 	if os.IsNotExist(err) || err == nil && len(entries) == 0 || resume {
 		return nil
 	}

@@ -3,7 +3,10 @@ package train
 import (
 	"context"
 	"fmt"
+	"math"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/dist"
@@ -65,8 +68,10 @@ func Setup(ctx context.Context, o Options, warn func(string)) (*Trainer, error) 
 // SetupRanks is Setup for one rank of a data-parallel job joined by comm
 // (nil: one process). Every rank loads the same policy and examples; the
 // reference log-probs are computed once, each rank scoring its share of
-// the pairs, and gathered.
-func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string)) (*Trainer, error) {
+// the pairs, and gathered. Rank 0 takes the output folder's lock (another
+// run into the same folder stops with an error); Trainer.Run releases it
+// when it ends.
+func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string)) (_ *Trainer, err error) {
 	c, err := o.Config()
 	if err != nil {
 		return nil, err
@@ -76,6 +81,17 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 		return nil, err
 	}
 	t := &Trainer{Config: c, Policy: policy, Comm: comm}
+	// The output folder's lock is held from before its rule is applied
+	// (an --overwrite-output-dir must not clear a running run's files)
+	// until Run ends.
+	if err := t.lockOutput(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			t.unlockOutput()
+		}
+	}()
 	if t.writer() {
 		if err := checkOutput(c.Output.Dir, c.Output.Overwrite, c.Loop.ResumeFrom != ""); err != nil {
 			return nil, err
@@ -90,6 +106,9 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 	}
 	if t.Train, err = c.Data.Load(ctx, c.Data.Train, c.Model, policy.Config, warn); err != nil {
 		return nil, err
+	}
+	if len(t.Train) == 0 {
+		return nil, noPairs("training", c.Data.Train)
 	}
 	if len(c.Data.Eval) > 0 {
 		if t.Eval, err = c.Data.Load(ctx, c.Data.Eval, c.Model, policy.Config, warn); err != nil {
@@ -111,11 +130,29 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 	if len(t.Eval) == 0 && c.Data.EvalSplitRatio > 0 {
 		t.Train, t.Eval = data.SplitEval(t.Train, c.Data.EvalSplitRatio, int64(c.Loop.Seed))
 	} else if needRef {
-		if err := c.attachReference(t.Eval, policy, comm); err != nil {
+		if err := c.attachReference(ctx, t.Eval, policy, comm); err != nil {
 			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// noPairs is the error for data files that gave no pairs, naming each
+// and saying whether it is empty.
+func noPairs(what string, srcs []data.Source) error {
+	var parts []string
+	for _, src := range srcs {
+		st, err := os.Stat(src.Path)
+		switch {
+		case err == nil && st.Size() == 0:
+			parts = append(parts, src.Path+" is empty")
+		case src.Fraction > 0 && src.Fraction < 1:
+			parts = append(parts, fmt.Sprintf("%s gave no usable pair in its first %g of records", src.Path, src.Fraction))
+		default:
+			parts = append(parts, src.Path+" holds no usable pair")
+		}
+	}
+	return fmt.Errorf("train: the %s data has no pairs: %s", what, strings.Join(parts, "; "))
 }
 
 // refCache is where a run keeps the reference log-probs of its training
@@ -133,7 +170,7 @@ func (t *Trainer) trainReference(ctx context.Context) error {
 		return nil
 	}
 	if c.Ref.Logps == "" && c.Loop.ResumeFrom == "" {
-		return t.computeTrainReference()
+		return t.computeTrainReference(ctx)
 	}
 	want, err := c.Data.provenance(c.Model, c.Data.Train)
 	if err != nil {
@@ -155,14 +192,14 @@ func (t *Trainer) trainReference(ctx context.Context) error {
 	if missing, err := t.anyRank(!cached); err != nil || !missing {
 		return err
 	}
-	return t.computeTrainReference()
+	return t.computeTrainReference(ctx)
 }
 
 // computeTrainReference computes the training examples' reference
 // log-probs and caches them in output_dir.
-func (t *Trainer) computeTrainReference() error {
+func (t *Trainer) computeTrainReference(ctx context.Context) error {
 	c := t.Config
-	if err := c.attachReference(t.Train, t.Policy, t.Comm); err != nil {
+	if err := c.attachReference(ctx, t.Train, t.Policy, t.Comm); err != nil {
 		return err
 	}
 	if !t.writer() {
@@ -202,7 +239,7 @@ func allHaveRef(exs []data.Example) bool {
 // reference model (c.Ref.Model, or policy, the initial policy, when that
 // is empty). With a comm of several ranks each scores a contiguous share
 // of the pairs and the values are gathered (a collective).
-func (c Config) attachReference(exs []data.Example, policy *model.Model, comm dist.Comm) error {
+func (c Config) attachReference(ctx context.Context, exs []data.Example, policy *model.Model, comm dist.Comm) error {
 	if len(exs) == 0 || allHaveRef(exs) {
 		return nil
 	}
@@ -228,6 +265,10 @@ func (c Config) attachReference(exs []data.Example, policy *model.Model, comm di
 	err := e.Logps(exs[lo:hi], c.Loop.EvalBatchSize, func(b int, lp PairLogps) error {
 		for i := range lp.Chosen {
 			ref[2*(lo+b+i)], ref[2*(lo+b+i)+1] = lp.Chosen[i], lp.Rejected[i]
+		}
+		// The pass over thousands of pairs stops when asked to.
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("reference log-probs: stopped after %d of %d pairs: %w", b+len(lp.Chosen), hi-lo, err)
 		}
 		return nil
 	})
@@ -321,6 +362,11 @@ func Logps(ctx context.Context, o Options, warn func(string)) (*LogpsFile, error
 	defer e.Close()
 	err = e.Logps(in.exs, c.Loop.EvalBatchSize, func(lo int, lp PairLogps) error {
 		for i := range lp.Chosen {
+			// A NaN would otherwise surface as "json: unsupported value"
+			// when the file is written, naming neither model nor record.
+			if ch, rj := lp.Chosen[i], lp.Rejected[i]; math.IsNaN(ch+rj) || math.IsInf(ch+rj, 0) {
+				return fmt.Errorf("%s: model %s gives a non-finite log-prob (chosen %v, rejected %v): its weights hold NaN or infinite values, or its activations overflow", in.exs[lo+i].Source, c.Model, ch, rj)
+			}
 			f.Lines = append(f.Lines, newLogpsLine(in.exs[lo+i], lp.Chosen[i], lp.Rejected[i], int(lp.ChosenTokens[i]), int(lp.RejectedTokens[i])))
 		}
 		return ctx.Err()
@@ -363,7 +409,7 @@ func Evaluate(ctx context.Context, o Options, warn func(string)) (Row, error) {
 				return nil, err
 			}
 		default:
-			if err := c.attachReference(in.exs, in.model, nil); err != nil {
+			if err := c.attachReference(ctx, in.exs, in.model, nil); err != nil {
 				return nil, err
 			}
 		}

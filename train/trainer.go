@@ -65,7 +65,8 @@ type Trainer struct {
 	// (a Trainer not made by Setup) records nothing.
 	Record *Record
 
-	outputChecked bool // Setup applied the output folder's rule
+	outputChecked bool   // Setup applied the output folder's rule
+	unlock        func() // drops the output folder's lock (see lockOutput)
 
 	engine  *Engine
 	sched   func(int) float64
@@ -92,7 +93,9 @@ type plan struct {
 
 // State is where a run stands; it is saved in every checkpoint's
 // trainer_state.json and is all that a resume needs besides the weights and
-// the optimizer moments.
+// the optimizer moments. The file has the Hugging Face Trainer's layout
+// (see State.MarshalJSON); the fields below with JSON names are relupo's
+// own, kept in its stateful_callbacks.
 type State struct {
 	GlobalStep  int    `json:"global_step"`
 	Epoch       int    `json:"epoch"`       // current epoch
@@ -113,6 +116,14 @@ type State struct {
 	WorldSize    int `json:"world_size,omitempty"`
 	BatchSize    int `json:"per_device_train_batch_size,omitempty"`
 	Accumulation int `json:"gradient_accumulation_steps,omitempty"`
+
+	// LogHistory is every row logged so far, training and evaluation, as
+	// the Hugging Face Trainer keeps it.
+	LogHistory []Row `json:"-"`
+	// EpochFloat is the fractional epoch reached (HF's epoch).
+	EpochFloat float64 `json:"-"`
+	// HF echoes the run's logging, evaluation and saving settings.
+	HF hfSettings `json:"-"`
 }
 
 func (t *Trainer) makePlan() (plan, error) {
@@ -189,6 +200,23 @@ type Summary struct {
 	Seconds          float64 `json:"seconds"`
 	OutputDir        string  `json:"output_dir"`
 	Eval             Row     `json:"eval,omitempty"`
+	// Pairs is the number of training pairs, and Truncated how many of
+	// them truncation (max_length, max_prompt_length) cut.
+	Pairs     int `json:"pairs"`
+	Truncated int `json:"truncated_pairs"`
+}
+
+// TruncatedPairs counts the examples whose prompt or responses truncation
+// cut (see data.Example.Untruncated).
+func TruncatedPairs(exs []data.Example) int {
+	n := 0
+	for _, e := range exs {
+		u := e.Untruncated
+		if len(e.Prompt) < u[0] || len(e.Chosen) < u[1] || len(e.Rejected) < u[2] {
+			n++
+		}
+	}
+	return n
 }
 
 // Run trains until max_steps, then writes the final model. When ctx is
@@ -196,6 +224,10 @@ type Summary struct {
 // an error wrapping ErrInterrupted.
 func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
+	if err := t.lockOutput(); err != nil {
+		return Summary{}, err
+	}
+	defer t.unlockOutput()
 	if err := t.prepare(); err != nil {
 		return Summary{}, err
 	}
@@ -207,6 +239,7 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 		if err := t.resume(); err != nil {
 			return Summary{}, err
 		}
+		t.state.HF = t.hfSettings() // a checkpoint from before trainer_state.json had HF's layout has none
 	} else if err := os.Remove(t.metrics.path); t.writer() && err != nil && !os.IsNotExist(err) {
 		return Summary{}, fmt.Errorf("train: %w", err)
 	}
@@ -229,7 +262,8 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 			return Summary{}, err
 		}
 	}
-	sum := Summary{Steps: t.state.GlobalStep, OutputDir: t.Config.Output.Dir, NonfiniteSkipped: t.state.NonfiniteSkipped}
+	sum := Summary{Steps: t.state.GlobalStep, OutputDir: t.Config.Output.Dir, NonfiniteSkipped: t.state.NonfiniteSkipped,
+		Pairs: len(t.Train), Truncated: TruncatedPairs(t.Train)}
 	if stepsRun > 0 {
 		sum.TrainLoss = lossTotal / float64(stepsRun)
 	}
@@ -289,7 +323,7 @@ func (t *Trainer) prepare() error {
 	}
 	t.metrics = metricsLog{path: filepath.Join(c.Output.Dir, "metrics.jsonl")}
 	t.state = State{NumExamples: len(t.Train), MaxSteps: t.plan.maxSteps, LossType: t.lossAt(0).Type(),
-		WorldSize: t.ranks(), BatchSize: c.Loop.BatchSize, Accumulation: c.Loop.Accumulation, Run: t.Record}
+		WorldSize: t.ranks(), BatchSize: c.Loop.BatchSize, Accumulation: c.Loop.Accumulation, Run: t.Record, HF: t.hfSettings()}
 	return nil
 }
 
@@ -387,6 +421,7 @@ func (t *Trainer) step() (loss float64, skipped bool, err error) {
 		st.Epoch++
 		st.Micro = 0
 	}
+	st.EpochFloat = t.epochFloat()
 	w.Seconds += time.Since(start).Seconds()
 	return r.Loss, skipped, nil
 }
@@ -408,6 +443,7 @@ func (t *Trainer) log() error {
 	if t.Config.Loss.Dynamic() {
 		r["gamma"] = t.lossAt(t.state.GlobalStep - 1).Gamma
 	}
+	t.state.LogHistory = append(t.state.LogHistory, r)
 	t.state.Window = window{}
 	if t.Progress != nil {
 		t.Progress.Step(t.state.GlobalStep, r)
@@ -429,6 +465,7 @@ func (t *Trainer) evaluate() (Row, error) {
 	for k, v := range r {
 		out["eval_"+k] = v
 	}
+	t.state.LogHistory = append(t.state.LogHistory, out)
 	if t.Progress != nil {
 		t.Progress.Log(out)
 	}

@@ -13,17 +13,7 @@ import (
 // test may damage.
 func copyModel(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, name := range []string{"config.json", "model.safetensors"} {
-		b, err := os.ReadFile(filepath.Join(tinyModel, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return weightsOnly(t, tinyModel)
 }
 
 // Bad input gets one clear error line naming the file (and record), exit

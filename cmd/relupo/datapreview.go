@@ -19,12 +19,12 @@ import (
 
 // previewKeys are the training options that decide what data preview shows.
 var previewKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
-	"chat_template", "completion_only_assistant_content"}
+	"chat_template", "completion_only_assistant_content", "tokenizer"}
 
 func newDataPreviewCmd() *cobra.Command {
 	o := train.DefaultOptions()
 	var n int
-	var color string
+	var color, config string
 	cmd := &cobra.Command{
 		Use:   "preview --model DIR --data FILE [-n 3]",
 		Short: "Show the first pairs as training sees them, with the label tokens marked",
@@ -52,6 +52,9 @@ fractions ignored. A pair that training could not use is shown with its error,
 and the command then exits with status 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd, &o, config, false); err != nil {
+				return err
+			}
 			if o.Model == "" {
 				return usagef("data preview: --model is required")
 			}
@@ -84,6 +87,7 @@ and the command then exits with status 1.`,
 	f := cmd.Flags()
 	f.IntVarP(&n, "pairs", "n", 3, "number of pairs to show")
 	f.StringVar(&color, "color", "auto", "colour the tokens: auto (on a terminal), always or never")
+	f.StringVar(&config, "config", "", configHelp)
 	bindFlags(&o, f, previewKeys...)
 	return cmd
 }
@@ -109,7 +113,7 @@ type previewer struct {
 }
 
 // runPreview shows the first n pairs of dc's training files, read with
-// the tokenizer of modelDir. It returns an error when a file cannot be
+// the tokenizer of modelDir (or dc.Tokenizer). It returns an error when a file cannot be
 // read, or after the preview when a pair shown could not be trained on.
 func runPreview(modelDir string, dc train.DataConfig, n int, st style, w io.Writer) error {
 	srcs := dc.Train
@@ -127,11 +131,12 @@ func runPreview(modelDir string, dc train.DataConfig, n int, st style, w io.Writ
 		p.lim = data.Limits{VocabSize: cfg.VocabSize} // any length: sliding windows are attended, not a limit
 	}
 	var err error
-	if p.enc, err = (data.LoadConfig{Tokenizer: modelDir, Encode: dc.Encode}).NewEncoder(); err != nil {
+	tokDir := dc.TokenizerDir(modelDir)
+	if p.enc, err = (data.LoadConfig{Tokenizer: tokDir, Encode: dc.Encode}).NewEncoder(); err != nil {
 		return err
 	}
 	if p.enc != nil {
-		if p.tok, err = tokenizer.Load(modelDir); err != nil {
+		if p.tok, err = tokenizer.Load(tokDir); err != nil {
 			return err
 		}
 	}

@@ -12,7 +12,7 @@ import (
 // statsKeys are the training options that decide what data stats sees
 // (invalid records are counted, never fatal, so skip_invalid is not one).
 var statsKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
-	"chat_template", "completion_only_assistant_content", "per_device_eval_batch_size", "threads", "compute_dtype"}
+	"chat_template", "completion_only_assistant_content", "per_device_eval_batch_size", "threads", "compute_dtype", "tokenizer"}
 
 func newDataCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -31,6 +31,7 @@ func newDataStatsCmd() *cobra.Command {
 	o := train.DefaultOptions()
 	var margins bool
 	var gamma float64
+	var config string
 	cmd := &cobra.Command{
 		Use:   "stats --model DIR --data FILE [--margins [--gamma G]]",
 		Short: "Token-length, truncation and (with --margins) RePO margin statistics of a data set",
@@ -66,6 +67,9 @@ When even γ = %v filters more than %g%%, no range is suggested: the model alrea
 separates much of this data.`, train.GammaGrid, 100*train.MaxInitialFiltered, train.GammaGrid[len(train.GammaGrid)-1], train.GammaGrid[len(train.GammaGrid)-1], 100*train.MaxInitialFiltered),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd, &o, config, false); err != nil {
+				return err
+			}
 			if math.IsNaN(gamma) || math.IsInf(gamma, 0) {
 				return usagef("data stats: --gamma must be a finite number")
 			}
@@ -81,6 +85,7 @@ separates much of this data.`, train.GammaGrid, 100*train.MaxInitialFiltered, tr
 	f := cmd.Flags()
 	f.BoolVar(&margins, "margins", false, "run the model and report the RePO margin distribution and a γ range")
 	f.Float64Var(&gamma, "gamma", 0.5, "with --margins, the γ whose filtered fraction is reported")
+	f.StringVar(&config, "config", "", configHelp)
 	bindFlags(&o, f, statsKeys...)
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 
 func newEvalCmd() *cobra.Command {
 	o := train.DefaultOptions()
+	var config string
 	cmd := &cobra.Command{
 		Use:   "eval --model DIR --data FILE [--ref-model DIR] [--loss-type TYPE]",
 		Short: "Preference accuracy, margins and loss of a model on held-out pairs",
@@ -21,6 +22,9 @@ responses. The DPO-family losses need --ref-model or --ref-logps (a 'relupo logp
 file made with the same data options). Data options are those of 'relupo train'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd, &o, config, true); err != nil {
+				return err
+			}
 			row, err := train.Evaluate(cmd.Context(), o, warn)
 			if err != nil {
 				return err
@@ -28,6 +32,7 @@ file made with the same data options). Data options are those of 'relupo train'.
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(row)
 		},
 	}
+	cmd.Flags().StringVar(&config, "config", "", configHelp+" (and its loss, as train reads it)")
 	bindFlags(&o, cmd.Flags(), append(dataKeys, "loss_type", "beta", "gamma_beta_ratio", "label_smoothing", "sft_weight", "ref_model", "ref_logps")...)
 	return cmd
 }

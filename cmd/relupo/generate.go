@@ -5,17 +5,20 @@ import (
 	"time"
 
 	"github.com/relupo/relupo/generate"
+	"github.com/relupo/relupo/tokenizer"
+	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
 
 // generateOptions are the flags of `relupo generate`.
 type generateOptions struct {
-	model, input, output, format, generator string
-	maxNewTokens, topK, batchSize, threads  int
-	temperature, topP                       float64
-	seed                                    uint64
-	stop                                    []string
-	ignoreEOS                               bool
+	model, tokenizer, input, output, format, generator, config string
+	tokenLenTokenizer                                          string
+	maxNewTokens, topK, batchSize, threads                     int
+	temperature, topP                                          float64
+	seed                                                       uint64
+	stop                                                       []string
+	ignoreEOS                                                  bool
 }
 
 func newGenerateCmd() *cobra.Command {
@@ -54,14 +57,21 @@ sampling is seeded per prompt, so answers do not depend on --batch-size. Progres
 tokens/s go to stderr; --output is written atomically.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := generateConfig(cmd, &o); err != nil {
+				return err
+			}
 			return runGenerate(cmd, o)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.model, "model", "", "model folder (config.json, safetensors, tokenizer) (required)")
+	f.StringVar(&o.model, "model-name-or-path", "", "alias of --model")
+	f.StringVar(&o.config, "config", "", "YAML recipe ('relupo train --config'): its model_name_or_path and tokenizer keys apply unless --model and --tokenizer are given")
+	f.StringVar(&o.tokenizer, "tokenizer", "", "folder of the tokenizer files and chat template (default: the model folder)")
 	f.StringVar(&o.input, "input", "", "prompts file, JSON lines or a JSON array; - for stdin (required)")
 	f.StringVar(&o.output, "output", "", "answers file (default: stdout)")
 	f.StringVar(&o.format, "format", generate.FormatJSONL, "output format: jsonl, alpaca_eval or arena_hard")
+	f.StringVar(&o.tokenLenTokenizer, "token-len-tokenizer", "", "arena_hard: count token_len with this tokenizer folder (arena-hard-auto counts with tiktoken's gpt-4o encoding: give a tokenizer.json of o200k_base to match); default: the model's generated tokens")
 	f.StringVar(&o.generator, "generator", "", "model name written to alpaca_eval and arena_hard outputs (default: the model folder's name)")
 	f.IntVar(&o.maxNewTokens, "max-new-tokens", 1024, "most tokens generated per prompt")
 	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature; 0 is greedy")
@@ -73,6 +83,26 @@ tokens/s go to stderr; --output is written atomically.`,
 	f.IntVar(&o.batchSize, "batch-size", 8, "prompts decoded together")
 	f.IntVar(&o.threads, "threads", 0, "worker threads (0: all cores)")
 	return cmd
+}
+
+// generateConfig takes the model and tokenizer folders from the --config
+// recipe when the command line does not give them.
+func generateConfig(cmd *cobra.Command, o *generateOptions) error {
+	if o.config == "" {
+		return nil
+	}
+	r := train.DefaultOptions()
+	if _, err := applyYAML(&r, o.config, nil); err != nil {
+		return usageError{err}
+	}
+	f := cmd.Flags()
+	if !f.Changed("model") && !f.Changed("model-name-or-path") && r.Model != "" {
+		o.model = r.Model
+	}
+	if !f.Changed("tokenizer") && r.Tokenizer != "" {
+		o.tokenizer = r.Tokenizer
+	}
+	return nil
 }
 
 func runGenerate(cmd *cobra.Command, o generateOptions) error {
@@ -89,11 +119,22 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	if o.maxNewTokens < 1 || o.batchSize < 1 {
 		return usagef("generate: --max-new-tokens and --batch-size must be ≥ 1")
 	}
+	var countTokens func(string) (int, error)
+	if o.tokenLenTokenizer != "" {
+		tok, err := tokenizer.Load(o.tokenLenTokenizer)
+		if err != nil {
+			return fmt.Errorf("generate: --token-len-tokenizer: %w", err)
+		}
+		countTokens = func(s string) (int, error) {
+			ids, err := tok.Encode(s, false)
+			return len(ids), err
+		}
+	}
 	stderr := cmd.ErrOrStderr()
 	var last time.Time
 	sum, err := generate.Job{
-		Model: o.model, Input: o.input, In: cmd.InOrStdin(), Output: o.output, Out: cmd.OutOrStdout(),
-		Format: o.format, Generator: o.generator, Threads: o.threads,
+		Model: o.model, Tokenizer: o.tokenizer, Input: o.input, In: cmd.InOrStdin(), Output: o.output, Out: cmd.OutOrStdout(),
+		Format: o.format, Generator: o.generator, Threads: o.threads, CountTokens: countTokens,
 		Options: generate.Options{
 			MaxNewTokens: o.maxNewTokens, Sampling: sampling, Seed: o.seed,
 			StopStrings: o.stop, IgnoreEOS: o.ignoreEOS, BatchSize: o.batchSize,

@@ -135,7 +135,8 @@ func runJudge(cmd *cobra.Command, o judgeOptions) error {
 		Format: o.format, Baseline: o.baseline, Candidate: o.candidate, Questions: o.questions,
 		Difficulty: o.difficulty, Gamed: o.gamed,
 		Client: judge.Client{URL: o.url, Model: o.model, APIKey: key, MaxRetries: o.maxRetries,
-			Timeout: o.timeout, MaxTokens: maxTokens, Temperature: temperature, TopLogprobs: topLogprobs},
+			Timeout: o.timeout, MaxTokens: maxTokens, Temperature: temperature, TopLogprobs: topLogprobs,
+			Note: func(s string) { fmt.Fprintf(stderr, "judge: %s\n", s) }},
 		Concurrency: o.concurrency, Seed: o.seed, ArenaRounds: o.arenaBoot,
 		Cache: o.cache, NoCache: o.noCache, Output: o.output,
 		OnMatch: func(items int, missing []string) {

@@ -11,14 +11,14 @@ import (
 // dataKeys are the options that decide how data becomes token ids; logps,
 // eval, data stats and train share them so that they build identical pairs.
 var dataKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
-	"chat_template", "completion_only_assistant_content", "skip_invalid", "per_device_eval_batch_size", "threads", "compute_dtype"}
+	"chat_template", "completion_only_assistant_content", "skip_invalid", "per_device_eval_batch_size", "threads", "compute_dtype", "tokenizer"}
 
 // warn prints a note for the user on standard error.
 func warn(msg string) { fmt.Fprintf(os.Stderr, "relupo: %s\n", msg) }
 
 func newLogpsCmd() *cobra.Command {
 	o := train.DefaultOptions()
-	var out string
+	var out, config string
 	cmd := &cobra.Command{
 		Use:   "logps --model DIR --data FILE [--out FILE]",
 		Short: "Write each pair's summed response log-probs and label counts as JSON lines",
@@ -45,6 +45,9 @@ scored is an error naming it, unless --skip-invalid is given. 'relupo train
 differ from the run's, naming the first pair that differs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd, &o, config, false); err != nil {
+				return err
+			}
 			f, err := train.Logps(cmd.Context(), o, warn)
 			if err != nil {
 				return err
@@ -56,6 +59,7 @@ differ from the run's, naming the first pair that differs.`,
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "output file (default: standard output); written atomically")
+	cmd.Flags().StringVar(&config, "config", "", configHelp)
 	bindFlags(&o, cmd.Flags(), dataKeys...)
 	return cmd
 }

@@ -2,7 +2,8 @@
 // (ReLU-based Preference Optimization) and its baselines.
 //
 // Exit codes: 0 success, 1 a data, model or I/O error, 2 a usage error
-// (unknown flag, bad flag value, missing argument).
+// (unknown flag, bad flag value, missing argument), 130 stopped by SIGINT
+// or SIGTERM (a second signal exits at once).
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/relupo/relupo/dist"
+	"github.com/relupo/relupo/internal/textsafe"
 	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
@@ -37,7 +39,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "RePO preference optimization for Hugging Face language models, in one static binary",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("relupo {{.Version}}\n")
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
 		if n := dist.Launched(); n > 1 && c.Name() != "train" && c.Name() != "bench" {
 			return usagef("%s: launched as one of %d ranks, but only 'relupo train' and 'relupo bench' run as ranks of an MPI job (the others would run %d copies writing the same output)", c.CommandPath(), n, n)
@@ -45,7 +49,7 @@ func newRootCmd() *cobra.Command {
 		return nil
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+		return usageError{fmt.Errorf("%w%s (see '%s --help')", err, flagSuggestion(c, err), c.CommandPath())}
 	})
 	// Each subcommand lives in its own file as newXxxCmd.
 	root.AddCommand(
@@ -59,6 +63,8 @@ func newRootCmd() *cobra.Command {
 		newJudgeCmd(),
 		newDataCmd(),
 	)
+	// After AddCommand, so that every command's flags accept '_' for '-'.
+	root.SetGlobalNormalizationFunc(normalizeFlag)
 	return root
 }
 
@@ -77,23 +83,87 @@ func main() {
 // gcPercent is the garbage collector's target unless GOGC is set.
 const gcPercent = 20
 
-// run executes the command line and returns the process exit code.
+// exitInterrupted is the exit code after SIGINT or SIGTERM (128 + SIGINT,
+// as shells report an interrupted command).
+const exitInterrupted = 130
+
+// run executes the command line and returns the process exit code. The
+// first SIGINT or SIGTERM cancels the command's context (training writes a
+// checkpoint and stops; every other long loop stops at its next check); a
+// second one exits at once, whatever the command is doing (reading a FIFO
+// nobody writes, say).
 func run(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "relupo: %v: stopping (send it again to exit at once)\n", s)
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "relupo: %v again: exiting now\n", s)
+			os.Exit(exitInterrupted)
+		case <-done:
+		}
+	}()
 	root := newRootCmd()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "relupo: %v\n", err)
+	// Messages may quote files (a template's error, a record): no escape
+	// sequence they hold reaches the terminal.
+	fmt.Fprintf(os.Stderr, "relupo: %s\n", textsafe.CleanLines(err.Error()))
+	if errors.Is(err, train.ErrInterrupted) {
+		fmt.Fprintf(os.Stderr, "relupo: to resume: %s\n", resumeCommand(args))
+	}
 	var ue usageError
 	var te *train.UsageError
-	if errors.As(err, &ue) || errors.As(err, &te) || isCobraUsageError(err) {
+	switch {
+	case ctx.Err() != nil || errors.Is(err, train.ErrInterrupted):
+		return exitInterrupted
+	case errors.As(err, &ue) || errors.As(err, &te) || isCobraUsageError(err):
 		return 2
 	}
 	return 1
+}
+
+// resumeCommand is the command line that resumes an interrupted training
+// run: this one, with --resume-from-checkpoint latest in place of any
+// earlier resume flag, quoted for a POSIX shell.
+func resumeCommand(args []string) string {
+	words := []string{"relupo"}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, _, hasValue := strings.Cut(a, "=")
+		if n := strings.ReplaceAll(name, "_", "-"); n == "--resume-from-checkpoint" {
+			if !hasValue {
+				i++ // its value is the next word
+			}
+			continue
+		}
+		words = append(words, shellQuote(a))
+	}
+	return strings.Join(append(words, "--resume-from-checkpoint", "latest"), " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but plain
+// characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // isCobraUsageError recognises the errors cobra itself returns for a bad command line.

@@ -177,8 +177,8 @@ func interruptAfter(t *testing.T, out string, minStep int, args ...string) (stri
 	}
 	err := cmd.Wait()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("exit %v, want 1; stderr:\n%s", err, se.String())
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130; stderr:\n%s", err, se.String())
 	}
 	return se.String(), lastStep(filepath.Join(out, "metrics.jsonl"))
 }
@@ -203,8 +203,8 @@ func TestSIGINTWritesResumableCheckpoint(t *testing.T) {
 	args := []string{"train", "--model", tinyModel, "--data", data, "--output-dir", out,
 		"--max-steps", "100000", "--logging-steps", "1", "--per-device-train-batch-size", "2", "--threads", "1"}
 	stderr, _ := interruptAfter(t, out, 3, args...)
-	if !strings.Contains(stderr, "resume with --resume-from-checkpoint") {
-		t.Fatalf("stderr does not say how to resume:\n%s", stderr)
+	if want := "relupo: to resume: relupo " + strings.Join(args, " ") + " --resume-from-checkpoint latest\n"; !strings.Contains(stderr, want) {
+		t.Fatalf("stderr does not give the command to resume (%q):\n%s", want, stderr)
 	}
 	entries, _ := filepath.Glob(filepath.Join(out, "checkpoint-*"))
 	if len(entries) != 1 || strings.HasSuffix(entries[0], ".tmp") {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/relupo/relupo/train"
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 )
@@ -229,4 +230,36 @@ func keyGiven(fs *pflag.FlagSet, key string) bool {
 		}
 	}
 	return false
+}
+
+// configHelp is the help of --config on the commands other than train.
+const configHelp = "YAML recipe of the run ('relupo train --config'): its data, model and tokenizer keys apply as in training; command-line flags override it"
+
+// applyConfig reads the YAML recipe at path (none when empty) into o: every
+// key whose flag was not given on cmd's command line. With loss, the
+// recipe's meaning beyond its values applies too (the loss its trainer
+// would run, refused keys; see train.Recipe.Apply), as train and eval need.
+// Notes and the keys that set nothing go to standard error.
+func applyConfig(cmd *cobra.Command, o *train.Options, path string, loss bool) error {
+	if path == "" {
+		return nil
+	}
+	r, err := applyYAML(o, path, cmd.Flags())
+	if err != nil {
+		return usageError{err}
+	}
+	if loss {
+		notes, err := train.Recipe(r.raw).Apply(o, func(key string) bool { return keyGiven(cmd.Flags(), key) })
+		for _, n := range notes {
+			fmt.Fprintf(os.Stderr, "relupo: %s: %s\n", path, n)
+		}
+		if err != nil {
+			return usagef("config: %s: %v", path, err)
+		}
+	}
+	unused := slices.DeleteFunc(r.unused, func(k string) bool { return slices.Contains(train.RecipeKeys, k) })
+	if len(unused) > 0 {
+		fmt.Fprintf(os.Stderr, "relupo: %s: keys with no effect in relupo: %s\n", path, strings.Join(unused, ", "))
+	}
+	return nil
 }

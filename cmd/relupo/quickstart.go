@@ -38,7 +38,7 @@ load as llama.`,
 				return usagef("quickstart: --train-pairs must be ≥ 8, --eval-pairs ≥ 1 and --epochs > 0")
 			}
 			o.ComputeDType = computeDType
-			o.Progress = newProgress(os.Stderr)
+			o.Progress = newProgress(os.Stderr, true)
 			fmt.Fprintf(os.Stderr, "relupo quickstart: RePO (γ = 0.5) on %d synthetic pairs, %d held out\n", o.TrainPairs, o.EvalPairs)
 			res, err := quickstart.Run(cmd.Context(), o)
 			if err != nil {

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"slices"
-	"strings"
 
 	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/train"
@@ -16,6 +14,7 @@ func newTrainCmd() *cobra.Command {
 	opts := train.DefaultOptions()
 	var config string
 	var jsonOut bool
+	progress := true
 	cmd := &cobra.Command{
 		Use:   "train --model DIR --data FILE [flags]",
 		Short: "Align a model with preference pairs (RePO by default)",
@@ -38,22 +37,8 @@ SIGTERM it finishes the step, writes a checkpoint and exits with code 1, saying
 how to resume.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if config != "" {
-				r, err := applyYAML(&opts, config, cmd.Flags())
-				if err != nil {
-					return usageError{err}
-				}
-				notes, err := train.Recipe(r.raw).Apply(&opts, func(key string) bool { return keyGiven(cmd.Flags(), key) })
-				for _, n := range notes {
-					fmt.Fprintf(os.Stderr, "relupo: %s: %s\n", config, n)
-				}
-				if err != nil {
-					return usagef("config: %s: %v", config, err)
-				}
-				unused := slices.DeleteFunc(r.unused, func(k string) bool { return slices.Contains(train.RecipeKeys, k) })
-				if len(unused) > 0 {
-					fmt.Fprintf(os.Stderr, "relupo: %s: keys with no effect in relupo: %s\n", config, strings.Join(unused, ", "))
-				}
+			if err := applyConfig(cmd, &opts, config, true); err != nil {
+				return err
 			}
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
@@ -70,10 +55,15 @@ how to resume.`,
 					return err
 				}
 				if lead {
-					t.Progress = newProgress(os.Stderr)
+					t.Progress = newProgress(os.Stderr, progress)
 					l := t.Config.Loss
 					fmt.Fprintf(os.Stderr, "relupo: %s (β %g, γ %g) on %d pairs (%d held out), %s model with %d parameters%s\n",
 						l.LossType, l.Beta, l.Gamma, len(t.Train), len(t.Eval), t.Policy.Config.ModelType, t.Policy.Config.NumParams(), rankNote(comm, opts))
+					if n := train.TruncatedPairs(t.Train); n > 0 {
+						tr := t.Config.Data.Truncation
+						fmt.Fprintf(os.Stderr, "relupo: truncation cuts %s (max_length %d, max_prompt_length %d, %s); 'relupo data stats' shows the lengths\n",
+							truncatedNote(n, len(t.Train)), tr.MaxLength, tr.MaxPromptLength, tr.Mode)
+					}
 				}
 				sum, err := t.Run(ctx)
 				if err != nil || !lead {
@@ -84,6 +74,7 @@ how to resume.`,
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "YAML recipe (SimPO/RePO/TRL keys); command-line flags override it")
+	cmd.Flags().BoolVar(&progress, "progress", true, "on a terminal, show a live progress line fitted to its width; false prints a plain line at each logged step instead, as when stderr is not a terminal")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the final summary as one JSON object")
 	bindFlags(&opts, cmd.Flags())
 	return cmd
@@ -95,8 +86,16 @@ func printSummary(cmd *cobra.Command, sum train.Summary, jsonOut bool) error {
 		return json.NewEncoder(cmd.OutOrStdout()).Encode(sum)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps in %.1fs, mean loss %.4g; model written to %s\n", sum.Steps, sum.Seconds, sum.TrainLoss, sum.OutputDir)
+	if sum.Truncated > 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "truncation cut %s\n", truncatedNote(sum.Truncated, sum.Pairs))
+	}
 	if len(sum.Eval) > 0 {
 		fmt.Fprintf(cmd.OutOrStdout(), "eval: %s\n", summarize(sum.Eval))
 	}
 	return nil
+}
+
+// truncatedNote says how many of the training pairs truncation cut.
+func truncatedNote(n, pairs int) string {
+	return fmt.Sprintf("%d of %d training pairs (%.1f%%)", n, pairs, 100*float64(n)/float64(max(pairs, 1)))
 }

@@ -101,7 +101,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	start := time.Now()
 	to := train.DefaultOptions()
 	to.Model = "quickstart (built in memory)"
-	to.Data = []string{"quickstart task (built in memory)"}
+	to.Data, to.EvalData = []string{"quickstart task (built in memory)"}, []string{"quickstart held-out pairs (built in memory)"}
 	to.OutputDir, to.Overwrite = o.OutputDir, true // a demonstration: each run starts the folder anew
 	to.LossType, to.GammaBetaRatio, to.Beta = "repo", 0.5, 2
 	to.LearningRate, to.LRSchedulerType, to.WarmupRatio = 3e-3, "cosine", 0.1
