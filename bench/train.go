@@ -146,7 +146,7 @@ type stepper struct {
 
 func newStepper(cfg model.Config, c train.Compute, training bool, log io.Writer) *stepper {
 	if c.Precision == kernels.BF16 && !kernels.NativeBF16() && log != nil {
-		fmt.Fprintln(log, "relupo bench: bf16 is emulated here (no AMX-BF16 on this CPU or kernel path): bf16 numbers at float32 speed or lower")
+		fmt.Fprintln(log, "relupo bench: bf16 is emulated here (no AMX-BF16 or AVX512_BF16 on this CPU or kernel path): bf16 numbers, slower than float32")
 	}
 	m := model.New(cfg)
 	m.Params.Init(0, 0.02)

@@ -119,7 +119,7 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 		return nil, err
 	}
 	if c.Compute.Precision == kernels.BF16 && !kernels.NativeBF16() && warn != nil {
-		warn("bf16 compute is emulated here (no AMX-BF16 on this CPU or kernel path): the numbers are bf16's, the speed float32's or lower")
+		warn("bf16 compute is emulated here (no AMX-BF16 or AVX512_BF16 on this CPU or kernel path): the numbers are bf16's, but a step is slower than float32's (rounding the operands costs time and gains none); --compute-dtype float32 (which wins over the recipe's bf16: true) is faster here")
 	}
 	needRef := c.Loss.NeedsReference()
 	if needRef {
