@@ -75,23 +75,30 @@ type LogpsFile struct {
 	Lines      []LogpsLine
 }
 
-// provenance describes the data c loads from srcs for model. It hashes
-// every data file.
-func (c DataConfig) provenance(model string, srcs []data.Source) (Provenance, error) {
-	p := Provenance{Version: logpsVersion, Model: model, DataFormat: string(c.Format),
+// provenance describes the data c loads for model from the files (see
+// hashFiles), holding pairs.
+func (c DataConfig) provenance(model string, files []FileInfo, pairs int) Provenance {
+	p := Provenance{Version: logpsVersion, Model: model, DataFormat: string(c.Format), Data: files, Pairs: pairs,
 		MaxLength: c.Truncation.MaxLength, MaxPromptLength: c.Truncation.MaxPromptLength, TruncationMode: c.Truncation.Mode,
 		ChatTemplate: c.Encode.ChatTemplate, CompletionOnlyAssistantContent: c.Encode.AssistantHeaderInPrompt, SkipInvalid: c.SkipInvalid}
 	if p.DataFormat == "" {
 		p.DataFormat = string(data.FormatAuto)
 	}
+	return p
+}
+
+// hashFiles identifies every data file by its size and SHA-256 (a pass
+// over each file, so a run does it once).
+func hashFiles(srcs []data.Source) ([]FileInfo, error) {
+	var out []FileInfo
 	for _, s := range srcs {
 		fi, err := fileInfo(s)
 		if err != nil {
-			return Provenance{}, err
+			return nil, err
 		}
-		p.Data = append(p.Data, fi)
+		out = append(out, fi)
 	}
-	return p, nil
+	return out, nil
 }
 
 func fileInfo(s data.Source) (FileInfo, error) {

@@ -72,8 +72,9 @@ type Record struct {
 	Model string `json:"model"`
 }
 
-// record makes the Record of a run from its options.
-func record(o Options, dc DataConfig) (*Record, error) {
+// record makes the Record of a run from its options and its training data
+// files (see hashFiles).
+func record(o Options, files []FileInfo) (*Record, error) {
 	r := &Record{Options: map[string]string{}}
 	v := reflect.ValueOf(o)
 	for i := 0; i < v.NumField(); i++ {
@@ -83,11 +84,7 @@ func record(o Options, dc DataConfig) (*Record, error) {
 		}
 		r.Options[key] = optionString(v.Field(i).Interface())
 	}
-	for _, s := range dc.Train {
-		fi, err := fileInfo(s)
-		if err != nil {
-			return nil, err
-		}
+	for _, fi := range files {
 		fi.Path = filepath.Base(fi.Path) // a moved file is the same data
 		r.Data = append(r.Data, fi)
 	}

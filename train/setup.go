@@ -98,7 +98,10 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 		}
 		t.outputChecked = true
 	}
-	if t.Record, err = record(o, c.Data); err != nil {
+	if t.dataFiles, err = hashFiles(c.Data.Train); err != nil {
+		return nil, err
+	}
+	if t.Record, err = record(o, t.dataFiles); err != nil {
 		return nil, err
 	}
 	if t.SaveDType, err = c.Output.dtype(dtype); err != nil {
@@ -172,11 +175,7 @@ func (t *Trainer) trainReference(ctx context.Context) error {
 	if c.Ref.Logps == "" && c.Loop.ResumeFrom == "" {
 		return t.computeTrainReference(ctx)
 	}
-	want, err := c.Data.provenance(c.Model, c.Data.Train)
-	if err != nil {
-		return err
-	}
-	want.Pairs = len(t.Train)
+	want := c.Data.provenance(c.Model, t.dataFiles, len(t.Train))
 	if c.Ref.Logps != "" {
 		f, err := ReadLogpsFile(c.Ref.Logps)
 		if err != nil {
@@ -205,11 +204,8 @@ func (t *Trainer) computeTrainReference(ctx context.Context) error {
 	if !t.writer() {
 		return nil
 	}
-	p, err := c.Data.provenance(c.referenceModel(), c.Data.Train)
-	if err != nil {
-		return err
-	}
-	p.ComputeDType, p.Pairs = c.Compute.Precision.String(), len(t.Train)
+	p := c.Data.provenance(c.referenceModel(), t.dataFiles, len(t.Train))
+	p.ComputeDType = c.Compute.Precision.String()
 	f := &LogpsFile{Provenance: p}
 	for _, e := range t.Train {
 		f.Lines = append(f.Lines, newLogpsLine(e, *e.RefChosen, *e.RefRejected, data.Labels(e.Prompt, e.Chosen), data.Labels(e.Prompt, e.Rejected)))
@@ -352,11 +348,12 @@ func Logps(ctx context.Context, o Options, warn func(string)) (*LogpsFile, error
 		return nil, err
 	}
 	c := in.cfg
-	p, err := c.Data.provenance(c.Model, c.Data.Train)
+	files, err := hashFiles(c.Data.Train)
 	if err != nil {
 		return nil, err
 	}
-	p.ComputeDType, p.Pairs = c.Compute.Precision.String(), len(in.exs)
+	p := c.Data.provenance(c.Model, files, len(in.exs))
+	p.ComputeDType = c.Compute.Precision.String()
 	f := &LogpsFile{Provenance: p}
 	e := NewEngine(in.model, c.Compute)
 	defer e.Close()
@@ -396,11 +393,11 @@ func Evaluate(ctx context.Context, o Options, warn func(string)) (Row, error) {
 	if c.Loss.NeedsReference() && !allHaveRef(in.exs) {
 		switch {
 		case c.Ref.Logps != "":
-			want, err := c.Data.provenance(c.Model, c.Data.Train)
+			files, err := hashFiles(c.Data.Train)
 			if err != nil {
 				return nil, err
 			}
-			want.Pairs = len(in.exs)
+			want := c.Data.provenance(c.Model, files, len(in.exs))
 			f, err := ReadLogpsFile(c.Ref.Logps)
 			if err != nil {
 				return nil, err

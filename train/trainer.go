@@ -65,8 +65,9 @@ type Trainer struct {
 	// (a Trainer not made by Setup) records nothing.
 	Record *Record
 
-	outputChecked bool   // Setup applied the output folder's rule
-	unlock        func() // drops the output folder's lock (see lockOutput)
+	outputChecked bool       // Setup applied the output folder's rule
+	dataFiles     []FileInfo // the training files' sizes and hashes, read once by Setup
+	unlock        func()     // drops the output folder's lock (see lockOutput)
 
 	engine  *Engine
 	sched   func(int) float64
