@@ -70,6 +70,13 @@ type zeroShard struct {
 	off    []int
 	grad   []float32     // this rank's shard of the averaged gradient
 	params []optim.Param // the pieces, Grad pointing into grad
+	spans  []zeroSpan    // where each piece lies, parallel to params
+}
+
+// zeroSpan places a piece: elements [a, b) of Params.Mem, within tensor
+// number tensor, which starts at start and holds size elements.
+type zeroSpan struct {
+	tensor, start, size, a, b int
 }
 
 // shard returns this rank's shard, made on first use.
@@ -82,10 +89,11 @@ func (e *Engine) shard() *zeroShard {
 	lo, hi := z.off[rank], z.off[rank+1]
 	z.grad = make([]float32, hi-lo)
 	start := 0
-	for _, t := range e.Model.Params.Tensors() {
+	for i, t := range e.Model.Params.Tensors() {
 		end := start + len(t.Data)
 		if a, b := max(start, lo), min(end, hi); a < b {
 			z.params = append(z.params, optim.Param{Name: t.Name, Data: mem[a:b], Grad: z.grad[a-lo : b-lo]})
+			z.spans = append(z.spans, zeroSpan{tensor: i, start: start, size: len(t.Data), a: a, b: b})
 		}
 		start = end
 	}
@@ -142,26 +150,19 @@ func (e *Engine) OptimizerState() ([]optim.StateTensor, error) {
 	z := e.shard()
 	n := len(e.Model.Params.Mem)
 	m, v := make([]float32, n), make([]float32, n)
-	lo := z.off[e.Comm.Rank()]
 	local := map[string][]float32{}
 	for _, st := range e.Optimizer.State() {
 		local[st.Name] = st.Data
 	}
 	tensors := e.Model.Params.Tensors()
 	steps := make([]float64, len(tensors)) // each tensor's count, from the rank whose shard holds its first element
-	start := 0
-	for i, t := range tensors {
-		end := start + len(t.Data)
-		if a, b := max(start, lo), min(end, z.off[e.Comm.Rank()+1]); a < b {
-			copy(m[a:b], local[optim.StateExpAvgPrefix+t.Name])
-			copy(v[a:b], local[optim.StateExpAvgSqPrefix+t.Name])
-			if a == start {
-				if s := local[optim.StateStepPrefix+t.Name]; len(s) == 1 {
-					steps[i] = float64(s[0])
-				}
-			}
+	for i, s := range z.spans {
+		name := z.params[i].Name
+		copy(m[s.a:s.b], local[optim.StateExpAvgPrefix+name])
+		copy(v[s.a:s.b], local[optim.StateExpAvgSqPrefix+name])
+		if c := local[optim.StateStepPrefix+name]; s.a == s.start && len(c) == 1 {
+			steps[s.tensor] = float64(c[0])
 		}
-		start = end
 	}
 	for _, err := range []error{e.Comm.AllGather(m, z.off), e.Comm.AllGather(v, z.off), e.Comm.AllReduceSum64(steps)} {
 		if err != nil {
@@ -169,7 +170,7 @@ func (e *Engine) OptimizerState() ([]optim.StateTensor, error) {
 		}
 	}
 	var out []optim.StateTensor
-	start = 0
+	start := 0
 	for i, t := range tensors {
 		end := start + len(t.Data)
 		if steps[i] > 0 {
@@ -191,31 +192,26 @@ func (e *Engine) LoadOptimizerState(tensors []optim.StateTensor) error {
 		return e.Optimizer.LoadState(e.params(), tensors)
 	}
 	z := e.shard()
-	lo := z.off[e.Comm.Rank()]
 	byName := map[string][]float32{}
 	for _, t := range tensors {
 		byName[t.Name] = t.Data
 	}
 	var pieces []optim.StateTensor
-	start := 0
-	for _, t := range e.Model.Params.Tensors() {
-		end := start + len(t.Data)
-		if a, b := max(start, lo), min(end, z.off[e.Comm.Rank()+1]); a < b {
-			for _, prefix := range []string{optim.StateExpAvgPrefix, optim.StateExpAvgSqPrefix} {
-				d, ok := byName[prefix+t.Name]
-				if !ok {
-					continue
-				}
-				if len(d) != len(t.Data) {
-					return fmt.Errorf("optim state: %s has %d values, the parameter %d", prefix+t.Name, len(d), len(t.Data))
-				}
-				pieces = append(pieces, optim.StateTensor{Name: prefix + t.Name, Data: d[a-start : b-start]})
+	for i, s := range z.spans {
+		name := z.params[i].Name
+		for _, prefix := range []string{optim.StateExpAvgPrefix, optim.StateExpAvgSqPrefix} {
+			d, ok := byName[prefix+name]
+			if !ok {
+				continue
 			}
-			if d, ok := byName[optim.StateStepPrefix+t.Name]; ok {
-				pieces = append(pieces, optim.StateTensor{Name: optim.StateStepPrefix + t.Name, Data: d})
+			if len(d) != s.size {
+				return fmt.Errorf("optim state: %s has %d values, the parameter %d", prefix+name, len(d), s.size)
 			}
+			pieces = append(pieces, optim.StateTensor{Name: prefix + name, Data: d[s.a-s.start : s.b-s.start]})
 		}
-		start = end
+		if d, ok := byName[optim.StateStepPrefix+name]; ok {
+			pieces = append(pieces, optim.StateTensor{Name: optim.StateStepPrefix + name, Data: d})
+		}
 	}
 	for name := range byName {
 		if !strings.HasPrefix(name, optim.StateExpAvgPrefix) && !strings.HasPrefix(name, optim.StateExpAvgSqPrefix) && !strings.HasPrefix(name, optim.StateStepPrefix) {

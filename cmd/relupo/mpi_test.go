@@ -168,7 +168,7 @@ func TestMPIEquivalence(t *testing.T) {
 
 // A checkpoint of a two-rank ZeRO-1 run is an ordinary full checkpoint:
 // one process with the same global batch resumes from it and ends with
-// the two-rank run's weights.
+// the two-rank run's weights, and so do two ZeRO-1 ranks.
 func TestMPIResumeWithOtherRanks(t *testing.T) {
 	bin := mpiRelupo(t)
 	data := pairs(t, 36)
@@ -183,6 +183,15 @@ func TestMPIResumeWithOtherRanks(t *testing.T) {
 	}
 	if d := maxWeightDiff(t, weights(t, two), weights(t, resumed)); d > 5e-5 {
 		t.Fatalf("resumed weights differ from the two-rank run by %g", d)
+	}
+	// Two ZeRO-1 ranks resume from it too, each taking its shard of the
+	// full optimizer state.
+	sharded := t.TempDir()
+	if se, code := mpirun(t, 2, bin, mpiTrainArgs(data, sharded, 3, "--zero-stage", "1", "--resume-from-checkpoint", ck)...); code != 0 {
+		t.Fatalf("resume on two ZeRO-1 ranks: exit %d: %s", code, se)
+	}
+	if d := maxWeightDiff(t, weights(t, two), weights(t, sharded)); d > 5e-5 {
+		t.Fatalf("weights resumed on two ZeRO-1 ranks differ from the uninterrupted run by %g", d)
 	}
 }
 
