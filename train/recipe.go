@@ -113,7 +113,7 @@ func (r Recipe) loss(o *Options, explicit func(string) bool) (string, error) {
 		}
 		g := 0.5 // CPOConfig's default simpo_gamma
 		if r.has("simpo_gamma") {
-			v, err := number(r["simpo_gamma"])
+			v, err := YAMLNumber(r["simpo_gamma"])
 			if err != nil {
 				return "", fmt.Errorf("simpo_gamma: %v", err)
 			}
@@ -124,7 +124,7 @@ func (r Recipe) loss(o *Options, explicit func(string) bool) (string, error) {
 		}
 		alpha := 1.0 // CPOConfig's default cpo_alpha
 		if r.has("cpo_alpha") {
-			v, err := number(r["cpo_alpha"])
+			v, err := YAMLNumber(r["cpo_alpha"])
 			if err != nil {
 				return "", fmt.Errorf("cpo_alpha: %v", err)
 			}
@@ -153,15 +153,24 @@ func (r Recipe) loss(o *Options, explicit func(string) bool) (string, error) {
 	return "", nil
 }
 
-// number reads a YAML number (which may arrive as a string, "1e-6").
-func number(v any) (float64, error) {
+// YAMLNumber reads a number from a decoded YAML value: an integer, a float,
+// or a string, as YAML 1.1 readers (PyYAML among them) leave "1e-6".
+func YAMLNumber(v any) (float64, error) {
 	switch x := v.(type) {
 	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case uint64:
 		return float64(x), nil
 	case float64:
 		return x, nil
 	case string:
-		return strconv.ParseFloat(strings.TrimSpace(x), 64)
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil {
+			return 0, fmt.Errorf("want a number, got %q", x)
+		}
+		return f, nil
 	}
 	return 0, fmt.Errorf("want a number, got %v", v)
 }

@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/relupo/relupo/train"
@@ -144,13 +143,13 @@ func setField(dst reflect.Value, val any) error {
 			return fmt.Errorf("want a string, got %v", val)
 		}
 	case *float64:
-		x, err := toFloat(val)
+		x, err := train.YAMLNumber(val)
 		if err != nil {
 			return err
 		}
 		*p = x
 	case *int:
-		x, err := toFloat(val)
+		x, err := train.YAMLNumber(val)
 		if err != nil {
 			return err
 		}
@@ -188,7 +187,7 @@ func setField(dst reflect.Value, val any) error {
 		}
 		m := map[string]float64{}
 		for k, fv := range x {
-			f, err := toFloat(fv)
+			f, err := train.YAMLNumber(fv)
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
@@ -199,26 +198,6 @@ func setField(dst reflect.Value, val any) error {
 		return fmt.Errorf("unsupported option type %s", dst.Type())
 	}
 	return nil
-}
-
-func toFloat(val any) (float64, error) {
-	switch x := val.(type) {
-	case int:
-		return float64(x), nil
-	case int64:
-		return float64(x), nil
-	case uint64:
-		return float64(x), nil
-	case float64:
-		return x, nil
-	case string: // YAML 1.1 readers leave "1e-6" as a string; PyYAML does too.
-		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		if err != nil {
-			return 0, fmt.Errorf("want a number, got %q", x)
-		}
-		return f, nil
-	}
-	return 0, fmt.Errorf("want a number, got %v", val)
 }
 
 // keyGiven reports whether the option with YAML key was given on the
