@@ -105,15 +105,12 @@ func Labels(prompt, response []int32) int {
 type Limits struct {
 	// VocabSize bounds the token ids: each must be in [0, VocabSize).
 	VocabSize int
-	// MaxSequence bounds prompt + response (a model's sliding window, when
-	// its attention cannot look further); 0 means no bound.
-	MaxSequence int
 }
 
 // Check reports an example that a model with the given limits cannot train
 // on: a token id outside the vocabulary, a response with no scored token
-// (its average log-prob would be 0/0), or a sequence too long. Errors name
-// e.Source.
+// (its average log-prob would be 0/0), or non-finite reference log-probs.
+// Errors name e.Source.
 func (e *Example) Check(lim Limits) error {
 	if lim.VocabSize > 0 {
 		for _, part := range []struct {
@@ -136,9 +133,6 @@ func (e *Example) Check(lim Limits) error {
 	}{{"chosen", e.Chosen}, {"rejected", e.Rejected}} {
 		if Labels(e.Prompt, r.ids) == 0 {
 			return fmt.Errorf("%s: the %s response has no tokens to score (empty, or cut away by truncation: is max_prompt_length ≥ max_length?)", e.Source, r.name)
-		}
-		if n := len(e.Prompt) + len(r.ids); lim.MaxSequence > 0 && n > lim.MaxSequence {
-			return fmt.Errorf("%s: prompt + %s response is %d tokens, longer than the model's sliding_window %d (lower --max-length)", e.Source, r.name, n, lim.MaxSequence)
 		}
 	}
 	return nil
