@@ -18,8 +18,7 @@ import (
 )
 
 // previewKeys are the training options that decide what data preview shows.
-var previewKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
-	"chat_template", "completion_only_assistant_content", "tokenizer"}
+var previewKeys = tokenKeys
 
 func newDataPreviewCmd() *cobra.Command {
 	o := train.DefaultOptions()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
@@ -11,8 +12,7 @@ import (
 
 // statsKeys are the training options that decide what data stats sees
 // (invalid records are counted, never fatal, so skip_invalid is not one).
-var statsKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
-	"chat_template", "completion_only_assistant_content", "per_device_eval_batch_size", "threads", "compute_dtype", "tokenizer"}
+var statsKeys = append(slices.Clone(tokenKeys), "per_device_eval_batch_size", "threads", "compute_dtype")
 
 func newDataCmd() *cobra.Command {
 	cmd := &cobra.Command{

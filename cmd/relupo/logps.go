@@ -3,15 +3,20 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 )
 
-// dataKeys are the options that decide how data becomes token ids; logps,
-// eval, data stats and train share them so that they build identical pairs.
-var dataKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
-	"chat_template", "completion_only_assistant_content", "skip_invalid", "per_device_eval_batch_size", "threads", "compute_dtype", "tokenizer"}
+// dataKeys are the data options of logps and eval: those of data stats,
+// and skip_invalid. Every list here grows from tokenKeys, so that the
+// commands build the pairs train builds.
+var dataKeys = append(slices.Clone(statsKeys), "skip_invalid")
+
+// tokenKeys are the options that decide each pair's token ids.
+var tokenKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
+	"chat_template", "completion_only_assistant_content", "tokenizer"}
 
 // warn prints a note for the user on standard error.
 func warn(msg string) { fmt.Fprintf(os.Stderr, "relupo: %s\n", msg) }
