@@ -19,7 +19,7 @@ type Options struct {
 	EvalSplitRatio float64            `key:"eval_split_ratio" help:"hold out this fraction of the training data for evaluation when no eval data is given"`
 	OutputDir      string             `key:"output_dir" help:"where checkpoints, metrics.jsonl and the final model go"`
 
-	LossType       string  `key:"loss_type" help:"repo, repo++, simpo, dpo (or TRL's name for it, sigmoid), ipo, hinge, dpo+repo or dpo+repo++"`
+	LossType       string  `key:"loss_type" help:"repo, repo++, simpo, simpo-hinge (SimPO's reference-free hinge), dpo (or TRL's name for it, sigmoid), ipo, hinge (DPO's), dpo+repo or dpo+repo++"`
 	Beta           float64 `key:"beta" help:"β: inverse temperature (for repo it only scales the logged rewards); NaN (unset): the loss's conventional value, 2 for repo, repo++ and simpo, 0.1 for dpo, ipo, hinge and the DPO-based RePO variants"`
 	GammaBetaRatio float64 `key:"gamma_beta_ratio" alias:"gamma" help:"γ: the margin threshold on the length-normalized margin (repo, repo++, simpo)"`
 	GammaEnd       float64 `key:"gamma_end" help:"if set, γ moves linearly from gamma_beta_ratio at the first step to this value at the last (dynamic γ; NaN: off)"`
