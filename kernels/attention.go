@@ -95,6 +95,9 @@ func keyRow(j, pfx0, np, start int) int {
 // [N, heads]) so that the backward pass can recompute probabilities without
 // storing a T×T matrix.
 func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartAttention, attnFlops(sh, 2))
+	}
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
 	scale, sc := sh.scale(), sh.SoftCap
 	type task struct{ s, h, t0, t1 int }
@@ -147,6 +150,9 @@ func AttentionForward(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
 // sequences sharing rows, key/value head) so that no two workers write the
 // same dk or dv rows.
 func AttentionBackward(p *Pool, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartAttention, attnFlops(sh, 5))
+	}
 	hd, H, KV := sh.HeadDim, sh.Heads, sh.KVHeads
 	scale, sc := sh.scale(), sh.SoftCap
 	g := sh.group()

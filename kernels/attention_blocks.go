@@ -27,6 +27,9 @@ import "math"
 // bfloat16, the sums in float32; the softmax and its gradient stay float32.
 // Elsewhere the BF16 precision's attention is float32.
 func AttentionForwardBlocked(p *Pool, out, lse, q, k, v []float32, sh AttnShape) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartAttention, attnFlops(sh, 2))
+	}
 	if path := gemmImpl; path != nil {
 		attentionForwardBlocks(p, path, attnBF16(p), out, lse, q, k, v, sh)
 		return
@@ -37,6 +40,9 @@ func AttentionForwardBlocked(p *Pool, out, lse, q, k, v []float32, sh AttnShape)
 // AttentionBackwardBlocked is AttentionBackward with block products; see
 // AttentionForwardBlocked.
 func AttentionBackwardBlocked(p *Pool, dq, dk, dv, dout, q, k, v, out, lse []float32, sh AttnShape) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartAttention, attnFlops(sh, 5))
+	}
 	if path := gemmImpl; path != nil {
 		attentionBackwardBlocks(p, path, attnBF16(p), dq, dk, dv, dout, q, k, v, out, lse, sh)
 		return

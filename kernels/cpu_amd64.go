@@ -80,9 +80,11 @@ func gemmPaths() []*gemmPath {
 	avx2, avx512 := cpuHas()
 	var paths []*gemmPath
 	if avx512 {
-		p := &gemmPath{name: "avx512", mr: 12, nr: 32, kernel: kernel512, packN: packNAsm512, packT: packTAsm512, packA: packAAsm512, transpose: transposeAsm512}
+		p := &gemmPath{name: "avx512", mr: 12, nr: 32, kernel: kernel512, packN: packNAsm512, packT: packTAsm512, packA: packAAsm512, transpose: transposeAsm512,
+			packNH: packNH512, packTH: packTH512, widen: widen512}
 		if cpuHasBF16() {
 			p.packNBF, p.packTBF, p.packABF = packNBF512, packTBF512, packABF512
+			p.packNBFH, p.packTBFH, p.packABFH = packNBFH512, packTBFH512, packABFH512
 			dp := *p
 			dp.name, dp.bfKernel, dp.blockBF, dp.bfKC = "avx512bf16", "vdpbf16ps", blockDPBF, bfKCDP
 			if cpuHasAMXBF16() {

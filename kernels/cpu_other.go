@@ -22,3 +22,5 @@ func rmsScaleFast(out, x, w []float32, rs float32) bool                  { retur
 func rmsBwdDotFast(dwp, dr, xr, w []float32, rs float32) (float64, bool) { return 0, false }
 func rmsBwdDxFast(dxr, dr, xr, w []float32, rs, dot float32) bool        { return false }
 func ropeFast(x1, x2, c, s []float32, inverse bool) bool                 { return false }
+
+func narrowFast(dst []uint16, src []float32) bool { return false }

@@ -64,6 +64,9 @@ func gegluBwd(dg, du, d, g, u []float32) {
 // gu is [rows, 2n] (row r: n gate values, then n up values), h is [rows, n],
 // h = gelu(gate)·up.
 func GeGLURows(p *Pool, h, gu []float32, rows, n int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	p.ForRange(rows, max(1, 4096/max(n, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			geglu(h[r*n:(r+1)*n], gu[2*r*n:(2*r+1)*n], gu[(2*r+1)*n:(2*r+2)*n])
@@ -74,6 +77,9 @@ func GeGLURows(p *Pool, h, gu []float32, rows, n int) {
 // GeGLURowsBackward writes dgu [rows, 2n] (the gate gradients, then the up
 // gradients, per row) from dh [rows, n] and the forward input gu.
 func GeGLURowsBackward(p *Pool, dgu, dh, gu []float32, rows, n int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	p.ForRange(rows, max(1, 4096/max(n, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			g, u := gu[2*r*n:(2*r+1)*n], gu[(2*r+1)*n:(2*r+2)*n]

@@ -15,6 +15,9 @@ const (
 // y = x·Wᵀ + b with W stored [out, in] as PyTorch's nn.Linear does.
 // A is [m, k], B is [n, k], C is [m, n]; bias is nil or [n]. C is overwritten.
 func MatMulNT(p *Pool, c, a, b, bias []float32, m, n, k int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartGEMM, gemmFlops(m, n, k))
+	}
 	checkLen("MatMulNT C", c, m*n)
 	checkLen("MatMulNT A", a, m*k)
 	checkLen("MatMulNT B", b, n*k)
@@ -146,6 +149,9 @@ func matMulNTSkinny(p *Pool, c, a, b, bias []float32, m, n, k int) {
 // MatMulNNAcc computes C += A·B with A [m, k], B [k, n], C [m, n]. It is the
 // input gradient of a linear layer: dx += dy·W.
 func MatMulNNAcc(p *Pool, c, a, b []float32, m, n, k int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartGEMM, gemmFlops(m, n, k))
+	}
 	checkLen("MatMulNNAcc C", c, m*n)
 	checkLen("MatMulNNAcc A", a, m*k)
 	checkLen("MatMulNNAcc B", b, k*n)
@@ -155,6 +161,9 @@ func MatMulNNAcc(p *Pool, c, a, b []float32, m, n, k int) {
 // MatMulNN computes C = A·B with A [m, k], B [k, n], C [m, n]: MatMulNNAcc
 // into a C that it overwrites, so that C needs no zeroing first.
 func MatMulNN(p *Pool, c, a, b []float32, m, n, k int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartGEMM, gemmFlops(m, n, k))
+	}
 	checkLen("MatMulNN C", c, m*n)
 	checkLen("MatMulNN A", a, m*k)
 	checkLen("MatMulNN B", b, k*n)
@@ -211,6 +220,9 @@ func matMulAccGo(p *Pool, c, a []float32, rsA, csA int, b []float32, m, n, k int
 // MatMulTNAcc computes C += Aᵀ·B with A [k, m], B [k, n], C [m, n]. It is the
 // weight gradient of a linear layer: dW += dyᵀ·x, summed over tokens.
 func MatMulTNAcc(p *Pool, c, a, b []float32, m, n, k int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartGEMM, gemmFlops(m, n, k))
+	}
 	checkLen("MatMulTNAcc C", c, m*n)
 	checkLen("MatMulTNAcc A", a, k*m)
 	checkLen("MatMulTNAcc B", b, k*n)

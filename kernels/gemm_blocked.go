@@ -83,6 +83,17 @@ type gemmPath struct {
 	bfKernel         string
 	bfReady          func() bool
 	bfKC             int
+
+	// The packers of operands given as bfloat16 bits (bf16h.go), with the
+	// layouts and contracts of the ones above: packNH and packTH widen a
+	// panel of B to float32 as packN and packT copy one; packNBFH,
+	// packTBFH and packABFH (a row-major A, row i at src[i·ld:]) move the
+	// bits into the pair layouts of packNBF, packTBF and packABF. widen
+	// widens a row. Each may be nil: the portable versions are used.
+	packNH, packTH     func(dst []float32, src []uint16, ld, kc, cols int)
+	packNBFH, packTBFH func(dst []float32, src []uint16, ld, kc, cols int)
+	packABFH           func(dst []float32, src []uint16, ld, kc, rows int)
+	widen              func(dst []float32, src []uint16)
 }
 
 // gemmArgs describes C (+)= op(A)·op(B) for the blocked driver.
@@ -115,6 +126,12 @@ type gemmArgs struct {
 	// zero padding cancels; they must be finite.
 	packedB []float32
 	packedK int
+	// b16 holds B as bfloat16 bits instead of b (MatMulNTH, MatMulNNH):
+	// the packers widen it, or move the bits into the bfloat16 panels.
+	// a16 holds a row-major A as bfloat16 bits instead of a (csA = 1; the
+	// weight of MatMulNTH's transposed evaluation): the tasks widen it a
+	// block at a time, or pack it as bfloat16.
+	a16, b16 []uint16
 }
 
 // packedRows is the number of rows of a panel of B packed for the whole
@@ -167,6 +184,18 @@ func putBuf(b *[]float32) { bufPools[bits.Len(uint(cap(*b)-1))].Put(b) }
 // into dst.
 func (g *gemmArgs) packPanel(path *gemmPath, dst []float32, j0, l0, kc int) {
 	cols := min(path.nr, g.n-j0)
+	if g.b16 != nil {
+		packT, packN := path.packTHOrGo(), path.packNHOrGo()
+		if g.bf16 {
+			packT, packN = path.packTBFHOrGo(), path.packNBFHOrGo()
+		}
+		if g.bT {
+			packT(dst, g.b16[j0*g.ldb+l0:], g.ldb, kc, cols)
+		} else {
+			packN(dst, g.b16[l0*g.ldb+j0:], g.ldb, kc, cols)
+		}
+		return
+	}
 	packT, packN := path.packT, path.packN
 	if g.bf16 {
 		packT, packN = path.packTBF, path.packNBF
@@ -180,6 +209,53 @@ func (g *gemmArgs) packPanel(path *gemmPath, dst []float32, j0, l0, kc int) {
 
 func roundUp(x, to int) int { return (x + to - 1) / to * to }
 
+// packABlockBF packs rows [i0, i0+rows) and steps [l0, l0+kc) of op(A)
+// for the bfloat16 kernel into dst, from A or from its bfloat16 bits.
+func (g *gemmArgs) packABlockBF(path *gemmPath, dst []float32, l0, i0, kc, rows int) {
+	if g.a16 != nil {
+		path.packABFHOrGo()(dst, g.a16[l0+i0*g.rsA:], g.rsA, kc, rows)
+		return
+	}
+	path.packABF(dst, g.a[l0*g.csA+i0*g.rsA:], g.rsA, g.csA, kc, rows)
+}
+
+// The path's packers of bfloat16 bits, or the portable ones.
+
+func (p *gemmPath) packNHOrGo() func(dst []float32, src []uint16, ld, kc, cols int) {
+	if p.packNH != nil {
+		return p.packNH
+	}
+	return packNHGo
+}
+
+func (p *gemmPath) packTHOrGo() func(dst []float32, src []uint16, ld, kc, cols int) {
+	if p.packTH != nil {
+		return p.packTH
+	}
+	return packTHGo
+}
+
+func (p *gemmPath) packNBFHOrGo() func(dst []float32, src []uint16, ld, kc, cols int) {
+	if p.packNBFH != nil {
+		return p.packNBFH
+	}
+	return packNBFHGo
+}
+
+func (p *gemmPath) packTBFHOrGo() func(dst []float32, src []uint16, ld, kc, cols int) {
+	if p.packTBFH != nil {
+		return p.packTBFH
+	}
+	return packTBFHGo
+}
+
+func (p *gemmPath) packABFHOrGo() func(dst []float32, src []uint16, ld, kc, rows int) {
+	if p.packABFH != nil {
+		return p.packABFH
+	}
+	return packABFHGo
+}
+
 func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	m, n, k := g.m, g.n, g.k
 	if m == 0 || n == 0 {
@@ -192,7 +268,7 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 	nPan := (n + nr - 1) / nr
 	kq := g.packedRows() // rows of a whole packed panel
 	var packed []float32
-	g.inPlaceB = !g.bT && !g.bf16 && m <= inPlaceRows && g.ldb <= inPlaceMaxLd && g.packedB == nil
+	g.inPlaceB = !g.bT && !g.bf16 && m <= inPlaceRows && g.ldb <= inPlaceMaxLd && g.packedB == nil && g.b16 == nil
 	if g.packedB != nil && k > 0 {
 		_ = g.packedB[nPan*kq*nr-1]
 		packed = g.packedB
@@ -248,8 +324,8 @@ func (g *gemmArgs) run(p *Pool, path *gemmPath) {
 		kcMax, mBlocks := g.kcMax(path), (m+gemmMC-1)/gemmMC
 		p.For((k+kcMax-1)/kcMax*mBlocks, func(t int) {
 			l0, i0 := t/mBlocks*kcMax, t%mBlocks*gemmMC
-			path.packABF(packedA[g.bfPackedAOffset(path, l0, i0):], g.a[l0*g.csA+i0*g.rsA:],
-				g.rsA, g.csA, min(kcMax, k-l0), min(gemmMC, m-i0))
+			g.packABlockBF(path, packedA[g.bfPackedAOffset(path, l0, i0):], l0, i0,
+				min(kcMax, k-l0), min(gemmMC, m-i0))
 		})
 	}
 	p.For(mTasks*nTasks, func(t int) {
@@ -314,10 +390,19 @@ func (g *gemmArgs) splitK(p *Pool, path *gemmPath) bool {
 		l0 := s * step
 		sub := *g
 		sub.k = min(step, g.k-l0)
-		sub.a = g.a[l0*g.csA:]
-		if g.bT {
-			sub.b = g.b[l0:]
+		if g.a16 != nil {
+			sub.a16 = g.a16[l0*g.csA:]
 		} else {
+			sub.a = g.a[l0*g.csA:]
+		}
+		switch {
+		case g.b16 != nil && g.bT:
+			sub.b16 = g.b16[l0:]
+		case g.b16 != nil:
+			sub.b16 = g.b16[l0*g.ldb:]
+		case g.bT:
+			sub.b = g.b[l0:]
+		default:
 			sub.b = g.b[l0*g.ldb:]
 		}
 		if s > 0 {
@@ -378,7 +463,7 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 	if g.bf16 && k > 0 && packedA == nil {
 		ap = getBuf(roundUp(gemmMC, 32) * bfRows(min(k, kcMax)))
 		defer putBuf(ap)
-	} else if g.rsA == 1 && g.csA > 1 && k > 0 {
+	} else if (g.a16 != nil || g.rsA == 1 && g.csA > 1) && k > 0 {
 		ap = getBuf(roundUp(gemmMC, mr) * min(k, kcMax))
 		defer putBuf(ap)
 	}
@@ -395,7 +480,11 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 		}
 		for ic := i0; ic < i1; ic += gemmMC {
 			ie := min(ic+gemmMC, i1)
-			a, rsA, csA, ai0 := g.a[l0*g.csA:], g.rsA, g.csA, 0
+			var a []float32
+			rsA, csA, ai0 := g.rsA, g.csA, 0
+			if g.a16 == nil {
+				a = g.a[l0*g.csA:]
+			}
 			var abf []float32 // the bfloat16 block of A
 			switch {
 			case g.bf16:
@@ -403,7 +492,16 @@ func (g *gemmArgs) task(path *gemmPath, packed, packedA []float32, i0, i1, j0, j
 					abf = packedA[g.bfPackedAOffset(path, l0, ic):]
 				} else {
 					abf = *ap
-					path.packABF(abf, g.a[l0*g.csA+ic*g.rsA:], g.rsA, g.csA, kc, ie-ic)
+					g.packABlockBF(path, abf, l0, ic, kc, ie-ic)
+				}
+			case g.a16 != nil:
+				// Widen the block's rows of A, row-major, kc a row: the
+				// kernel reads it as the float32 A (same values, same
+				// order of the sums).
+				a, rsA, csA, ai0 = *ap, kc, 1, ic
+				widen := widenFor(path)
+				for i := ic; i < ie; i++ {
+					widen(a[(i-ic)*kc:(i-ic+1)*kc], g.a16[i*g.rsA+l0:i*g.rsA+l0+kc])
 				}
 			case ap != nil:
 				// Aᵀ's rows lie far apart: copy the block into panels of mr

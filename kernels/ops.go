@@ -7,6 +7,9 @@ import "math"
 // in float32: out = w · (x · rstd), rstd = 1/sqrt(mean(x²) + eps). The
 // per-row rstd is saved for the backward pass. out may alias x.
 func RMSNormForward(p *Pool, out, rstd, x, w []float32, rows, dim int, eps float32) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	p.ForRange(rows, 16, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr := x[r*dim : r*dim+dim]
@@ -22,6 +25,9 @@ func RMSNormForward(p *Pool, out, rstd, x, w []float32, rows, dim int, eps float
 // and dw += ∂L/∂w, given dout, the input x and the saved rstd. dw is summed
 // serially over rows per worker and then reduced, so it is safe in parallel.
 func RMSNormBackward(p *Pool, dx, dw, dout, x, w, rstd []float32, rows, dim int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	workers := p.Workers()
 	partial := make([][]float32, workers)
 	chunks := make([][2]int, 0, workers)
@@ -56,12 +62,18 @@ func RMSNormBackward(p *Pool, dx, dw, dout, x, w, rstd []float32, rows, dim int)
 // head are the two coordinates being rotated. cos and sin are tables
 // [maxPos, headDim/2].
 func RopeForward(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, heads, headDim int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	rope(p, x, pos, cos, sin, rows, heads, headDim, false)
 }
 
 // RopeBackward applies the inverse rotation of RopeForward in place, which is
 // its gradient: rotations are orthogonal.
 func RopeBackward(p *Pool, dx []float32, pos []int32, cos, sin []float32, rows, heads, headDim int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	rope(p, dx, pos, cos, sin, rows, heads, headDim, true)
 }
 
@@ -84,12 +96,18 @@ func rope(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, heads, he
 // SwiGLUForward computes h = silu(gate) · up elementwise, with
 // silu(g) = g / (1 + e^(−g)).
 func SwiGLUForward(p *Pool, h, gate, up []float32) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	p.ForRange(len(h), 4096, func(lo, hi int) { swiglu(h[lo:hi], gate[lo:hi], up[lo:hi]) })
 }
 
 // SwiGLUBackward writes dgate and dup (overwriting them) from dh, given the
 // forward inputs gate and up.
 func SwiGLUBackward(p *Pool, dgate, dup, dh, gate, up []float32) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	p.ForRange(len(dh), 4096, func(lo, hi int) {
 		swigluBwd(dgate[lo:hi], dup[lo:hi], dh[lo:hi], gate[lo:hi], up[lo:hi])
 	})
@@ -99,6 +117,9 @@ func SwiGLUBackward(p *Pool, dgate, dup, dh, gate, up []float32) {
 // side, as the fused product x·[W_gate; W_up]ᵀ leaves them: gu is
 // [rows, 2n] (row r: n gate values, then n up values) and h is [rows, n].
 func SwiGLURows(p *Pool, h, gu []float32, rows, n int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	p.ForRange(rows, max(1, 4096/max(n, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			g := gu[2*r*n : (2*r+1)*n]
@@ -111,6 +132,9 @@ func SwiGLURows(p *Pool, h, gu []float32, rows, n int) {
 // writes dgu [rows, 2n] (row r: the gate gradients, then the up gradients)
 // from dh [rows, n] and the forward input gu.
 func SwiGLURowsBackward(p *Pool, dgu, dh, gu []float32, rows, n int) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	p.ForRange(rows, max(1, 4096/max(n, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			g, u := gu[2*r*n:(2*r+1)*n], gu[(2*r+1)*n:(2*r+2)*n]
@@ -146,6 +170,9 @@ func swigluBwd(dg, du, d, g, u []float32) {
 
 // Add computes y += x elementwise.
 func Add(p *Pool, y, x []float32) {
+	if pr := p.Profile(); pr != nil {
+		defer pr.Stop(pr.Start(), PartElementwise, 0)
+	}
 	p.ForRange(len(y), 8192, func(lo, hi int) {
 		yy, xx := y[lo:hi], x[lo:hi]
 		for i := range yy {

@@ -14,6 +14,7 @@ type Pool struct {
 	jobs    chan *job
 	wg      sync.WaitGroup
 	prec    Precision // of the matrix products; see SetPrecision
+	prof    *Profile  // see SetProfile
 }
 
 type job struct {
@@ -85,6 +86,9 @@ func (p *Pool) Close() {
 func (p *Pool) For(n int, fn func(i int)) {
 	if n <= 0 {
 		return
+	}
+	if p != nil && p.prof != nil { // a loop outside the kernel calls
+		defer p.prof.Stop(p.prof.Start(), PartElementwise, 0)
 	}
 	if p == nil || p.workers == 1 || n == 1 {
 		for i := 0; i < n; i++ {

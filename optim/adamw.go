@@ -55,6 +55,9 @@ type AdamW struct {
 	// Decay reports whether a parameter receives weight decay. Nil means
 	// [DecayParam] (the HF Trainer's rule).
 	Decay func(name string) bool
+	// Profile, if not nil, counts the time of each Step as the optimizer's
+	// part of a training step's time split (relupo bench --profile).
+	Profile *kernels.Profile
 
 	state map[string]*adamState
 }
@@ -146,6 +149,7 @@ func (o *AdamW) Step(params []Param, lr float64) error {
 	if o.state == nil {
 		o.state = make(map[string]*adamState)
 	}
+	defer o.Profile.Stop(o.Profile.Start(), kernels.PartOptimizer, 0)
 	for _, p := range params {
 		if p.Grad == nil {
 			continue
