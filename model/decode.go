@@ -46,8 +46,9 @@ func (c *KVCache) reserve(layers, width, n int) {
 // projections with biases, head norms, RoPE with its scaling and Gemma-3's
 // local bases, grouped-query attention with sliding windows and soft-capped
 // scores, SwiGLU or GeGLU, Gemma's extra norms, tied or untied lm_head, the
-// final soft cap), so its logits equal LastLogits over the whole sequence up
-// to float32 rounding.
+// final soft cap) and the model's LoRA adapter when it has one (without
+// dropout), so its logits equal LastLogits over the whole sequence up to
+// float32 rounding.
 //
 // A Decoder keeps scratch buffers; one Decoder serves one goroutine at a
 // time. The caches belong to the caller.
@@ -66,6 +67,8 @@ type Decoder struct {
 	last                        []float32
 	norms                       []layerNorms
 	normBuf                     []float32
+	loraU                       [numModules][]float32 // adapters' inner products [N, R]
+	loraT                       []float32             // an adapter's B product
 }
 
 // NewDecoder returns a decoder for m whose kernels run on pool.
@@ -87,6 +90,9 @@ func (d *Decoder) NewCache() *KVCache { return &KVCache{} }
 func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, error) {
 	m := d.Model
 	c, P, p := m.Config, m.Params, d.Pool
+	if err := m.checkLoRA(); err != nil {
+		return nil, err
+	}
 	if len(caches) != len(tokens) {
 		return nil, fmt.Errorf("model: decode: %d caches for %d sequences", len(caches), len(tokens))
 	}
@@ -150,8 +156,12 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 
 	for l := range P.Layers {
 		w, n := &P.Layers[l], &nw[l]
+		var ad *adapt
+		if m.LoRA != nil {
+			ad = &adapt{la: &m.LoRA.Layers[l], scale: m.LoRA.Config.Scale(), u: &d.loraU, t: d.loraT, r: m.LoRA.Config.R}
+		}
 		cos, sin := m.rope(l, d.cos, d.sin, d.cosL, d.sinL)
-		m.attnInputs(p, w, n, d.x, d.xn, d.rstd, d.q, d.k, d.v, nil, nil, d.rstd, d.rstd, d.pos, cos, sin, N)
+		m.attnInputs(p, w, n, ad, d.x, d.xn, d.rstd, d.q, d.k, d.v, nil, nil, d.rstd, d.rstd, d.pos, cos, sin, N)
 		for s, cache := range caches {
 			lo, hi := rowStart[s], rowStart[s+1]
 			o := oldLen[s] * kvw
@@ -159,8 +169,8 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 			copy(cache.V[l][o:o+(hi-lo)*kvw], d.v[lo*kvw:hi*kvw])
 		}
 		d.attention(caches, l)
-		m.attnOutput(p, w, n, d.x2, d.att, d.x, d.ao, d.rstd, N)
-		m.mlpBlock(p, w, n, d.x, d.x2, d.xn, d.rstd, d.gu, d.h, d.ao, d.rstd, N)
+		m.attnOutput(p, w, n, ad, d.x2, d.att, d.x, d.ao, d.rstd, N)
+		m.mlpBlock(p, w, n, ad, d.x, d.x2, d.xn, d.rstd, d.gu, d.h, d.ao, d.rstd, N)
 	}
 	for s, cache := range caches {
 		cache.Len = oldLen[s] + len(tokens[s])
@@ -176,7 +186,7 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 	xn := make([]float32, S*D)
 	kernels.RMSNormForward(p, xn, make([]float32, S), d.last, finalW, S, D, eps)
 	logits := make([]float32, S*V)
-	kernels.MatMulNT(p, logits, xn, P.LMHead, nil, S, V, D)
+	linNT(p, logits, xn, P.LMHead, P.HLMHead, nil, S, V, D)
 	m.capLogits(p, logits, S)
 	out := make([][]float32, S)
 	for s := range out {
@@ -254,6 +264,12 @@ func (d *Decoder) reserve(n int) {
 	d.k, d.v = grow(d.k, n*KV*hd), grow(d.v, n*KV*hd)
 	d.gu, d.h = grow(d.gu, 2*n*I), grow(d.h, n*I)
 	d.rstd = grow(d.rstd, max(n, n*H, n*KV))
+	if a := d.Model.LoRA; a != nil {
+		for i := range d.loraU {
+			d.loraU[i] = grow(d.loraU[i], n*a.Config.R)
+		}
+		d.loraT = grow(d.loraT, n*max(D, I, H*hd))
+	}
 	if cap(d.pos) < n {
 		d.pos, d.seqOf = make([]int32, n), make([]int, n)
 	}

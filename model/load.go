@@ -18,21 +18,11 @@ import (
 // F32, F16 or BF16. Weights are converted to float32. It also returns the
 // checkpoint's floating-point dtype, so that a save can keep it.
 func Load(dir string) (*Model, safetensors.DType, error) {
-	cfg, err := LoadConfig(dir)
+	cfg, ck, err := openChecked(dir)
 	if err != nil {
 		return nil, "", err
-	}
-	ck, err := safetensors.OpenCheckpoint(dir)
-	if err != nil {
-		return nil, "", fmt.Errorf("model: %w", err)
 	}
 	defer ck.Close()
-	// Check names and shapes before allocating: the checkpoint's sizes are
-	// bounded by its files, so a config.json cannot make relupo allocate
-	// more than the weights on disk justify.
-	if err := cfg.checkCheckpoint(ck); err != nil {
-		return nil, "", err
-	}
 	m := New(cfg)
 	if err := m.copyWeights(ck); err != nil {
 		return nil, "", err
@@ -40,11 +30,37 @@ func Load(dir string) (*Model, safetensors.DType, error) {
 	return m, ck.DType(), nil
 }
 
+// openChecked reads dir's config.json and opens its checkpoint, checked
+// against the configuration. Names and shapes are checked before anything
+// is allocated: the checkpoint's sizes are bounded by its files, so a
+// config.json cannot make relupo allocate more than the weights on disk
+// justify. The caller closes the checkpoint.
+func openChecked(dir string) (Config, *safetensors.Checkpoint, error) {
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	ck, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("model: %w", err)
+	}
+	if err := cfg.checkCheckpoint(ck); err != nil {
+		ck.Close()
+		return Config{}, nil, err
+	}
+	return cfg, ck, nil
+}
+
 // ignoredTensor reports names that checkpoints may carry and the model
-// rightly ignores: rotary buffers saved by old transformers versions, and a
-// duplicate lm_head when the embeddings are tied.
+// rightly ignores: rotary buffers saved by old transformers versions, a
+// duplicate lm_head when the embeddings are tied, and the score head of a
+// *ForSequenceClassification checkpoint (a reward model, loaded with
+// LoadTrunk; package score reads the head itself).
 func (c Config) ignoredTensor(name string) bool {
 	if strings.HasSuffix(name, ".rotary_emb.inv_freq") {
+		return true
+	}
+	if name == ScoreHeadTensor && c.SequenceClassifier() {
 		return true
 	}
 	return c.TieWordEmbeddings && name == "lm_head.weight"
@@ -128,6 +144,9 @@ const DefaultMaxShardBytes = 5_000_000_000
 // weights stored as dtype (F32, F16 or BF16). Every file is written to a
 // temporary name and renamed, so a crash never leaves a half-written file.
 func (m *Model) Save(dir string, dtype safetensors.DType, maxShardBytes int64) error {
+	if m.Params.Frozen {
+		return fmt.Errorf("model: cannot save a model whose base weights are held in bfloat16 as a frozen base (save its adapter, or merge it into the base loaded in float32)")
+	}
 	if maxShardBytes <= 0 {
 		maxShardBytes = DefaultMaxShardBytes
 	}

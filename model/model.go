@@ -10,6 +10,13 @@
 //	m.Backward(ws, batch, dSums, grads)       // grads += ∂L/∂θ
 //
 // Every layer is a forward/backward pair of calls into package kernels.
+//
+// LoRA (lora.go, lora_pass.go): with m.LoRA set, every targeted linear
+// layer adds its adapter's product, and BackwardAdapter computes the
+// adapter's gradients alone, the base frozen. The frozen base may hold its
+// weight matrices as bfloat16 bits (LoadWith, NewFrozenBF16;
+// lora_bf16.go), and Workspace.Checkpoint trades one more forward pass for
+// keeping only each layer's input.
 package model
 
 import (
@@ -23,6 +30,15 @@ import (
 type Model struct {
 	Config Config
 	Params *Params
+	// LoRA, when set, adds its low-rank adapters to the targeted linear
+	// layers in every pass (Forward, LastLogits, Decoder): y = W x +
+	// Scale·B(A·drop(x)). The base with its adapters switched off (the
+	// reference model of DPO-family losses under LoRA) is a shallow copy
+	// with LoRA nil, which shares Params:
+	//
+	//	ref := *m
+	//	ref.LoRA = nil
+	LoRA *Adapter
 
 	invFreq      []float32
 	invFreqLocal []float32 // Gemma-3's sliding layers, or nil
@@ -96,7 +112,13 @@ func (m *Model) embed(x []float32, tokens []int32) {
 	D, scale := m.Config.HiddenSize, m.Config.embedScale()
 	for t, tok := range tokens {
 		row := x[t*D : (t+1)*D]
-		copy(row, m.Params.Embed[int(tok)*D:(int(tok)+1)*D])
+		if h := m.Params.HEmbed; m.Params.Embed == nil && h != nil {
+			for i, v := range h[int(tok)*D : (int(tok)+1)*D] {
+				row[i] = bf16Float(v)
+			}
+		} else {
+			copy(row, m.Params.Embed[int(tok)*D:(int(tok)+1)*D])
+		}
 		if scale != 1 {
 			for i := range row {
 				row[i] *= scale
@@ -232,8 +254,26 @@ type Workspace struct {
 	// LogitMeanSums is the last Forward's per-sequence sums when
 	// LogitMeans is set (nil otherwise).
 	LogitMeanSums []float64
+	// Checkpoint is gradient checkpointing: Forward keeps only each
+	// layer's input, and Backward runs each layer's forward pass again,
+	// into one layer's worth of buffers, just before its backward pass.
+	// The activation memory is then one layer's activations plus N·hidden
+	// values per layer, for about one more forward pass of work; the
+	// numbers are bit for bit those of a run without it.
+	Checkpoint bool
+	// DropoutSeed chooses the LoRA dropout masks of the next Forward (a
+	// training Forward of a model with an adapter whose Dropout > 0; never
+	// with NoGrad, nor in LastLogits or a Decoder). The Backward that
+	// follows, and its recompute of checkpointed layers, use the same
+	// masks. Set a new seed for every micro-batch. The masks come from
+	// relupo's own counter-based stream (SplitMix64 of the seed, layer,
+	// module and entry), not from PyTorch's generator.
+	DropoutSeed uint64
 
-	noGradRun bool // the last Forward ran with NoGrad
+	noGradRun bool    // the last Forward ran with NoGrad
+	ckptRun   bool    // the last Forward ran with Checkpoint
+	dropP     float64 // the last Forward's LoRA dropout probability (0: none)
+	dropSeed  uint64  // and its DropoutSeed
 
 	n      int // tokens in the current batch
 	pos    []int32
@@ -254,6 +294,11 @@ type Workspace struct {
 
 	// backward scratch
 	dx, dxn, dq, dk, dv, datt, dgu, dh []float32
+	dwScratch                          []float32 // norm weight gradients of a frozen base, discarded
+
+	// LoRA scratch: an adapter's dropped input, its B product and the
+	// gradient of its inner product
+	loraXd, loraT, loraDu []float32
 
 	norms   []layerNorms // the RMSNorm weights of the last Forward
 	normF   []float32
@@ -278,6 +323,8 @@ type layerActs struct {
 	// those norms' rstd [N]
 	ao, mo         []float32
 	rstdPA, rstdPF []float32
+	// LoRA: each targeted module's s·(drop(x)·Aᵀ) [N, R]
+	u [numModules][]float32
 }
 
 func grow(s []float32, n int) []float32 {
@@ -300,17 +347,29 @@ func (c Config) keepsLogits(labels int) bool {
 	return int64(labels)*int64(c.VocabSize) <= c.NumParams()
 }
 
-func (ws *Workspace) reserve(c Config, n int) {
+// reserve sizes the workspace for a pass over n tokens of a model of
+// configuration c with adapter lora (or nil). Without NoGrad or
+// Checkpoint every layer gets its own activations; with NoGrad all layers
+// share layer 0's; with Checkpoint every layer keeps its own input x and
+// shares layer 0's other buffers (see acts).
+func (ws *Workspace) reserve(c Config, n int, lora *Adapter) {
 	D, I, H, KV, hd := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim
 	ws.n, ws.kept, ws.noGradRun = n, false, ws.NoGrad
+	ws.ckptRun = ws.Checkpoint && !ws.NoGrad
 	if len(ws.layers) != c.NumLayers {
 		ws.layers = make([]layerActs, c.NumLayers)
 	}
 	for l := range ws.layers {
-		if ws.NoGrad && l > 0 {
+		if ws.noGradRun && l > 0 {
 			break // every layer uses layer 0's buffers (acts)
 		}
 		a := &ws.layers[l]
+		if ws.ckptRun && l > 0 {
+			// only the layer's input; drop what a run without
+			// Checkpoint left here
+			*a = layerActs{x: grow(a.x, n*D)}
+			continue
+		}
 		a.x = grow(a.x, n*D)
 		a.rstd1, a.rstd2 = grow(a.rstd1, n), grow(a.rstd2, n)
 		a.xn1, a.xn2 = grow(a.xn1, n*D), grow(a.xn2, n*D)
@@ -328,6 +387,24 @@ func (ws *Workspace) reserve(c Config, n int) {
 			a.ao, a.mo = grow(a.ao, n*D), grow(a.mo, n*D)
 			a.rstdPA, a.rstdPF = grow(a.rstdPA, n), grow(a.rstdPF, n)
 		}
+		if lora != nil {
+			for i := range a.u {
+				if lora.Layers[l].get(i) != nil {
+					a.u[i] = grow(a.u[i], n*lora.Config.R)
+				}
+			}
+		}
+	}
+	if lora != nil {
+		maxIn, maxOut := 0, 0
+		for _, name := range lora.Config.Targets {
+			out, in := c.loraShape(name)
+			maxIn, maxOut = max(maxIn, in), max(maxOut, out)
+		}
+		ws.loraT = grow(ws.loraT, n*maxOut)
+		if lora.Config.Dropout > 0 && !ws.noGradRun {
+			ws.loraXd = grow(ws.loraXd, n*maxIn)
+		}
 	}
 	ws.xF, ws.rstdF, ws.xnF = grow(ws.xF, n*D), grow(ws.rstdF, n), grow(ws.xnF, n*D)
 	if cap(ws.pos) < n {
@@ -336,15 +413,45 @@ func (ws *Workspace) reserve(c Config, n int) {
 	ws.pos = ws.pos[:n]
 }
 
-// acts returns the activation buffers of layer l: its own, or with NoGrad
-// the one set all layers share. Sharing is safe because a layer's input x
-// is last read when the attention's residual is added, before the MLP
-// writes the layer's output, which is the next layer's input, into it.
-func (ws *Workspace) acts(l int) *layerActs {
-	if ws.NoGrad {
-		return &ws.layers[0]
+// acts returns the activation buffers of layer l: its own; with NoGrad
+// the one set all layers share; with Checkpoint its own input x and the
+// one set of other buffers, which Backward fills again for each layer.
+// Sharing x under NoGrad is safe because a layer's input x is last read
+// when the attention's residual is added, before the MLP writes the
+// layer's output, which is the next layer's input, into it.
+func (ws *Workspace) acts(l int) layerActs {
+	switch {
+	case ws.noGradRun:
+		return ws.layers[0]
+	case ws.ckptRun:
+		a := ws.layers[0]
+		a.x = ws.layers[l].x
+		return a
 	}
-	return &ws.layers[l]
+	return ws.layers[l]
+}
+
+// input returns the buffer of layer l's input (l = NumLayers: the final
+// residual stream).
+func (ws *Workspace) input(l int) []float32 {
+	switch {
+	case l == len(ws.layers):
+		return ws.xF
+	case ws.noGradRun:
+		return ws.layers[0].x
+	}
+	return ws.layers[l].x
+}
+
+// layerAdapt returns what a pass over layer l needs to apply the model's
+// adapters, with their inner products kept in u (nil without an adapter).
+func (m *Model) layerAdapt(ws *Workspace, l int, u *[numModules][]float32) *adapt {
+	if m.LoRA == nil {
+		return nil
+	}
+	lc := m.LoRA.Config
+	return &adapt{la: &m.LoRA.Layers[l], scale: lc.Scale(), drop: newDropout(ws.dropP, ws.dropSeed, l),
+		u: u, xd: ws.loraXd, t: ws.loraT, r: lc.R}
 }
 
 func (m *Model) ensureRope(ws *Workspace, positions int) {
@@ -378,9 +485,12 @@ func (m *Model) Forward(ws *Workspace, b *Batch) (sums []float64, counts []int, 
 	if err := b.validate(c); err != nil {
 		return nil, nil, err
 	}
+	if err := m.checkLoRA(); err != nil {
+		return nil, nil, err
+	}
 	N := len(b.Tokens)
-	ws.reserve(c, N)
-	m.trunk(ws, b)
+	ws.reserve(c, N, m.LoRA)
+	m.trunk(ws, b, !ws.NoGrad)
 	p := ws.Pool
 	V := c.VocabSize
 
@@ -462,7 +572,7 @@ func (m *Model) chunkLogits(ws *Workspace, c0, r int) []float32 {
 		row := ws.labelRow[c0+i]
 		copy(ws.chunkX[i*D:(i+1)*D], ws.xnF[row*D:(row+1)*D])
 	}
-	kernels.MatMulNT(ws.Pool, ws.chunkLogits[:r*V], ws.chunkX[:r*D], m.Params.LMHead, nil, r, V, D)
+	linNT(ws.Pool, ws.chunkLogits[:r*V], ws.chunkX[:r*D], m.Params.LMHead, m.Params.HLMHead, nil, r, V, D)
 	m.capLogits(ws.Pool, ws.chunkLogits[:r*V], r)
 	return ws.chunkLogits[:r*V]
 }
@@ -478,9 +588,18 @@ func (m *Model) capLogits(p *kernels.Pool, logits []float32, rows int) {
 	p.For(rows, func(i int) { kernels.SoftcapRow(logits[i*V:(i+1)*V], c) })
 }
 
+// checkLoRA verifies that the model's adapter, if any, fits it.
+func (m *Model) checkLoRA() error {
+	if m.LoRA == nil {
+		return nil
+	}
+	return m.Config.checkAdapter(m.LoRA)
+}
+
 // trunk runs embedding, every decoder layer and the final norm, leaving the
-// normalized final hidden states in ws.xnF.
-func (m *Model) trunk(ws *Workspace, b *Batch) {
+// normalized final hidden states in ws.xnF. A training pass applies the
+// adapters' dropout.
+func (m *Model) trunk(ws *Workspace, b *Batch, training bool) {
 	c, p := m.Config, ws.Pool
 	N := len(b.Tokens)
 	longest := 0
@@ -492,27 +611,41 @@ func (m *Model) trunk(ws *Workspace, b *Batch) {
 		longest = max(longest, np+b.Offsets[s+1]-b.Offsets[s])
 	}
 	m.ensureRope(ws, longest)
-	nw, finalW := m.normWeights(&ws.normBuf, &ws.norms)
+	_, finalW := m.normWeights(&ws.normBuf, &ws.norms)
 	ws.normF = finalW
+
+	ws.dropP, ws.dropSeed = 0, ws.DropoutSeed
+	if training && m.LoRA != nil {
+		ws.dropP = m.LoRA.Config.Dropout
+	}
 
 	m.embed(ws.layers[0].x, b.Tokens)
 	for l := range ws.layers {
-		a, w, n := ws.acts(l), &m.Params.Layers[l], &nw[l]
-		qPre, kPre := a.qPre, a.kPre // kept for Backward
-		if ws.NoGrad {
-			qPre, kPre = nil, nil
-		}
-		cos, sin := m.rope(l, ws.cos, ws.sin, ws.cosL, ws.sinL)
-		m.attnInputs(p, w, n, a.x, a.xn1, a.rstd1, a.q, a.k, a.v, qPre, kPre, a.qRstd, a.kRstd, ws.pos, cos, sin, N)
-		kernels.AttentionForwardBlocked(p, a.att, a.lse, a.q, a.k, a.v, c.attnShape(l, b.Offsets, b.Prefix))
-		m.attnOutput(p, w, n, a.x2, a.att, a.x, a.ao, a.rstdPA, N)
-		next := ws.xF
-		if l+1 < len(ws.layers) {
-			next = ws.acts(l + 1).x
-		}
-		m.mlpBlock(p, w, n, next, a.x2, a.xn2, a.rstd2, a.gu, a.h, a.mo, a.rstdPF, N)
+		m.layerForward(ws, b, l, ws.acts(l), ws.input(l+1))
 	}
 	kernels.RMSNormForward(p, ws.xnF, ws.rstdF, ws.xF, finalW, N, c.HiddenSize, float32(c.RMSNormEps))
+}
+
+// layerForward runs decoder layer l over the batch from a.x, keeping in a
+// what Backward reads, and writes the layer's output to out. With out nil
+// (Backward's recompute of a checkpointed layer, whose output it does not
+// read again) it stops once a holds what Backward reads.
+func (m *Model) layerForward(ws *Workspace, b *Batch, l int, a layerActs, out []float32) {
+	c, p, N := m.Config, ws.Pool, len(b.Tokens)
+	w, n := &m.Params.Layers[l], &ws.norms[l]
+	ad := m.layerAdapt(ws, l, &a.u)
+	qPre, kPre := a.qPre, a.kPre // kept for Backward
+	if ws.noGradRun {
+		qPre, kPre = nil, nil
+	}
+	cos, sin := m.rope(l, ws.cos, ws.sin, ws.cosL, ws.sinL)
+	m.attnInputs(p, w, n, ad, a.x, a.xn1, a.rstd1, a.q, a.k, a.v, qPre, kPre, a.qRstd, a.kRstd, ws.pos, cos, sin, N)
+	kernels.AttentionForwardBlocked(p, a.att, a.lse, a.q, a.k, a.v, c.attnShape(l, b.Offsets, b.Prefix))
+	m.attnOutput(p, w, n, ad, a.x2, a.att, a.x, a.ao, a.rstdPA, N)
+	if out == nil && c.Gemma {
+		out = ws.dxn // the post-feedforward norm's rstd needs the product; its output is dropped
+	}
+	m.mlpBlock(p, w, n, ad, out, a.x2, a.xn2, a.rstd2, a.gu, a.h, a.mo, a.rstdPF, N)
 }
 
 // attnInputs starts a layer's attention block for N rows of x: xn = the
@@ -520,13 +653,20 @@ func (m *Model) trunk(ws *Workspace, b *Batch) {
 // per-head norms of q and k (Qwen3, Gemma-3), then RoPE at positions pos.
 // With qPre and kPre (training), q and k before the head norms are kept
 // there for the backward pass; qRstd and kRstd receive the head norms' rstd.
-func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, x, xn, rstd, q, k, v, qPre, kPre, qRstd, kRstd []float32, pos []int32, cos, sin []float32, N int) {
+//
+// ad (nil: none) adds the layer's q, k and v adapters to the projections.
+func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *adapt, x, xn, rstd, q, k, v, qPre, kPre, qRstd, kRstd []float32, pos []int32, cos, sin []float32, N int) {
 	c := m.Config
 	D, H, KV, hd, eps := c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, float32(c.RMSNormEps)
 	kernels.RMSNormForward(p, xn, rstd, x, n.attn, N, D, eps)
-	kernels.MatMulNT(p, q, xn, w.Wq, w.Bq, N, H*hd, D)
-	kernels.MatMulNT(p, k, xn, w.Wk, w.Bk, N, KV*hd, D)
-	kernels.MatMulNT(p, v, xn, w.Wv, w.Bv, N, KV*hd, D)
+	linNT(p, q, xn, w.Wq, w.HWq, w.Bq, N, H*hd, D)
+	linNT(p, k, xn, w.Wk, w.HWk, w.Bk, N, KV*hd, D)
+	linNT(p, v, xn, w.Wv, w.HWv, w.Bv, N, KV*hd, D)
+	if ad != nil {
+		ad.apply(p, modQ, q, H*hd, 0, xn, N)
+		ad.apply(p, modK, k, KV*hd, 0, xn, N)
+		ad.apply(p, modV, v, KV*hd, 0, xn, N)
+	}
 	if c.QKNorm {
 		qIn, kIn := q, k // RMSNormForward allows its output to alias its input
 		if qPre != nil {
@@ -543,15 +683,22 @@ func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, x, xn
 
 // attnOutput ends a layer's attention block for N rows: x2 = x + att·W_oᵀ
 // (+ bias); for Gemma the product goes to ao and x2 = x + the
-// post-attention RMSNorm of ao (rstd saved).
-func (m *Model) attnOutput(p *kernels.Pool, w *LayerParams, n *layerNorms, x2, att, x, ao, rstd []float32, N int) {
+// post-attention RMSNorm of ao (rstd saved). ad (nil: none) adds the
+// o_proj adapter to the product.
+func (m *Model) attnOutput(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *adapt, x2, att, x, ao, rstd []float32, N int) {
 	c := m.Config
 	D, H, hd := c.HiddenSize, c.NumHeads, c.HeadDim
 	if c.Gemma {
-		kernels.MatMulNT(p, ao, att, w.Wo, w.Bo, N, D, H*hd)
+		linNT(p, ao, att, w.Wo, w.HWo, w.Bo, N, D, H*hd)
+		if ad != nil {
+			ad.apply(p, modO, ao, D, 0, att, N)
+		}
 		kernels.RMSNormForward(p, x2, rstd, ao, n.postAttn, N, D, float32(c.RMSNormEps))
 	} else {
-		kernels.MatMulNT(p, x2, att, w.Wo, w.Bo, N, D, H*hd)
+		linNT(p, x2, att, w.Wo, w.HWo, w.Bo, N, D, H*hd)
+		if ad != nil {
+			ad.apply(p, modO, x2, D, 0, att, N)
+		}
 	}
 	kernels.Add(p, x2, x)
 }
@@ -560,27 +707,74 @@ func (m *Model) attnOutput(p *kernels.Pool, w *LayerParams, n *layerNorms, x2, a
 // MLP's input RMSNorm of x2 (rstd saved), gu = its gate and up projections
 // (one product with the two weights stacked), h = SwiGLU (Gemma: GeGLU) of
 // them, out = x2 + W_down·h; for Gemma W_down·h goes to mo and out = x2 +
-// the post-feedforward RMSNorm of mo (rstdPF saved).
-func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, n *layerNorms, out, x2, xn, rstd, gu, h, mo, rstdPF []float32, N int) {
+// the post-feedforward RMSNorm of mo (rstdPF saved). ad (nil: none) adds
+// the gate, up and down adapters to their products. With out nil (not for
+// Gemma) it stops after h and the down adapter's inner product, which is
+// all a checkpointed layer's recompute needs.
+func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *adapt, out, x2, xn, rstd, gu, h, mo, rstdPF []float32, N int) {
 	c := m.Config
 	D, I, eps := c.HiddenSize, c.IntermediateSize, float32(c.RMSNormEps)
 	kernels.RMSNormForward(p, xn, rstd, x2, n.mlp, N, D, eps)
-	kernels.MatMulNT(p, gu, xn, w.WGateUp, nil, N, 2*I, D)
+	linNT(p, gu, xn, w.WGateUp, w.HWGateUp, nil, N, 2*I, D)
+	if ad != nil {
+		ad.apply(p, modGate, gu, 2*I, 0, xn, N)
+		ad.apply(p, modUp, gu, 2*I, I, xn, N)
+	}
 	if c.Gemma {
 		kernels.GeGLURows(p, h, gu, N, I)
-		kernels.MatMulNT(p, mo, h, w.WDown, nil, N, D, I)
+		linNT(p, mo, h, w.WDown, w.HWDown, nil, N, D, I)
+		if ad != nil {
+			ad.apply(p, modDown, mo, D, 0, h, N)
+		}
 		kernels.RMSNormForward(p, out, rstdPF, mo, n.postMLP, N, D, eps)
 	} else {
 		kernels.SwiGLURows(p, h, gu, N, I)
-		kernels.MatMulNT(p, out, h, w.WDown, nil, N, D, I)
+		if out == nil {
+			ad.inner(p, modDown, h, N)
+			return
+		}
+		linNT(p, out, h, w.WDown, w.HWDown, nil, N, D, I)
+		if ad != nil {
+			ad.apply(p, modDown, out, D, 0, h, N)
+		}
 	}
 	kernels.Add(p, out, x2)
 }
 
 // Backward accumulates into grads the gradient of L with respect to every
 // parameter, given dSums[s] = ∂L/∂S_s for each sequence's log-prob sum. It
-// must follow a Forward on the same workspace and batch.
+// must follow a Forward on the same workspace and batch. With an adapter
+// (m.LoRA) the gradients flow through it to the base's weights, but the
+// adapter's own gradients are not computed (see BackwardAdapter).
 func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params) error {
+	if grads == nil {
+		return fmt.Errorf("model: Backward needs gradients to accumulate into")
+	}
+	if m.Params.Frozen {
+		return fmt.Errorf("model: the base weights are held in bfloat16 as a frozen base; full fine-tuning needs them in float32 (train adapters with BackwardAdapter, or load the base without a 2-byte base dtype)")
+	}
+	return m.backward(ws, b, dSums, grads, nil)
+}
+
+// BackwardAdapter accumulates into grads the gradient of L with respect to
+// the weights of the model's adapter (m.LoRA), the base being frozen: like
+// Backward, it propagates ∂L/∂x through every layer, the frozen weights and
+// the adapters, but computes no gradient of a base weight (no weight
+// gradient products, no norm or embedding gradients). grads must have the
+// adapter's configuration (NewAdapter with m.LoRA.Config).
+func (m *Model) BackwardAdapter(ws *Workspace, b *Batch, dSums []float64, grads *Adapter) error {
+	if m.LoRA == nil {
+		return fmt.Errorf("model: BackwardAdapter called on a model without a LoRA adapter")
+	}
+	if grads == nil || !m.LoRA.sameShape(grads) {
+		return fmt.Errorf("model: BackwardAdapter: the gradients do not have the adapter's shape")
+	}
+	return m.backward(ws, b, dSums, nil, grads)
+}
+
+// backward is Backward (grads set: every base weight's gradient) and
+// BackwardAdapter (grads nil, ag set: the adapter's gradients only).
+func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params, ag *Adapter) error {
 	c, P, p := m.Config, m.Params, ws.Pool
 	N := len(b.Tokens)
 	if ws.n != N || len(dSums) != b.NumSeqs() {
@@ -589,12 +783,27 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 	if ws.noGradRun {
 		return fmt.Errorf("model: Backward called after a Forward with NoGrad, which keeps no activations")
 	}
+	if err := m.checkLoRA(); err != nil {
+		return err
+	}
 	D, I, H, KV, hd, V := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize
 	ws.dx, ws.dxn = grow(ws.dx, N*D), grow(ws.dxn, N*D)
 	ws.dq, ws.dk, ws.dv = grow(ws.dq, N*H*hd), grow(ws.dk, N*KV*hd), grow(ws.dv, N*KV*hd)
 	ws.datt = grow(ws.datt, N*H*hd)
 	ws.dgu, ws.dh = grow(ws.dgu, 2*N*I), grow(ws.dh, N*I)
 	dx, dxn := ws.dx, ws.dxn
+	if m.LoRA != nil {
+		ws.loraDu = grow(ws.loraDu, N*m.LoRA.Config.R)
+	}
+	// normGrad is where a norm weight's gradient goes: grads, or a
+	// discarded scratch buffer when the base is frozen.
+	normGrad := func(g []float32, n int) []float32 {
+		if grads != nil {
+			return g
+		}
+		ws.dwScratch = grow(ws.dwScratch, max(D, hd))
+		return ws.dwScratch[:n]
+	}
 
 	// lm_head and log-softmax: the logits Forward kept, or each chunk's
 	// logits computed again. (SoftmaxGrad turns kept logits into their
@@ -625,18 +834,37 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 				kernels.SoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g)
 			}
 		})
-		kernels.MatMulTNAcc(p, grads.LMHead, logits, xs, V, D, r)
-		kernels.MatMulNN(p, dxs[:r*D], logits, P.LMHead, r, D, V)
+		if grads != nil {
+			kernels.MatMulTNAcc(p, grads.LMHead, logits, xs, V, D, r)
+		}
+		linNN(p, dxs[:r*D], logits, P.LMHead, P.HLMHead, r, D, V)
 		for i := 0; i < r; i++ {
 			row := ws.labelRow[c0+i]
 			kernels.Axpy(dxn[row*D:(row+1)*D], 1, dxs[i*D:(i+1)*D])
 		}
 	}
 	clear(dx)
-	kernels.RMSNormBackward(p, dx, grads.FinalNorm, dxn, ws.xF, ws.normF, ws.rstdF, N, D)
+	var gFinal []float32
+	if grads != nil {
+		gFinal = grads.FinalNorm
+	}
+	kernels.RMSNormBackward(p, dx, normGrad(gFinal, D), dxn, ws.xF, ws.normF, ws.rstdF, N, D)
 
 	for l := len(ws.layers) - 1; l >= 0; l-- {
-		a, w, gw, n := &ws.layers[l], &P.Layers[l], &grads.Layers[l], &ws.norms[l]
+		a, w, n := ws.acts(l), &P.Layers[l], &ws.norms[l]
+		if ws.ckptRun {
+			// the layer's activations, computed again from its input
+			m.layerForward(ws, b, l, a, nil)
+		}
+		gw := &LayerParams{} // a frozen base's: every weight gradient skipped
+		if grads != nil {
+			gw = &grads.Layers[l]
+		}
+		ad := m.layerAdapt(ws, l, &a.u)
+		lg := &loraGrad{du: ws.loraDu}
+		if ag != nil {
+			lg.g = &ag.Layers[l]
+		}
 		// MLP block: dx holds ∂L/∂(layer output); the residual passes it
 		// through. dmo = ∂L/∂(W_down·h): dx itself, or for Gemma through the
 		// post-feedforward norm (in dxn, free until the MLP's input norm).
@@ -644,31 +872,41 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		if c.Gemma {
 			dmo = dxn
 			clear(dmo)
-			kernels.RMSNormBackward(p, dmo, gw.PostMLPNorm, dx, a.mo, n.postMLP, a.rstdPF, N, D)
+			kernels.RMSNormBackward(p, dmo, normGrad(gw.PostMLPNorm, D), dx, a.mo, n.postMLP, a.rstdPF, N, D)
 		}
-		kernels.MatMulNN(p, ws.dh, dmo, w.WDown, N, I, D)
-		kernels.MatMulTNAcc(p, gw.WDown, dmo, a.h, D, I, N)
+		linNN(p, ws.dh, dmo, w.WDown, w.HWDown, N, I, D)
+		if gw.WDown != nil {
+			kernels.MatMulTNAcc(p, gw.WDown, dmo, a.h, D, I, N)
+		}
+		ad.backward(p, lg, modDown, ws.dh, dmo, D, 0, a.h, N)
 		if c.Gemma {
 			kernels.GeGLURowsBackward(p, ws.dgu, ws.dh, a.gu, N, I)
 		} else {
 			kernels.SwiGLURowsBackward(p, ws.dgu, ws.dh, a.gu, N, I)
 		}
-		kernels.MatMulTNAcc(p, gw.WGateUp, ws.dgu, a.xn2, 2*I, D, N)
-		kernels.MatMulNN(p, dxn, ws.dgu, w.WGateUp, N, D, 2*I)
-		kernels.RMSNormBackward(p, dx, gw.MLPNorm, dxn, a.x2, n.mlp, a.rstd2, N, D)
+		if gw.WGateUp != nil {
+			kernels.MatMulTNAcc(p, gw.WGateUp, ws.dgu, a.xn2, 2*I, D, N)
+		}
+		linNN(p, dxn, ws.dgu, w.WGateUp, w.HWGateUp, N, D, 2*I)
+		ad.backward(p, lg, modGate, dxn, ws.dgu, 2*I, 0, a.xn2, N)
+		ad.backward(p, lg, modUp, dxn, ws.dgu, 2*I, I, a.xn2, N)
+		kernels.RMSNormBackward(p, dx, normGrad(gw.MLPNorm, D), dxn, a.x2, n.mlp, a.rstd2, N, D)
 		// attention block: dx now holds ∂L/∂x2; dao = ∂L/∂(att·W_oᵀ), for
 		// Gemma through the post-attention norm.
 		dao := dx
 		if c.Gemma {
 			dao = dxn
 			clear(dao)
-			kernels.RMSNormBackward(p, dao, gw.PostAttnNorm, dx, a.ao, n.postAttn, a.rstdPA, N, D)
+			kernels.RMSNormBackward(p, dao, normGrad(gw.PostAttnNorm, D), dx, a.ao, n.postAttn, a.rstdPA, N, D)
 		}
-		kernels.MatMulNN(p, ws.datt, dao, w.Wo, N, H*hd, D)
-		kernels.MatMulTNAcc(p, gw.Wo, dao, a.att, D, H*hd, N)
+		linNN(p, ws.datt, dao, w.Wo, w.HWo, N, H*hd, D)
+		if gw.Wo != nil {
+			kernels.MatMulTNAcc(p, gw.Wo, dao, a.att, D, H*hd, N)
+		}
 		if gw.Bo != nil {
 			colSumAcc(gw.Bo, dao, N, D)
 		}
+		ad.backward(p, lg, modO, ws.datt, dao, D, 0, a.att, N)
 		clear(ws.dq)
 		clear(ws.dk)
 		clear(ws.dv)
@@ -687,22 +925,30 @@ func (m *Model) Backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			}
 			clear(dqPre)
 			clear(dkPre)
-			kernels.RMSNormBackward(p, dqPre, gw.QNorm, dq, a.qPre, n.q, a.qRstd, N*H, hd)
-			kernels.RMSNormBackward(p, dkPre, gw.KNorm, dk, a.kPre, n.k, a.kRstd, N*KV, hd)
+			kernels.RMSNormBackward(p, dqPre, normGrad(gw.QNorm, hd), dq, a.qPre, n.q, a.qRstd, N*H, hd)
+			kernels.RMSNormBackward(p, dkPre, normGrad(gw.KNorm, hd), dk, a.kPre, n.k, a.kRstd, N*KV, hd)
 			dq, dk = dqPre, dkPre
 		}
-		kernels.MatMulTNAcc(p, gw.Wq, dq, a.xn1, H*hd, D, N)
-		kernels.MatMulTNAcc(p, gw.Wk, dk, a.xn1, KV*hd, D, N)
-		kernels.MatMulTNAcc(p, gw.Wv, ws.dv, a.xn1, KV*hd, D, N)
+		if grads != nil {
+			kernels.MatMulTNAcc(p, gw.Wq, dq, a.xn1, H*hd, D, N)
+			kernels.MatMulTNAcc(p, gw.Wk, dk, a.xn1, KV*hd, D, N)
+			kernels.MatMulTNAcc(p, gw.Wv, ws.dv, a.xn1, KV*hd, D, N)
+		}
 		if gw.Bq != nil {
 			colSumAcc(gw.Bq, dq, N, H*hd)
 			colSumAcc(gw.Bk, dk, N, KV*hd)
 			colSumAcc(gw.Bv, ws.dv, N, KV*hd)
 		}
-		kernels.MatMulNN(p, dxn, dq, w.Wq, N, D, H*hd)
-		kernels.MatMulNNAcc(p, dxn, dk, w.Wk, N, D, KV*hd)
-		kernels.MatMulNNAcc(p, dxn, ws.dv, w.Wv, N, D, KV*hd)
-		kernels.RMSNormBackward(p, dx, gw.AttnNorm, dxn, a.x, n.attn, a.rstd1, N, D)
+		linNN(p, dxn, dq, w.Wq, w.HWq, N, D, H*hd)
+		linNNAcc(p, dxn, dk, w.Wk, w.HWk, N, D, KV*hd)
+		linNNAcc(p, dxn, ws.dv, w.Wv, w.HWv, N, D, KV*hd)
+		ad.backward(p, lg, modQ, dxn, dq, H*hd, 0, a.xn1, N)
+		ad.backward(p, lg, modK, dxn, dk, KV*hd, 0, a.xn1, N)
+		ad.backward(p, lg, modV, dxn, ws.dv, KV*hd, 0, a.xn1, N)
+		kernels.RMSNormBackward(p, dx, normGrad(gw.AttnNorm, D), dxn, a.x, n.attn, a.rstd1, N, D)
+	}
+	if grads == nil {
+		return nil
 	}
 	// embedding: scatter-add the gradient of each token's row (times the
 	// embedding scale).
@@ -727,14 +973,17 @@ func (m *Model) LastLogits(ws *Workspace, b *Batch) ([][]float32, error) {
 	if err := b.validate(c); err != nil {
 		return nil, err
 	}
-	ws.reserve(c, len(b.Tokens))
-	m.trunk(ws, b)
+	if err := m.checkLoRA(); err != nil {
+		return nil, err
+	}
+	ws.reserve(c, len(b.Tokens), m.LoRA)
+	m.trunk(ws, b, false)
 	out := make([][]float32, b.NumSeqs())
 	D, V := c.HiddenSize, c.VocabSize
 	for s := range out {
 		row := b.Offsets[s+1] - 1
 		out[s] = make([]float32, V)
-		kernels.MatMulNT(ws.Pool, out[s], ws.xnF[row*D:(row+1)*D], m.Params.LMHead, nil, 1, V, D)
+		linNT(ws.Pool, out[s], ws.xnF[row*D:(row+1)*D], m.Params.LMHead, m.Params.HLMHead, nil, 1, V, D)
 		m.capLogits(ws.Pool, out[s], 1)
 	}
 	return out, nil

@@ -42,6 +42,17 @@ type Params struct {
 	Mem     []float32 // the single backing allocation
 	tensors []Tensor
 	gemma   bool // norm weights act as 1 + w (Init sets them to 0)
+
+	// Frozen is set when the weight matrices (the embedding, lm_head and
+	// every *_proj) are held as bfloat16 bits in the H fields (HEmbed,
+	// HLMHead, LayerParams.HWq, …) instead of float32: a frozen base under
+	// LoRA at 2 bytes a parameter (LoadWith, NewFrozenBF16). Their float32
+	// fields are then nil, and Mem holds only the norm weights and biases.
+	// Such a model runs Forward, LastLogits, the Decoder and
+	// BackwardAdapter; Backward and Save refuse it.
+	Frozen          bool
+	HEmbed, HLMHead []uint16
+	frozenMem       []uint16 // the matrices' allocation (nil when they alias mapped files)
 }
 
 // LayerParams are the weights of one decoder layer; optional ones are nil.
@@ -58,6 +69,10 @@ type LayerParams struct {
 	// WGateUp is WGate and WUp as one [2·intermediate, hidden] matrix (they
 	// are adjacent in memory), so that both projections run as one product.
 	WGateUp []float32
+
+	// A frozen base's matrices as bfloat16 bits (Params.Frozen), read-only:
+	// they may alias a read-only mapping of the checkpoint file.
+	HWq, HWk, HWv, HWo, HWGateUp, HWDown []uint16
 }
 
 // Tensor is a named view of part of a Params allocation.
@@ -65,6 +80,9 @@ type Tensor struct {
 	Name  string
 	Shape []int
 	Data  []float32
+	// Half holds a frozen base's matrix as bfloat16 bits (Params.Frozen);
+	// Data is then nil. Read-only.
+	Half []uint16
 }
 
 type tensorSpec struct {
@@ -216,11 +234,50 @@ func (c Config) Tensors() []Tensor {
 // two AdamW moments, the activations Forward saves for every layer and
 // Backward's scratch space; without training, one layer's activations (a
 // Forward with Workspace.NoGrad, whose layers share them). It ignores the
-// Go runtime's own overhead (a few tens of MB).
+// Go runtime's own overhead (a few tens of MB). It is MemoryEstimateFor
+// with MemoryOptions{Training: training}.
 func (c Config) MemoryEstimate(tokens int, training bool) int64 {
+	return c.MemoryEstimateFor(tokens, MemoryOptions{Training: training})
+}
+
+// MemoryOptions describe a run for MemoryEstimateFor.
+type MemoryOptions struct {
+	// Training is a training step (Forward and Backward, and the
+	// optimizer's state); otherwise a Forward with Workspace.NoGrad.
+	Training bool
+	// LoRA, when set, adds adapters of this configuration; in training
+	// only they have gradients and AdamW moments, the base none.
+	LoRA *LoRAConfig
+	// Checkpoint is gradient checkpointing (Workspace.Checkpoint): one
+	// layer's activations and every layer's input instead of every
+	// layer's activations.
+	Checkpoint bool
+	// FrozenBF16 holds the base's weight matrices as bfloat16 bits
+	// (Params.Frozen): 2 bytes a parameter instead of 4.
+	FrozenBF16 bool
+}
+
+// MemoryEstimateFor is an upper bound, in bytes, of what the model needs
+// to process micro-batches of up to tokens tokens in the run o describes:
+// the weights (2 bytes a matrix parameter with FrozenBF16, 4 otherwise;
+// norm weights and biases are always float32) and the logits of a chunk
+// of rows; for training, the trained weights' gradients and two AdamW
+// moments (the base's, or with LoRA the adapters' alone, which then also
+// count their float32 weights), the activations Forward saves (every
+// layer's, or with Checkpoint one layer's plus each layer's input of
+// tokens·hidden values) and Backward's scratch space; without training one
+// layer's activations. It ignores the Go runtime's own overhead (a few
+// tens of MB).
+func (c Config) MemoryEstimateFor(tokens int, o MemoryOptions) int64 {
 	D, I, H, KV, hd, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.NumHeads), int64(c.NumKVHeads), int64(c.HeadDim), int64(c.VocabSize)
 	n := int64(tokens)
-	params := c.NumParams()
+	var params, matrices int64
+	for _, s := range c.tensorSpecs() {
+		params += s.size()
+		if isMatrix(s.name) {
+			matrices += s.size()
+		}
+	}
 	perLayer := 5*D + 3*I + 2*H*hd + 2*KV*hd + H + 2 // x, xn1, xn2, x2, (rstd), gate/up/h, q, att, k, v, lse
 	if c.Gemma {
 		perLayer += 2*D + 2 // the attention and MLP outputs before their norms
@@ -228,19 +285,45 @@ func (c Config) MemoryEstimate(tokens int, training bool) int64 {
 	if c.QKNorm {
 		perLayer += H*hd + KV*hd + H + KV
 	}
-	layers := int64(c.NumLayers)
-	if !training {
-		layers = 1
+	var adapter, maxIn, maxOut int64 // the adapters' weights, their widest input and output
+	if o.LoRA != nil {
+		r := int64(o.LoRA.R)
+		for _, m := range o.LoRA.Targets {
+			out, in := c.loraShape(m)
+			adapter += r * int64(in+out)
+			perLayer += r // the kept inner product s·A·drop(x)
+			maxIn, maxOut = max(maxIn, int64(in)), max(maxOut, int64(out))
+		}
+		adapter *= int64(c.NumLayers)
 	}
+	layers := int64(c.NumLayers)
 	acts := n * (layers*perLayer + 3*D)
+	switch {
+	case !o.Training:
+		acts = n * (perLayer + 3*D)
+	case o.Checkpoint:
+		acts = n * (perLayer + (layers-1)*D + 3*D) // one layer's set, and the other layers' inputs
+	}
 	chunk := int64(c.logitChunk())
 	logits := 2 * chunk * (V + D) // the chunked logits and their inputs
-	floats := params + acts + logits
-	if training {
-		floats += 3 * params                         // gradients, exp_avg, exp_avg_sq
+	bytes := 4 * params
+	if o.FrozenBF16 {
+		bytes -= 2 * matrices
+	}
+	floats := acts + logits
+	if o.LoRA != nil {
+		floats += adapter + n*maxOut // the weights, the B product's scratch
+	}
+	if o.Training {
+		if o.LoRA != nil {
+			floats += 3 * adapter                   // gradients, exp_avg, exp_avg_sq
+			floats += n * (maxIn + int64(o.LoRA.R)) // dropout's input and the inner gradient
+		} else {
+			floats += 3 * params // gradients, exp_avg, exp_avg_sq
+		}
 		floats += n * (2*D + 2*H*hd + 2*KV*hd + 3*I) // backward scratch
 		floats += int64(64) * V                      // the recomputed logits chunk
 		floats += min(n*V, params) + 2*n*D           // or the logits kept for Backward (Workspace.KeepLogits), their inputs and input gradients
 	}
-	return 4 * floats
+	return bytes + 4*floats
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -63,6 +64,9 @@ type File struct {
 	names   []string
 	meta    map[string]string
 	dataOff int64
+
+	mapMu   sync.Mutex
+	mapping *Mapping // made by Map on first use
 }
 
 // Open opens the safetensors file at path and validates its whole header:
