@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,13 +15,19 @@ import (
 
 	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/internal/atomicfile"
+	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/optim"
+	"github.com/relupo/relupo/peft"
 	"github.com/relupo/relupo/safetensors"
 )
 
 // A checkpoint is a folder OUTPUT_DIR/checkpoint-STEP holding
 //
 //	config.json, model.safetensors   the float32 weights (transformers loads it)
+//	  or, under LoRA (use_peft),
+//	adapter_config.json,             the float32 adapter (PEFT loads it; the
+//	adapter_model.safetensors        base is the run's unchanged model)
 //	optimizer.safetensors            AdamW moments and step counts
 //	trainer_state.json               the State: step, epoch, data position, log window
 //	tokenizer files, chat template   as in the final model, so a checkpoint is a model folder
@@ -55,7 +62,7 @@ func (t *Trainer) saveCheckpoint() error {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("checkpoint: step %d not saved (the previous checkpoints are intact): %w", t.state.GlobalStep, err)
 	}
-	if err := t.Policy.Save(tmp, safetensors.F32, 0); err != nil {
+	if err := t.saveWeights(tmp); err != nil {
 		return fail(err)
 	}
 	var ts []safetensors.Tensor
@@ -85,7 +92,7 @@ func (t *Trainer) saveCheckpoint() error {
 	if err := atomicfile.WriteFile(filepath.Join(tmp, stateFile), b); err != nil {
 		return fail(err)
 	}
-	if err := removeCheckpoint(dir); err != nil { // an older save of the same step
+	if err := atomicfile.RemoveDir(dir); err != nil { // an older save of the same step
 		return fail(err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -128,44 +135,10 @@ func (t *Trainer) pruneCheckpoints() error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	for len(steps) > limit {
-		if err := removeCheckpoint(checkpointDir(t.Config.Output.Dir, steps[0])); err != nil {
+		if err := atomicfile.RemoveDir(checkpointDir(t.Config.Output.Dir, steps[0])); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 		steps = steps[1:]
-	}
-	return nil
-}
-
-// removeCheckpoint deletes a checkpoint folder so that a crash midway never
-// leaves a half-deleted folder under a checkpoint's name: the folder is
-// first renamed out of the way (atomically), then removed.
-func removeCheckpoint(dir string) error {
-	trash := dir + ".deleting"
-	if err := os.RemoveAll(trash); err != nil {
-		return err
-	}
-	if err := os.Rename(dir, trash); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	return os.RemoveAll(trash)
-}
-
-// cleanLeftovers removes what a killed run may have left in out: a
-// checkpoint being written (.tmp) or being deleted (.deleting).
-func cleanLeftovers(out string) error {
-	for _, pattern := range []string{"checkpoint-*.tmp", "checkpoint-*.deleting"} {
-		dirs, err := filepath.Glob(filepath.Join(out, pattern))
-		if err != nil {
-			return err
-		}
-		for _, d := range dirs {
-			if err := os.RemoveAll(d); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
@@ -218,13 +191,7 @@ func (t *Trainer) resume() error {
 	if st.GlobalStep < 0 || st.GlobalStep > st.MaxSteps || st.Micro < 0 || st.Micro >= t.plan.microPerEpoch || st.Epoch < 0 {
 		return fmt.Errorf("resume: %s: inconsistent state %+v", dir, st)
 	}
-	ck, err := safetensors.OpenCheckpoint(dir)
-	if err != nil {
-		return fmt.Errorf("resume: %w", err)
-	}
-	err = t.Policy.LoadWeights(ck)
-	ck.Close()
-	if err != nil {
+	if err := t.loadWeights(dir); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	f, err := safetensors.Open(filepath.Join(dir, "optimizer.safetensors"))
@@ -250,6 +217,50 @@ func (t *Trainer) resume() error {
 	return t.metrics.truncateAfter(st.GlobalStep)
 }
 
+// saveWeights writes what the run trains into a checkpoint folder: the
+// float32 model, or under LoRA the float32 adapter.
+func (t *Trainer) saveWeights(dir string) error {
+	if a := t.Policy.LoRA; a != nil {
+		return peft.Write(dir, a, t.Config.Model, safetensors.F32)
+	}
+	return t.Policy.Save(dir, safetensors.F32, 0)
+}
+
+// loadWeights restores what the run trains from a checkpoint folder.
+func (t *Trainer) loadWeights(dir string) error {
+	if a := t.Policy.LoRA; a != nil {
+		if !peft.IsAdapter(dir) {
+			return fmt.Errorf("%s holds no adapter (%s): it was not written by a use_peft run", dir, peft.ConfigFile)
+		}
+		saved, _, err := peft.Load(dir, t.Policy.Config)
+		if err != nil {
+			return err
+		}
+		if !sameLoRA(saved.Config, a.Config) {
+			return fmt.Errorf("%s: the adapter has r %d, α %g, targets %s, rsLoRA %v; this run's has r %d, α %g, targets %s, rsLoRA %v",
+				dir, saved.Config.R, saved.Config.Alpha, strings.Join(saved.Config.Targets, ","), saved.Config.RSLoRA,
+				a.Config.R, a.Config.Alpha, strings.Join(a.Config.Targets, ","), a.Config.RSLoRA)
+		}
+		copy(a.Mem, saved.Mem)
+		return nil
+	}
+	if peft.IsAdapter(dir) {
+		return fmt.Errorf("%s holds a LoRA adapter: it was written by a use_peft run; resume it with --use-peft", dir)
+	}
+	ck, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		return err
+	}
+	defer ck.Close()
+	return t.Policy.LoadWeights(ck)
+}
+
+// sameLoRA reports whether two adapter configurations have the same
+// shapes and scale (dropout aside).
+func sameLoRA(a, b model.LoRAConfig) bool {
+	return a.R == b.R && a.Alpha == b.Alpha && a.RSLoRA == b.RSLoRA && slices.Equal(a.Targets, b.Targets)
+}
+
 // tokenizerFiles are copied from the input model folder into the output,
 // so that the result loads with AutoTokenizer as well as AutoModel.
 var tokenizerFiles = []string{
@@ -264,7 +275,7 @@ func (t *Trainer) saveFinal(sum Summary) error {
 	// The whole folder is written aside and swapped in (writeFinal), so a
 	// kill never leaves new weights beside an old config.
 	return writeFinal(t.Config.Output.Dir, func(dir string) error {
-		if err := t.Policy.Save(dir, t.SaveDType, 0); err != nil {
+		if err := t.saveFinalWeights(dir); err != nil {
 			return err
 		}
 		if t.Config.Model != "" {
@@ -279,6 +290,26 @@ func (t *Trainer) saveFinal(sum Summary) error {
 		}
 		return atomicfile.WriteFile(filepath.Join(dir, "README.md"), []byte(t.modelCard(sum)))
 	})
+}
+
+// saveFinalWeights writes the trained weights into the final folder: the
+// model in SaveDType, or under LoRA the float32 adapter and, with
+// merge_adapter, the merged model beside it, streamed from the base's
+// files one tensor at a time (the policy may hold a frozen bfloat16 base).
+func (t *Trainer) saveFinalWeights(dir string) error {
+	a := t.Policy.LoRA
+	if a == nil {
+		return t.Policy.Save(dir, t.SaveDType, 0)
+	}
+	if err := peft.Write(dir, a, t.Config.Model, safetensors.F32); err != nil {
+		return err
+	}
+	if !t.Config.PEFT.Merge {
+		return nil
+	}
+	pool := kernels.NewPool(t.Config.Compute.Threads) // float32 products, whatever the run's precision
+	defer pool.Close()
+	return peft.MergeFolder(t.Config.Model, a, dir, t.SaveDType, pool)
 }
 
 // saveTemplate writes the chat template the run trained with, when it
@@ -337,7 +368,11 @@ func (t *Trainer) modelCard(sum Summary) string {
 	c := t.Config
 	l, o := c.Loss, c.Loop
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "---\nlibrary_name: transformers\ntags:\n- relupo\n- %s\n---\n\n", l.LossType)
+	if p := c.PEFT; p.Enabled {
+		fmt.Fprintf(&sb, "---\nbase_model: %s\nlibrary_name: peft\ntags:\n- relupo\n- %s\n- lora\n---\n\n", c.Model, l.LossType)
+	} else {
+		fmt.Fprintf(&sb, "---\nlibrary_name: transformers\ntags:\n- relupo\n- %s\n---\n\n", l.LossType)
+	}
 	fmt.Fprintf(&sb, "# %s\n\nTrained with relupo (loss `%s`) from `%s` on %s.\n\n", filepath.Base(filepath.Clean(c.Output.Dir)), l.LossType, c.Model, time.Now().UTC().Format("2006-01-02"))
 	sb.WriteString("## Recipe\n\n| key | value |\n|---|---|\n")
 	var files []string
@@ -356,6 +391,17 @@ func (t *Trainer) modelCard(sum Summary) string {
 	}
 	if l.SFTWeight != 0 {
 		rows = append(rows, [2]string{"sft_weight", fmt.Sprint(l.SFTWeight)})
+	}
+	if p := c.PEFT; p.Enabled {
+		rows = append(rows, [2]string{"use_peft", "true"}, [2]string{"lora_r", fmt.Sprint(p.LoRA.R)}, [2]string{"lora_alpha", fmt.Sprint(p.LoRA.Alpha)},
+			[2]string{"lora_dropout", fmt.Sprint(p.LoRA.Dropout)}, [2]string{"lora_target_modules", strings.Join(p.LoRA.Targets, ",")},
+			[2]string{"use_rslora", fmt.Sprint(p.LoRA.RSLoRA)})
+		if p.Init != "" {
+			rows = append(rows, [2]string{"lora_init", p.Init})
+		}
+	}
+	if c.Compute.Checkpoint {
+		rows = append(rows, [2]string{"gradient_checkpointing", "true"})
 	}
 	if tmpl := c.Data.Encode.ChatTemplate; tmpl != "" {
 		if len(tmpl) > 60 || strings.ContainsAny(tmpl, "\n|") {

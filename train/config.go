@@ -13,7 +13,9 @@ import (
 
 	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/optim"
+	"github.com/relupo/relupo/peft"
 	"github.com/relupo/relupo/pref"
 	"github.com/relupo/relupo/safetensors"
 )
@@ -31,7 +33,41 @@ type Config struct {
 	Loop    LoopConfig
 	Compute Compute
 	Output  OutputConfig
+	// PEFT is the LoRA side of the run; PEFT.Enabled is false for full
+	// fine-tuning.
+	PEFT PEFTConfig
 }
+
+// PEFTConfig is the LoRA side of a run (use_peft): which adapters are
+// trained, where they start and what is written at the end.
+type PEFTConfig struct {
+	// Enabled trains LoRA adapters only; the base weights are frozen.
+	Enabled bool
+	// LoRA is the adapters' configuration: the options', or the Init
+	// adapter's.
+	LoRA model.LoRAConfig
+	// Init is a PEFT adapter folder to start from; empty starts a fresh
+	// adapter (model.Adapter.Init, seeded by the run's seed).
+	Init string
+	// Merge also writes the merged model beside the adapter.
+	Merge bool
+	// BaseDType is how the frozen base weights are held: "auto" (the
+	// checkpoint's dtype), "bf16" or "float32".
+	BaseDType string
+}
+
+// The LoRA defaults of TRL's ModelConfig, and PEFT's default target
+// modules for the Llama, Mistral, Qwen and Gemma model types (TRL's
+// lora_target_modules None leaves the choice to PEFT).
+const (
+	DefaultLoRAR       = 16
+	DefaultLoRAAlpha   = 32.0
+	DefaultLoRADropout = 0.05
+)
+
+// DefaultLoRATargets are PEFT's default target modules for the model types
+// relupo reads.
+var DefaultLoRATargets = []string{"q_proj", "v_proj"}
 
 // DataConfig says which files hold the pairs and how they become examples.
 type DataConfig struct {
@@ -146,6 +182,9 @@ type Compute struct {
 	Precision kernels.Precision
 	// Force runs even when the memory pre-flight says the run will not fit.
 	Force bool
+	// Checkpoint turns on gradient checkpointing (model.Workspace.Checkpoint):
+	// each layer's input is kept and the layer recomputed in backward.
+	Checkpoint bool
 }
 
 // OutputConfig is where a run writes, and in which dtype.
@@ -238,6 +277,12 @@ func (o *Options) Config() (Config, error) {
 	}
 	if _, err := saveDType(o.SaveDType, ""); err != nil {
 		bad.add("%v", err)
+	}
+	if c.PEFT, err = o.PEFTConfig(); err != nil {
+		bad.add("%v", err)
+	}
+	if o.Adapter != "" {
+		bad.add("adapter (--adapter) runs an adapter in logps, eval and generate; training starts from one with use_peft and lora_init (--use-peft --lora-init %s)", o.Adapter)
 	}
 	if o.Model != "" && o.OutputDir != "" && sameFolder(o.Model, o.OutputDir) {
 		bad.add("output_dir %s is the input model's folder (--model): the final save would overwrite the weights it trains from; choose another output_dir", o.OutputDir)
@@ -362,7 +407,110 @@ func (o *Options) Compute() (Compute, error) {
 	if limit := kernels.MaxWorkers(); o.Threads > limit {
 		return Compute{}, fmt.Errorf("threads %d is more than %d (%d× the %d cores here): more threads than cores only add switching; use 0 for all cores", o.Threads, limit, kernels.WorkersPerCore, runtime.NumCPU())
 	}
-	return Compute{Threads: o.Threads, Precision: prec, Force: o.Force}, nil
+	return Compute{Threads: o.Threads, Precision: prec, Force: o.Force, Checkpoint: o.GradientCheckpointing}, nil
+}
+
+// loraOptionsGiven lists the LoRA options that are set (in flag order),
+// with their YAML names.
+func (o *Options) loraOptionsGiven() []string {
+	var set []string
+	for _, k := range []struct {
+		key string
+		on  bool
+	}{
+		{"lora_r", o.LoraR != 0}, {"lora_alpha", !math.IsNaN(o.LoraAlpha)}, {"lora_dropout", !math.IsNaN(o.LoraDropout)},
+		{"lora_target_modules", len(o.LoraTargetModules) > 0}, {"use_rslora", o.UseRSLoRA}, {"lora_init", o.LoraInit != ""},
+		{"merge_adapter", o.MergeAdapter}, {"base_dtype", o.BaseDType != "" && o.BaseDType != "auto"},
+	} {
+		if k.on {
+			set = append(set, k.key)
+		}
+	}
+	return set
+}
+
+// PEFTConfig returns the LoRA part of the options. LoRA options without
+// use_peft, and a lora_init adapter whose r, α, targets or rsLoRA differ
+// from options given with it, are errors.
+func (o *Options) PEFTConfig() (PEFTConfig, error) {
+	given := o.loraOptionsGiven()
+	if !o.UsePEFT {
+		if len(given) > 0 {
+			return PEFTConfig{}, fmt.Errorf("%s only apply to LoRA training: add use_peft (--use-peft), or remove them", strings.Join(given, ", "))
+		}
+		return PEFTConfig{}, nil
+	}
+	c := PEFTConfig{Enabled: true, Init: o.LoraInit, Merge: o.MergeAdapter, BaseDType: o.BaseDType}
+	switch o.BaseDType {
+	case "", "auto":
+		c.BaseDType = "auto"
+	case "bf16", "bfloat16":
+		c.BaseDType = "bf16"
+	case "float32", "fp32":
+		c.BaseDType = "float32"
+	default:
+		return PEFTConfig{}, fmt.Errorf("base_dtype %q is not one of auto, bf16, float32", o.BaseDType)
+	}
+	var targets []string
+	if len(o.LoraTargetModules) > 0 {
+		var err error
+		if targets, err = model.ParseLoRATargets(strings.Join(o.LoraTargetModules, ",")); err != nil {
+			return PEFTConfig{}, fmt.Errorf("lora_target_modules: %v", err)
+		}
+	}
+	if o.LoraR < 0 {
+		return PEFTConfig{}, fmt.Errorf("lora_r must be positive, got %d", o.LoraR)
+	}
+	lc := model.LoRAConfig{R: DefaultLoRAR, Alpha: DefaultLoRAAlpha, Dropout: DefaultLoRADropout, Targets: slices.Clone(DefaultLoRATargets)}
+	if o.LoraInit != "" {
+		mc, err := model.LoadConfig(o.Model)
+		if err != nil {
+			return PEFTConfig{}, fmt.Errorf("lora_init %s: the base model's config: %v", o.LoraInit, err)
+		}
+		pc, err := peft.ReadConfig(o.LoraInit, mc)
+		if err != nil {
+			return PEFTConfig{}, fmt.Errorf("lora_init: %v", strings.TrimPrefix(err.Error(), "peft: "))
+		}
+		lc = pc.LoRA
+		var clash []string
+		if o.LoraR != 0 && o.LoraR != lc.R {
+			clash = append(clash, fmt.Sprintf("lora_r %d (the adapter's r is %d)", o.LoraR, lc.R))
+		}
+		if !math.IsNaN(o.LoraAlpha) && o.LoraAlpha != lc.Alpha {
+			clash = append(clash, fmt.Sprintf("lora_alpha %g (the adapter's is %g)", o.LoraAlpha, lc.Alpha))
+		}
+		if targets != nil && !slices.Equal(targets, lc.Targets) {
+			clash = append(clash, fmt.Sprintf("lora_target_modules %s (the adapter's are %s)", strings.Join(targets, ","), strings.Join(lc.Targets, ",")))
+		}
+		if o.UseRSLoRA && !lc.RSLoRA {
+			clash = append(clash, "use_rslora (the adapter was trained without it)")
+		}
+		if len(clash) > 0 {
+			return PEFTConfig{}, fmt.Errorf("lora_init %s fixes the adapter's shape and scale, but %s: remove them, or start a fresh adapter", o.LoraInit, strings.Join(clash, "; "))
+		}
+		if !math.IsNaN(o.LoraDropout) {
+			lc.Dropout = o.LoraDropout // dropout changes training only, not the adapter
+		}
+	} else {
+		if o.LoraR != 0 {
+			lc.R = o.LoraR
+		}
+		if !math.IsNaN(o.LoraAlpha) {
+			lc.Alpha = o.LoraAlpha
+		}
+		if !math.IsNaN(o.LoraDropout) {
+			lc.Dropout = o.LoraDropout
+		}
+		if targets != nil {
+			lc.Targets = targets
+		}
+		lc.RSLoRA = o.UseRSLoRA
+	}
+	if err := lc.Validate(); err != nil {
+		return PEFTConfig{}, err
+	}
+	c.LoRA = lc
+	return c, nil
 }
 
 // sameFolder reports whether paths a and b name the same folder: the same

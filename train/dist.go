@@ -52,7 +52,7 @@ func (e *Engine) averageGrads() error {
 	if n == 1 {
 		return nil
 	}
-	g := e.Grads.Mem
+	_, _, g, _ := e.trainable()
 	if err := e.Comm.AllReduceSum(g); err != nil {
 		return err
 	}
@@ -63,9 +63,10 @@ func (e *Engine) averageGrads() error {
 	return nil
 }
 
-// zeroShard is this rank's part of the parameters under ZeRO stage 1: the
-// elements [off[rank], off[rank+1]) of Params.Mem, cut at tensor
-// boundaries into named pieces that AdamW steps like tensors.
+// zeroShard is this rank's part of the trained weights under ZeRO stage 1
+// (the parameters, or under LoRA the adapter's): the elements [off[rank],
+// off[rank+1]) of their allocation, cut at tensor boundaries into named
+// pieces that AdamW steps like tensors.
 type zeroShard struct {
 	off    []int
 	grad   []float32     // this rank's shard of the averaged gradient
@@ -73,7 +74,7 @@ type zeroShard struct {
 	spans  []zeroSpan    // where each piece lies, parallel to params
 }
 
-// zeroSpan places a piece: elements [a, b) of Params.Mem, within tensor
+// zeroSpan places a piece: elements [a, b) of the allocation, within tensor
 // number tensor, which starts at start and holds size elements.
 type zeroSpan struct {
 	tensor, start, size, a, b int
@@ -84,12 +85,13 @@ func (e *Engine) shard() *zeroShard {
 	if e.zero != nil {
 		return e.zero
 	}
-	rank, mem := e.Comm.Rank(), e.Model.Params.Mem
+	mem, tensors, _, _ := e.trainable()
+	rank := e.Comm.Rank()
 	z := &zeroShard{off: dist.Shards(len(mem), e.ranks())}
 	lo, hi := z.off[rank], z.off[rank+1]
 	z.grad = make([]float32, hi-lo)
 	start := 0
-	for i, t := range e.Model.Params.Tensors() {
+	for i, t := range tensors {
 		end := start + len(t.Data)
 		if a, b := max(start, lo), min(end, hi); a < b {
 			z.params = append(z.params, optim.Param{Name: t.Name, Data: mem[a:b], Grad: z.grad[a-lo : b-lo]})
@@ -107,7 +109,8 @@ func (e *Engine) shard() *zeroShard {
 // gradient norm.
 func (e *Engine) zeroUpdate(lr, maxGradNorm float64, records []string) (float64, error) {
 	z := e.shard()
-	if err := e.Comm.ReduceScatterSum(e.Grads.Mem, z.off, z.grad); err != nil {
+	w, _, g, _ := e.trainable()
+	if err := e.Comm.ReduceScatterSum(g, z.off, z.grad); err != nil {
 		return 0, err
 	}
 	scale := 1 / float32(e.ranks())
@@ -137,7 +140,7 @@ func (e *Engine) zeroUpdate(lr, maxGradNorm float64, records []string) (float64,
 	if err := e.Optimizer.Step(z.params, lr); err != nil {
 		return norm, err
 	}
-	return norm, e.Comm.AllGather(e.Model.Params.Mem, z.off)
+	return norm, e.Comm.AllGather(w, z.off)
 }
 
 // OptimizerState returns the whole optimizer state, as one process would
@@ -148,13 +151,13 @@ func (e *Engine) OptimizerState() ([]optim.StateTensor, error) {
 		return e.Optimizer.State(), nil
 	}
 	z := e.shard()
-	n := len(e.Model.Params.Mem)
+	mem, tensors, _, _ := e.trainable()
+	n := len(mem)
 	m, v := make([]float32, n), make([]float32, n)
 	local := map[string][]float32{}
 	for _, st := range e.Optimizer.State() {
 		local[st.Name] = st.Data
 	}
-	tensors := e.Model.Params.Tensors()
 	steps := make([]float64, len(tensors)) // each tensor's count, from the rank whose shard holds its first element
 	for i, s := range z.spans {
 		name := z.params[i].Name

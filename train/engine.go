@@ -21,11 +21,20 @@ import (
 // (Workspace, which also holds the worker pool), the gradients and the
 // optimizer's moments. Forward-only use (log-probs, evaluation) needs only
 // Model and Workspace.
+//
+// A model with an adapter (Model.LoRA) trains the adapter alone: the base
+// weights are frozen, the gradients are the adapter's (AdapterGrads), and
+// AdamW's state, weight decay and gradient clipping cover the adapter's
+// tensors only.
 type Engine struct {
 	Model     *model.Model
 	Workspace *model.Workspace
-	// Grads has the layout of Model.Params; Step allocates it when nil.
+	// Grads has the layout of Model.Params; Step allocates it when nil
+	// (and never under LoRA).
 	Grads *model.Params
+	// AdapterGrads has the layout of Model.LoRA, for LoRA training; Step
+	// allocates it when nil.
+	AdapterGrads *model.Adapter
 	// Optimizer is AdamW; Step uses optim.NewAdamW's defaults when nil.
 	Optimizer *optim.AdamW
 	// Comm joins the data-parallel ranks of a job; nil is one process.
@@ -43,7 +52,43 @@ type Engine struct {
 func NewEngine(m *model.Model, c Compute) *Engine {
 	pool := kernels.NewPool(c.Threads)
 	pool.SetPrecision(c.Precision)
-	return &Engine{Model: m, Workspace: &model.Workspace{Pool: pool}}
+	return &Engine{Model: m, Workspace: &model.Workspace{Pool: pool, Checkpoint: c.Checkpoint}}
+}
+
+// ensureGrads allocates the gradients of what the engine trains: the
+// adapter's under LoRA, else every parameter's.
+func (e *Engine) ensureGrads() error {
+	if a := e.Model.LoRA; a != nil {
+		if e.AdapterGrads == nil {
+			g, err := model.NewAdapter(e.Model.Config, a.Config)
+			if err != nil {
+				return err
+			}
+			e.AdapterGrads = g
+		}
+		return nil
+	}
+	if e.Grads == nil {
+		e.Grads = model.NewParams(e.Model.Config)
+	}
+	return nil
+}
+
+// trainable returns what the optimizer steps, as one allocation and its
+// named tensors, with the gradients in the same layout: the model's
+// parameters, or under LoRA the adapter's weights.
+// The gradients are nil until allocated (ensureGrads).
+func (e *Engine) trainable() (w []float32, wt []model.Tensor, g []float32, gt []model.Tensor) {
+	if a := e.Model.LoRA; a != nil {
+		if e.AdapterGrads != nil {
+			g, gt = e.AdapterGrads.Mem, e.AdapterGrads.Tensors()
+		}
+		return a.Mem, a.Tensors(), g, gt
+	}
+	if e.Grads != nil {
+		g, gt = e.Grads.Mem, e.Grads.Tensors()
+	}
+	return e.Model.Params.Mem, e.Model.Params.Tensors(), g, gt
 }
 
 // Close stops the engine's workers.
@@ -59,6 +104,28 @@ type Batch struct {
 	Accumulation int
 	// SharePrompt runs each pair's prompt once for both responses.
 	SharePrompt bool
+	// DropoutSeed seeds the LoRA dropout masks of the step: micro-batch j
+	// uses MicroDropoutSeed(DropoutSeed, j) (see StepDropoutSeed).
+	DropoutSeed uint64
+}
+
+// StepDropoutSeed is the LoRA dropout seed of optimizer step (0-based) of
+// a run seeded with seed, on rank: it depends on nothing else, so that a
+// resumed run draws the masks the uninterrupted run would have.
+func StepDropoutSeed(seed, step, rank int) uint64 {
+	return mix64(mix64(mix64(uint64(seed)^0x6c6f7261)+uint64(step)) + uint64(rank))
+}
+
+// MicroDropoutSeed is the dropout seed of micro-batch j of a step whose
+// seed is step.
+func MicroDropoutSeed(step uint64, j int) uint64 { return mix64(step + uint64(j)*0x9e3779b97f4a7c15) }
+
+// mix64 is SplitMix64's finalizer.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // StepResult is what one step measured.
@@ -100,9 +167,9 @@ func (e *NonfiniteError) Error() string {
 // what this rank's micro-batches before the failing one measured. The
 // result's loss, metrics and tokens are this rank's; GradNorm is global.
 func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepResult, error) {
-	m, ws := e.Model, e.Workspace
-	if e.Grads == nil {
-		e.Grads = model.NewParams(m.Config)
+	ws := e.Workspace
+	if err := e.ensureGrads(); err != nil {
+		return StepResult{}, err
 	}
 	if e.Optimizer == nil {
 		e.Optimizer = optim.NewAdamW()
@@ -114,10 +181,12 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 	var r StepResult
 	var records []string
 	var stop *NonfiniteError
-	e.Grads.Zero()
-	for _, mb := range b.Micro {
+	_, _, grads, _ := e.trainable()
+	clear(grads)
+	for j, mb := range b.Micro {
 		records = appendSources(records, mb)
 		p := pack(mb, b.SharePrompt)
+		ws.DropoutSeed = MicroDropoutSeed(b.DropoutSeed, j)
 		lp, err := e.forward(p) // forward
 		if err != nil {
 			return r, err
@@ -134,7 +203,7 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 			stop = &NonfiniteError{What: fmt.Sprintf("loss (%v)", res.Loss), Records: records}
 			break
 		}
-		if err := m.Backward(ws, p.batch, p.dSums(res.DChosen, res.DRejected, acc), e.Grads); err != nil { // backward
+		if err := e.backward(p, res.DChosen, res.DRejected, acc); err != nil { // backward
 			return r, err
 		}
 		r.Loss += res.Loss / acc
@@ -157,7 +226,8 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 		return r, err
 	}
 	if maxGradNorm >= 0 {
-		r.GradNorm = optim.ClipGradNorm(gradSlices(e.Grads), maxGradNorm) // clip
+		_, _, _, gt := e.trainable()
+		r.GradNorm = optim.ClipGradNorm(tensorSlices(gt), maxGradNorm) // clip
 		if math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
 			return r, &NonfiniteError{What: fmt.Sprintf("gradient norm (%v)", r.GradNorm), Records: records}
 		}
@@ -165,9 +235,22 @@ func (e *Engine) Step(b Batch, loss pref.Config, lr, maxGradNorm float64) (StepR
 	return r, e.Optimizer.Step(e.params(), lr) // update
 }
 
-// params pairs every parameter tensor with its gradient, as AdamW steps them.
+// backward accumulates a micro-batch's gradients: the adapter's under
+// LoRA, else every parameter's.
+func (e *Engine) backward(p packed, dChosen, dRejected []float64, acc float64) error {
+	d := p.dSums(dChosen, dRejected, acc)
+	if e.Model.LoRA != nil {
+		return e.Model.BackwardAdapter(e.Workspace, p.batch, d, e.AdapterGrads)
+	}
+	return e.Model.Backward(e.Workspace, p.batch, d, e.Grads)
+}
+
+// params pairs every trained tensor with its gradient, as AdamW steps them.
 func (e *Engine) params() []optim.Param {
-	ps, gs := e.Model.Params.Tensors(), e.Grads.Tensors()
+	if err := e.ensureGrads(); err != nil {
+		panic(err) // Model.LoRA was checked when it was made
+	}
+	_, ps, _, gs := e.trainable()
 	out := make([]optim.Param, len(ps))
 	for i := range ps {
 		out[i] = optim.Param{Name: ps[i].Name, Data: ps[i].Data, Grad: gs[i].Data}
@@ -419,10 +502,10 @@ func allFinite(xs []float64) bool {
 	return true
 }
 
-func gradSlices(p *model.Params) [][]float32 {
-	var out [][]float32
-	for _, t := range p.Tensors() {
-		out = append(out, t.Data)
+func tensorSlices(ts []model.Tensor) [][]float32 {
+	out := make([][]float32, len(ts))
+	for i, t := range ts {
+		out[i] = t.Data
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/relupo/relupo/internal/atomicfile"
+	"github.com/relupo/relupo/peft"
 )
 
 // The final model is written beside the output folder's files, in
@@ -34,7 +35,7 @@ const (
 func isFinalFile(name string) bool {
 	switch {
 	case name == "config.json", name == "README.md", name == "model.safetensors", name == "model.safetensors.index.json",
-		slices.Contains(tokenizerFiles, name):
+		name == peft.ConfigFile, name == peft.WeightsFile, slices.Contains(tokenizerFiles, name):
 		return true
 	case strings.HasPrefix(name, "model-") && strings.HasSuffix(name, ".safetensors"): // shards
 		return true
@@ -103,14 +104,19 @@ func installFinal(out string, stop int) error {
 		return fmt.Errorf("save: %w", err)
 	}
 	// The manifest lists the new model's files: an interrupted install has
-	// already moved some of them out of ready.
+	// already moved some of them out of ready. Its anchor, installed last,
+	// is config.json, or adapter_config.json for an adapter alone.
 	b, err := os.ReadFile(filepath.Join(ready, finalManifest))
 	newNames := strings.Fields(string(b))
-	if err != nil || !slices.Contains(newNames, "config.json") {
+	anchor := "config.json"
+	if !slices.Contains(newNames, anchor) {
+		anchor = peft.ConfigFile
+	}
+	if err != nil || !slices.Contains(newNames, anchor) {
 		// Not a model this package wrote: leave it for a person to see.
 		return fmt.Errorf("save: %s holds no complete model (%d files); remove it", ready, len(entries))
 	}
-	if _, err := os.Stat(filepath.Join(ready, "config.json")); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(ready, anchor)); errors.Is(err, os.ErrNotExist) {
 		// The new config.json is in place: only the cleanup was left.
 		if stop != 0 {
 			return os.RemoveAll(ready)
@@ -121,24 +127,28 @@ func installFinal(out string, stop int) error {
 	if err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
+	// The earlier anchors go first: an adapter's config beside a new
+	// model's weights (or the reverse) would load the wrong thing.
+	anchors := []string{"config.json", peft.ConfigFile}
 	ops := []func() error{
-		func() error { return removeIfPresent(filepath.Join(out, "config.json")) },
+		func() error { return removeIfPresent(filepath.Join(out, anchors[0])) },
+		func() error { return removeIfPresent(filepath.Join(out, anchors[1])) },
 		func() error { return atomicfile.SyncDir(out) },
 	}
 	for _, e := range old {
 		name := e.Name()
-		if name != "config.json" && isFinalFile(name) && !e.IsDir() && !slices.Contains(newNames, name) {
+		if !slices.Contains(anchors, name) && isFinalFile(name) && !e.IsDir() && !slices.Contains(newNames, name) {
 			ops = append(ops, func() error { return removeIfPresent(filepath.Join(out, name)) })
 		}
 	}
 	for _, name := range newNames {
-		if name != "config.json" {
+		if name != anchor {
 			ops = append(ops, func() error { return renameIfPresent(filepath.Join(ready, name), filepath.Join(out, name)) })
 		}
 	}
 	ops = append(ops,
 		func() error { return atomicfile.SyncDir(out) },
-		func() error { return os.Rename(filepath.Join(ready, "config.json"), filepath.Join(out, "config.json")) },
+		func() error { return os.Rename(filepath.Join(ready, anchor), filepath.Join(out, anchor)) },
 		func() error { return atomicfile.SyncDir(out) },
 		func() error { return os.RemoveAll(ready) },
 	)

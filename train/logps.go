@@ -32,8 +32,10 @@ const logpsVersion = 1
 // the data files (with their sizes and SHA-256) and every option that
 // decides which token ids each pair has.
 type Provenance struct {
-	Version int        `json:"version"`
-	Model   string     `json:"model"`
+	Version int    `json:"version"`
+	Model   string `json:"model"`
+	// Adapter is the LoRA adapter folder run on top of Model, if any.
+	Adapter string     `json:"adapter,omitempty"`
 	Data    []FileInfo `json:"data"`
 	// The data options of DataConfig, as the user named them.
 	DataFormat                     string `json:"data_format"`

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/relupo/relupo/data"
+	"github.com/relupo/relupo/model"
 )
 
 // availableMemory is what this process may still allocate, in bytes: the
@@ -159,14 +160,42 @@ func maxMicroTokens(exs []data.Example, batch int) int {
 // preflight refuses a run whose estimated peak memory exceeds what the
 // machine has available, unless force is set.
 func (t *Trainer) preflight(available int64) error {
+	need, tokens, evalTokens := t.memoryNeed()
+	if available <= 0 || need <= available || t.Config.Compute.Force {
+		return nil
+	}
+	hint := "; --use-peft (LoRA on a frozen base) and --gradient-checkpointing need much less"
+	if t.Policy.LoRA != nil {
+		hint = ""
+		if !t.Config.Compute.Checkpoint {
+			hint = "; --gradient-checkpointing needs less"
+		}
+	}
+	return fmt.Errorf("memory pre-flight: this run needs about %.1f GB (weights, gradients, AdamW moments and activations for training micro-batches of up to %d tokens and evaluation batches of up to %d, and the garbage collector's headroom) but %.1f GB is available (the least of the machine's available memory, the cgroup's memory limit and RLIMIT_AS); lower --per-device-train-batch-size, --per-device-eval-batch-size or --max-length%s, or pass --force to try anyway",
+		float64(need)/1e9, tokens, evalTokens, float64(available)/1e9, hint)
+}
+
+// memoryNeed estimates the run's peak memory in bytes, with the longest
+// training and evaluation micro-batches in tokens.
+func (t *Trainer) memoryNeed() (need int64, tokens, evalTokens int) {
 	c := t.Policy.Config
-	tokens := maxMicroTokens(t.Train, t.Config.Loop.BatchSize)
-	evalTokens := maxMicroTokens(t.Eval, t.Config.Loop.EvalBatchSize)
-	need := c.MemoryEstimate(tokens, true)
+	tokens = maxMicroTokens(t.Train, t.Config.Loop.BatchSize)
+	evalTokens = maxMicroTokens(t.Eval, t.Config.Loop.EvalBatchSize)
+	// The run as it will hold memory: LoRA adapters (only they have
+	// gradients and AdamW moments), gradient checkpointing, and a frozen
+	// base held as bfloat16.
+	mo := model.MemoryOptions{Training: true, Checkpoint: t.Config.Compute.Checkpoint, FrozenBF16: t.Policy.Params.Frozen}
+	if a := t.Policy.LoRA; a != nil {
+		lc := a.Config
+		mo.LoRA = &lc
+	}
+	need = c.MemoryEstimateFor(tokens, mo)
 	// Evaluation needs no gradient (Workspace.NoGrad) and runs on the
 	// training workspace: only the buffers its layers share grow to the
 	// evaluation batch, next to everything training holds.
-	if extra := c.MemoryEstimate(evalTokens, false) - c.MemoryEstimate(tokens, false); extra > 0 {
+	fo := mo
+	fo.Training = false
+	if extra := c.MemoryEstimateFor(evalTokens, fo) - c.MemoryEstimateFor(tokens, fo); extra > 0 {
 		need += extra
 	}
 	// Between two collections the heap may grow by the collector's target
@@ -174,11 +203,7 @@ func (t *Trainer) preflight(available int64) error {
 	if gc := gcPercent(); gc > 0 {
 		need += need * int64(gc) / 100
 	}
-	if available <= 0 || need <= available || t.Config.Compute.Force {
-		return nil
-	}
-	return fmt.Errorf("memory pre-flight: this run needs about %.1f GB (weights, gradients, AdamW moments and activations for training micro-batches of up to %d tokens and evaluation batches of up to %d, and the garbage collector's headroom) but %.1f GB is available (the least of the machine's available memory, the cgroup's memory limit and RLIMIT_AS); lower --per-device-train-batch-size, --per-device-eval-batch-size or --max-length, or pass --force to try anyway",
-		float64(need)/1e9, tokens, evalTokens, float64(available)/1e9)
+	return need, tokens, evalTokens
 }
 
 // gcPercent reports the garbage collector's target percentage (negative

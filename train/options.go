@@ -50,6 +50,8 @@ type Options struct {
 	ResumeFrom     string `key:"resume_from_checkpoint" help:"checkpoint folder to resume from, or 'latest' for the newest in output_dir"`
 	Overwrite      bool   `key:"overwrite_output_dir" help:"start a new run in a non-empty output_dir (its checkpoints, metrics and reference cache are removed first); without it a new run refuses a folder that holds anything"`
 
+	Adapter string `key:"adapter" help:"PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to run on top of --model, without merging"`
+
 	RefModel string `key:"ref_model" help:"reference model folder for the DPO-family losses (default: the initial policy)"`
 	RefLogps string `key:"ref_logps" help:"reference log-probs of the training data written by 'relupo logps' with the same data options, instead of running a reference model (evaluation data uses its own columns or the reference model)"`
 
@@ -66,6 +68,18 @@ type Options struct {
 	SharePrompt        bool `key:"share_prompt" help:"run each pair's prompt once for both responses (exact up to float32 rounding); false runs prompt+chosen and prompt+rejected separately"`
 	Threads            int  `key:"threads" help:"worker threads (0: all cores)"`
 	ZeroStage          int  `key:"zero_stage" help:"under mpirun (a relupo built with -tags mpi): 1 shards the AdamW state across the ranks (ZeRO stage 1: its memory per rank ÷ ranks); 0 keeps it whole on every rank"`
+
+	UsePEFT           bool     `key:"use_peft" help:"train LoRA adapters (PEFT's format) instead of every weight: the base stays frozen (in its checkpoint's 2-byte dtype when it has one), and OUTPUT_DIR gets adapter_model.safetensors and adapter_config.json"`
+	LoraR             int      `key:"lora_r" help:"LoRA rank r (0, unset: TRL's default 16, or --lora-init's adapter's)"`
+	LoraAlpha         float64  `key:"lora_alpha" help:"LoRA α: the update is scaled by α/r (NaN, unset: TRL's default 32, or --lora-init's adapter's)"`
+	LoraDropout       float64  `key:"lora_dropout" help:"dropout on the LoRA adapters' input (NaN, unset: TRL's default 0.05, or --lora-init's adapter's)"`
+	LoraTargetModules []string `key:"lora_target_modules" help:"the linear layers that get adapters: names among q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all-linear (unset: PEFT's default for Llama, Mistral, Qwen and Gemma models, q_proj,v_proj)"`
+	UseRSLoRA         bool     `key:"use_rslora" help:"rank-stabilized LoRA: scale the update by α/√r instead of α/r"`
+	LoraInit          string   `key:"lora_init" help:"start from this PEFT adapter folder (adapter_config.json, adapter_model.safetensors) instead of a fresh adapter; its r, α, targets and rsLoRA apply"`
+	MergeAdapter      bool     `key:"merge_adapter" help:"with use_peft, also write the merged model (W + scale·B·A in the base's dtype: config.json, model.safetensors, tokenizer files) into output_dir beside the adapter"`
+	BaseDType         string   `key:"base_dtype" help:"with use_peft, how the frozen base weights are held: auto (the checkpoint's dtype: bf16 and fp16 stay 2 bytes a weight, float32 stays float32), bf16 (a float32 checkpoint rounded to bfloat16) or float32"`
+
+	GradientCheckpointing bool `key:"gradient_checkpointing" help:"keep only each layer's input in the forward pass and recompute the layer inside backward: less memory for about a third more compute; the results are bit-identical"`
 
 	ComputeDType string `key:"compute_dtype" help:"precision of the matrix products: float32, or bf16 (operands rounded to bfloat16, float32 sums; weights, optimizer and everything else stay float32). Default: bf16 if the recipe says bf16: true, else float32"`
 	BF16         bool   `key:"bf16" help:"the Hugging Face Trainer's mixed-precision switch: true means compute_dtype bf16 when compute_dtype is not set"`
@@ -99,5 +113,8 @@ func DefaultOptions() Options {
 		MaxPromptLength:           512,
 		TruncationMode:            "keep_end",
 		SharePrompt:               true,
+		LoraAlpha:                 math.NaN(), // TRL's 32, or the --lora-init adapter's
+		LoraDropout:               math.NaN(), // TRL's 0.05, or the --lora-init adapter's
+		BaseDType:                 "auto",
 	}
 }

@@ -56,10 +56,11 @@ func checkOutput(dir string, overwrite, resume bool) error {
 // and how often it logs, evaluates and saves, its threads and evaluation
 // batch, and how the batch is split over ranks (per-device batch and
 // accumulation, as long as the global batch and so the plan stay the
-// same; see Trainer.regroup).
+// same; see Trainer.regroup), gradient checkpointing and merge_adapter.
 var changeable = []string{"logging_steps", "eval_steps", "save_steps", "save_total_limit", "output_dir", "resume_from_checkpoint",
 	"threads", "force", "overwrite_output_dir", "per_device_eval_batch_size", "eval_data", "skip_nonfinite_steps",
-	"per_device_train_batch_size", "gradient_accumulation_steps", "zero_stage"}
+	"per_device_train_batch_size", "gradient_accumulation_steps", "zero_stage",
+	"gradient_checkpointing", "merge_adapter"} // checkpointing gives bit-identical steps; merging only adds output
 
 // Record is what a checkpoint remembers of the run that wrote it: every
 // option that decides the result, and the fingerprints of the data and

@@ -42,7 +42,8 @@ func (r Recipe) truthy(key string) bool {
 var adamWNames = []string{"adamw_torch", "adamw_hf", "adamw_torch_fused", "adamw_torch_npu_fused", "adamw_apex_fused"}
 
 // RecipeKeys are the keys Apply reads beyond the options' own.
-var RecipeKeys = []string{"simpo_gamma", "cpo_alpha", "ln", "use_peft", "optim", "torch_dtype", "do_eval", "dataset_splits", "gradient_checkpointing", "gradient_checkpointing_kwargs"}
+// (use_peft, the lora_* keys and gradient_checkpointing are options.)
+var RecipeKeys = []string{"simpo_gamma", "cpo_alpha", "ln", "optim", "torch_dtype", "do_eval", "dataset_splits", "gradient_checkpointing_kwargs"}
 
 // Apply gives o what the recipe means beyond its keys' values (after the
 // values were set): the loss rules of [Recipe.loss], unless given
@@ -52,25 +53,30 @@ var RecipeKeys = []string{"simpo_gamma", "cpo_alpha", "ln", "use_peft", "optim",
 // the user; the error lists every refused key.
 func (r Recipe) Apply(o *Options, explicit func(key string) bool) ([]string, error) {
 	var notes, refused []string
-	if r.truthy("use_peft") {
-		refused = append(refused, "use_peft: true: LoRA is not implemented yet, and relupo would fine-tune every weight instead")
-	}
 	if opt := r.str("optim"); opt != "" && !slices.Contains(adamWNames, opt) {
 		refused = append(refused, fmt.Sprintf("optim: %s: relupo's optimizer is AdamW (adamw_torch)", opt))
 	}
 	if ln, ok := r["ln"].(bool); ok && !ln {
 		refused = append(refused, "ln: false: SimPO without length normalization is not implemented")
 	}
-	switch dt := strings.ToLower(r.str("torch_dtype")); dt {
-	case "", "auto", "float32", "fp32", "<nil>":
+	switch dt := strings.ToLower(r.str("torch_dtype")); {
+	case dt == "" || dt == "auto" || dt == "float32" || dt == "fp32" || dt == "<nil>":
+	case o.UsePEFT && (dt == "bfloat16" || dt == "bf16" || dt == "float16" || dt == "fp16"):
+		// The frozen base in a 2-byte dtype is what use_peft does with a
+		// 2-byte checkpoint; a float32 one is rounded to bfloat16.
+		if !explicit("base_dtype") && !r.has("base_dtype") {
+			o.BaseDType = "bf16"
+			if dt == "float16" || dt == "fp16" {
+				notes = append(notes, "torch_dtype: float16 with use_peft: the frozen base is held as bfloat16 when the checkpoint is float32 (base_dtype bf16), and in its own dtype when it is float16")
+			}
+		}
+	case o.UsePEFT:
+		refused = append(refused, fmt.Sprintf("torch_dtype: %s: with use_peft the frozen base is held in its checkpoint's dtype or as bfloat16 (base_dtype); set torch_dtype: null or bfloat16", dt))
 	default:
-		refused = append(refused, fmt.Sprintf("torch_dtype: %s: relupo keeps the weights in float32 (bf16: true or --compute-dtype bf16 gives bfloat16 products); set torch_dtype: null", dt))
+		refused = append(refused, fmt.Sprintf("torch_dtype: %s: relupo trains every weight in float32 (bf16: true or --compute-dtype bf16 gives bfloat16 products; use_peft keeps a frozen base in bfloat16); set torch_dtype: null", dt))
 	}
 	if r.truthy("do_eval") && len(o.EvalData) == 0 && o.EvalSplitRatio == 0 {
 		refused = append(refused, "do_eval: true, but relupo reads no dataset_splits of a Hub dataset, so no evaluation would run: give eval_data (--eval-data) or eval_split_ratio, or set do_eval: false and remove eval_steps")
-	}
-	if r.truthy("gradient_checkpointing") {
-		notes = append(notes, "gradient_checkpointing: relupo keeps every layer's activations (the results are the same; the memory pre-flight checks that the run fits)")
 	}
 	lossNote, err := r.loss(o, explicit)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"github.com/relupo/relupo/dist"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
+	"github.com/relupo/relupo/peft"
+	"github.com/relupo/relupo/safetensors"
 )
 
 // skips reports the records a load skipped: the first few one by one, then
@@ -76,9 +78,14 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 	if err != nil {
 		return nil, err
 	}
-	policy, dtype, err := model.Load(c.Model)
+	policy, dtype, err := loadPolicy(c)
 	if err != nil {
 		return nil, err
+	}
+	if c.PEFT.Enabled {
+		if err := attachAdapter(policy, c.PEFT, c.Loop.Seed); err != nil {
+			return nil, err
+		}
 	}
 	t := &Trainer{Config: c, Policy: policy, Comm: comm}
 	// The output folder's lock is held from before its rule is applied
@@ -138,6 +145,51 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 		}
 	}
 	return t, nil
+}
+
+// loadPolicy loads the run's model: in float32 for full fine-tuning; under
+// LoRA as a frozen base held as base_dtype says (a 2-byte checkpoint's
+// matrices as bfloat16, mapped from its files where they allow).
+func loadPolicy(c Config) (*model.Model, safetensors.DType, error) {
+	if !c.PEFT.Enabled {
+		return model.Load(c.Model)
+	}
+	return model.LoadWith(c.Model, model.LoadOptions{BaseDType: c.PEFT.BaseDType, Map: true})
+}
+
+// attachAdapter gives the policy the LoRA adapter a run trains: the
+// lora_init folder's, or a fresh one (PEFT's initialization, B = 0, drawn
+// from the run's seed).
+func attachAdapter(policy *model.Model, c PEFTConfig, seed int) error {
+	if c.Init != "" {
+		a, _, err := peft.Load(c.Init, policy.Config)
+		if err != nil {
+			return fmt.Errorf("lora_init: %w", err)
+		}
+		a.Config.Dropout = c.LoRA.Dropout // the run's dropout (lora_dropout may override the adapter's)
+		policy.LoRA = a
+		return nil
+	}
+	a, err := model.NewAdapter(policy.Config, c.LoRA)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	a.Init(uint64(seed))
+	policy.LoRA = a
+	return nil
+}
+
+// adaptersOff is the model with its adapter switched off, as TRL's
+// reference model under PEFT: a shallow copy with LoRA nil, sharing the
+// weights (no second copy is loaded). A model without an adapter is
+// returned as is.
+func adaptersOff(m *model.Model) *model.Model {
+	if m.LoRA == nil {
+		return m
+	}
+	ref := *m
+	ref.LoRA = nil
+	return &ref
 }
 
 // noPairs is the error for data files that gave no pairs, naming each
@@ -239,7 +291,7 @@ func (c Config) attachReference(ctx context.Context, exs []data.Example, policy 
 	if len(exs) == 0 || allHaveRef(exs) {
 		return nil
 	}
-	m := policy
+	m := adaptersOff(policy) // under LoRA the reference is the base (TRL's null_ref_context)
 	if c.Ref.Model != "" {
 		r, _, err := model.Load(c.Ref.Model)
 		if err != nil {
@@ -321,9 +373,22 @@ func loadInference(ctx context.Context, o Options, warn func(string)) (*inferenc
 		return nil, &UsageError{err}
 	}
 	c.Loop.EvalBatchSize = o.PerDeviceEvalBatchSize
-	m, _, err := model.Load(c.Model)
+	// With an adapter the base is frozen: a 2-byte checkpoint stays in
+	// bfloat16 (its values, widened exactly in float32 products), mapped.
+	load := model.Load
+	if o.Adapter != "" {
+		load = func(dir string) (*model.Model, safetensors.DType, error) {
+			return model.LoadWith(dir, model.LoadOptions{BaseDType: "auto", Map: true})
+		}
+	}
+	m, _, err := load(c.Model)
 	if err != nil {
 		return nil, err
+	}
+	if o.Adapter != "" {
+		if m.LoRA, _, err = peft.Load(o.Adapter, m.Config); err != nil {
+			return nil, fmt.Errorf("adapter: %w", err)
+		}
 	}
 	exs, err := c.Data.Load(ctx, c.Data.Train, c.Model, m.Config, warn)
 	if err != nil {
@@ -354,6 +419,7 @@ func Logps(ctx context.Context, o Options, warn func(string)) (*LogpsFile, error
 	}
 	p := c.Data.provenance(c.Model, files, len(in.exs))
 	p.ComputeDType = c.Compute.Precision.String()
+	p.Adapter = o.Adapter
 	f := &LogpsFile{Provenance: p}
 	e := NewEngine(in.model, c.Compute)
 	defer e.Close()

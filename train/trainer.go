@@ -32,6 +32,7 @@ import (
 
 	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/dist"
+	"github.com/relupo/relupo/internal/atomicfile"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/optim"
 	"github.com/relupo/relupo/pref"
@@ -153,6 +154,18 @@ func (t *Trainer) makePlan() (plan, error) {
 	return p, nil
 }
 
+// checkAdapter checks that the policy carries an adapter exactly when the
+// run trains LoRA (Setup attaches it; a Trainer filled by hand must too).
+func (t *Trainer) checkAdapter() error {
+	switch on := t.Config.PEFT.Enabled; {
+	case on && t.Policy.LoRA == nil:
+		return errors.New("train: use_peft is set, but the policy has no LoRA adapter (Setup attaches one)")
+	case !on && t.Policy.LoRA != nil:
+		return errors.New("train: the policy has a LoRA adapter, but use_peft is not set")
+	}
+	return nil
+}
+
 // lossAt is the loss of step (0-based), with the dynamic γ schedule.
 func (t *Trainer) lossAt(step int) pref.Config { return t.Config.Loss.At(step, t.plan.maxSteps) }
 
@@ -232,8 +245,14 @@ func (t *Trainer) Run(ctx context.Context) (Summary, error) {
 	if err := t.prepare(); err != nil {
 		return Summary{}, err
 	}
+	if err := t.checkAdapter(); err != nil {
+		return Summary{}, err
+	}
 	t.engine = NewEngine(t.Policy, t.Config.Compute)
-	t.engine.Grads, t.engine.Optimizer = model.NewParams(t.Policy.Config), t.Config.Loop.adamW()
+	t.engine.Optimizer = t.Config.Loop.adamW()
+	if err := t.engine.ensureGrads(); err != nil { // only the adapter's under LoRA
+		return Summary{}, err
+	}
 	t.engine.Comm, t.engine.ZeRO1 = t.Comm, t.Config.Loop.ZeroStage == 1
 	defer t.engine.Close()
 	if t.Config.Loop.ResumeFrom != "" {
@@ -318,7 +337,7 @@ func (t *Trainer) prepare() error {
 		if err := os.MkdirAll(c.Output.Dir, 0o755); err != nil {
 			return fmt.Errorf("train: %w", err)
 		}
-		if err := cleanLeftovers(c.Output.Dir); err != nil {
+		if err := atomicfile.CleanLeftovers(c.Output.Dir, "checkpoint-"); err != nil {
 			return fmt.Errorf("train: %w", err)
 		}
 	}
@@ -380,7 +399,11 @@ func (t *Trainer) step() (loss float64, skipped bool, err error) {
 	// gradient_accumulation_steps; each is divided by how many there
 	// really are, as current transformers does
 	// (current_gradient_accumulation_steps).
-	b := Batch{Accumulation: group, SharePrompt: o.SharePrompt}
+	rank := 0
+	if t.Comm != nil {
+		rank = t.Comm.Rank()
+	}
+	b := Batch{Accumulation: group, SharePrompt: o.SharePrompt, DropoutSeed: StepDropoutSeed(o.Seed, st.GlobalStep, rank)}
 	for j := range group {
 		lo := (st.Micro + j) * o.BatchSize
 		hi := min(lo+o.BatchSize, len(order))

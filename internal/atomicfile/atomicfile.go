@@ -6,6 +6,7 @@ package atomicfile
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -69,6 +70,42 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// RemoveDir deletes a folder so that a crash midway never leaves a
+// half-deleted folder under its name: the folder is first renamed to
+// dir + ".deleting" (atomically), then removed. A missing folder is not an
+// error.
+func RemoveDir(dir string) error {
+	trash := dir + ".deleting"
+	if err := os.RemoveAll(trash); err != nil {
+		return err
+	}
+	if err := os.Rename(dir, trash); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
+// CleanLeftovers removes what a killed run may have left in dir among the
+// folders whose names start with prefix: one being written (prefix*.tmp)
+// or being deleted by RemoveDir (prefix*.deleting).
+func CleanLeftovers(dir, prefix string) error {
+	for _, suffix := range []string{".tmp", ".deleting"} {
+		found, err := filepath.Glob(filepath.Join(dir, prefix+"*"+suffix))
+		if err != nil {
+			return err
+		}
+		for _, d := range found {
+			if err := os.RemoveAll(d); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
