@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"math"
 	"strings"
 	"time"
 
@@ -17,9 +17,15 @@ type Options struct {
 	// included).
 	MaxNewTokens int
 	Sampling     Sampling
-	// Seed seeds every sequence's sampler; sequence i draws from
-	// PCG(Seed, i), so results do not depend on BatchSize.
+	// Seed seeds every sequence's sampler: sample j of prompt i draws from
+	// PCG(Seed, SampleStream(i, j)), so results do not depend on BatchSize,
+	// on the number of threads, nor on NumReturnSequences (sample j of a
+	// prompt is the same whether 2 or 8 are drawn).
 	Seed uint64
+	// NumReturnSequences is how many answers are sampled per prompt (K);
+	// 0 means 1. The prompt is prefilled once and its cache copied for
+	// each of the K samples.
+	NumReturnSequences int
 	// StopTokens end a sequence when generated (end-of-sequence and
 	// end-of-turn ids). The stop token is kept in OutputIDs and left out of
 	// Text.
@@ -31,7 +37,9 @@ type Options struct {
 	// stop string.
 	IgnoreEOS bool
 	// BatchSize is how many sequences decode together (default 8). When
-	// one finishes the next prompt takes its place (continuous batching).
+	// sequences finish the next prompt takes their place (continuous
+	// batching), once there is room for all its K samples (a prompt with
+	// more samples than BatchSize decodes alone).
 	BatchSize int
 }
 
@@ -65,15 +73,28 @@ type Progress struct {
 	Elapsed         time.Duration
 }
 
-// Run generates an answer for every prompt, in order. onDone, if not nil,
-// is called after each prompt completes. Decoding stops with ctx's error
-// when ctx is cancelled.
+// SampleStream is the random stream of sample j of prompt i (both from
+// 0): i in the low 32 bits and j in the high ones, so that sample 0 of
+// prompt i draws from stream i, as a single answer per prompt does.
+func SampleStream(i, j int) uint64 { return uint64(uint32(i)) | uint64(uint32(j))<<32 }
+
+// Run generates NumReturnSequences answers for every prompt, in order:
+// result i·K+j is sample j of prompt i. onDone, if not nil, is called after
+// each answer completes (Progress counts answers). Decoding stops with
+// ctx's error when ctx is cancelled.
 func Run(ctx context.Context, d *model.Decoder, tok Detokenizer, prompts [][]int32, opt Options, onDone func(Progress)) ([]Result, error) {
 	if err := opt.Sampling.Validate(); err != nil {
 		return nil, err
 	}
 	if opt.MaxNewTokens < 1 {
 		return nil, errors.New("generate: max new tokens must be ≥ 1")
+	}
+	if opt.NumReturnSequences < 0 {
+		return nil, fmt.Errorf("generate: num return sequences %d must be ≥ 1", opt.NumReturnSequences)
+	}
+	K := max(opt.NumReturnSequences, 1)
+	if len(prompts) > math.MaxUint32 || K > math.MaxUint32 {
+		return nil, fmt.Errorf("generate: %d prompts × %d samples: at most 2³² of each", len(prompts), K)
 	}
 	cfg := d.Model.Config
 	for i, p := range prompts {
@@ -100,22 +121,33 @@ func Run(ctx context.Context, d *model.Decoder, tok Detokenizer, prompts [][]int
 		}
 	}
 
+	// A slot is one sequence being decoded. A prompt enters as one slot
+	// that prefills it (sample −1); its logits are then shared by K slots,
+	// one per sample, each with a copy of the prompt's cache.
 	type slot struct {
-		i       int // prompt index
+		i, j    int // prompt index, sample index (−1: the prompt's prefill)
 		cache   *model.KVCache
 		sampler *Sampler
 		next    []int32 // tokens to feed next
 		out     []int
 	}
-	results := make([]Result, len(prompts))
+	results := make([]Result, len(prompts)*K)
 	var active []*slot
 	var free []*model.KVCache
 	nextPrompt, done := 0, 0
-	prog := Progress{Total: len(prompts)}
+	prog := Progress{Total: len(results)}
 	start := time.Now()
+	cache := func() *model.KVCache {
+		if n := len(free); n > 0 {
+			c := free[n-1]
+			free = free[:n-1]
+			return c
+		}
+		return d.NewCache()
+	}
 
 	finish := func(s *slot, reason string, text string, textTokens int) {
-		results[s.i] = Result{OutputIDs: s.out, Text: text, FinishReason: reason, PromptTokens: len(prompts[s.i]), TextTokens: textTokens}
+		results[s.i*K+s.j] = Result{OutputIDs: s.out, Text: text, FinishReason: reason, PromptTokens: len(prompts[s.i]), TextTokens: textTokens}
 		s.cache.Reset()
 		free = append(free, s.cache)
 		done++
@@ -125,21 +157,12 @@ func Run(ctx context.Context, d *model.Decoder, tok Detokenizer, prompts [][]int
 		}
 	}
 
-	for done < len(prompts) {
+	for done < len(results) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		for len(active) < batch && nextPrompt < len(prompts) {
-			var c *model.KVCache
-			if n := len(free); n > 0 {
-				c, free = free[n-1], free[:n-1]
-			} else {
-				c = d.NewCache()
-			}
-			active = append(active, &slot{
-				i: nextPrompt, cache: c, next: prompts[nextPrompt],
-				sampler: NewSampler(opt.Sampling, opt.Seed, uint64(nextPrompt)),
-			})
+		for nextPrompt < len(prompts) && (len(active) == 0 || len(active)+K <= batch) {
+			active = append(active, &slot{i: nextPrompt, j: -1, cache: cache(), next: prompts[nextPrompt]})
 			prog.PromptTokens += len(prompts[nextPrompt])
 			nextPrompt++
 		}
@@ -150,43 +173,71 @@ func Run(ctx context.Context, d *model.Decoder, tok Detokenizer, prompts [][]int
 		}
 		logits, err := d.Forward(caches, in)
 		if err != nil {
-			nums := make([]int, len(active))
-			for j, s := range active {
-				nums[j] = s.i + 1
+			nums := make([]int, 0, len(active))
+			for _, s := range active {
+				if len(nums) == 0 || nums[len(nums)-1] != s.i+1 {
+					nums = append(nums, s.i+1)
+				}
 			}
 			return nil, fmt.Errorf("generate: decoding prompts %v: %w", nums, err)
 		}
-		kept := active[:0]
+		var kept []*slot
 		for j, s := range active {
 			// A model with NaN or infinite weights gives non-finite logits,
 			// from which sampling would emit token 0 and an empty answer.
 			if k := nonFinite(logits[j]); k >= 0 {
 				return nil, fmt.Errorf("generate: prompt %d, token %d: the model's logits are not finite (logit of token %d is %v): its weights hold NaN or infinite values, or overflowed", s.i+1, len(s.out)+1, k, logits[j][k])
 			}
-			t := s.sampler.Sample(logits[j])
-			s.out = append(s.out, t)
-			prog.GeneratedTokens++
-			switch {
-			case stops[t]:
-				finish(s, "stop", tok.Decode(s.out[:len(s.out)-1], true), len(s.out)-1)
-				continue
-			case len(opt.StopStrings) > 0:
-				text := tok.Decode(s.out, true)
-				if k := firstStop(text, opt.StopStrings); k >= 0 {
-					finish(s, "stop", text[:k], len(s.out))
-					continue
+			samples := []*slot{s}
+			if s.j < 0 { // a prefilled prompt: its K samples start from its logits
+				samples = make([]*slot, K)
+				for k := range samples {
+					c := s.cache
+					if k > 0 {
+						c = cache()
+						copyCache(c, s.cache)
+					}
+					samples[k] = &slot{i: s.i, j: k, cache: c, sampler: NewSampler(opt.Sampling, opt.Seed, SampleStream(s.i, k))}
 				}
 			}
-			if len(s.out) >= opt.MaxNewTokens {
-				finish(s, "length", tok.Decode(s.out, true), len(s.out))
-				continue
+			for _, s := range samples {
+				t := s.sampler.Sample(logits[j])
+				s.out = append(s.out, t)
+				prog.GeneratedTokens++
+				switch {
+				case stops[t]:
+					finish(s, "stop", tok.Decode(s.out[:len(s.out)-1], true), len(s.out)-1)
+					continue
+				case len(opt.StopStrings) > 0:
+					text := tok.Decode(s.out, true)
+					if k := firstStop(text, opt.StopStrings); k >= 0 {
+						finish(s, "stop", text[:k], len(s.out))
+						continue
+					}
+				}
+				if len(s.out) >= opt.MaxNewTokens {
+					finish(s, "length", tok.Decode(s.out, true), len(s.out))
+					continue
+				}
+				s.next = []int32{int32(t)}
+				kept = append(kept, s)
 			}
-			s.next = []int32{int32(t)}
-			kept = append(kept, s)
 		}
-		active = slices.Clip(kept)
+		active = kept
 	}
 	return results, nil
+}
+
+// copyCache makes dst a copy of src, reusing dst's memory.
+func copyCache(dst, src *model.KVCache) {
+	if len(dst.K) != len(src.K) {
+		dst.K, dst.V = make([][]float32, len(src.K)), make([][]float32, len(src.V))
+	}
+	for l := range src.K {
+		dst.K[l] = append(dst.K[l][:0], src.K[l]...)
+		dst.V[l] = append(dst.V[l][:0], src.V[l]...)
+	}
+	dst.Len = src.Len
 }
 
 // nonFinite returns the index of the first NaN or infinite value in x, or

@@ -178,3 +178,67 @@ func TestRunProgressAndErrors(t *testing.T) {
 		})
 	}
 }
+
+// Sample j of prompt i draws from a stream of (seed, i, j) alone: the
+// answers do not depend on the batch size, the threads, nor on how many
+// samples are drawn per prompt, and sample 0 is the answer a single-sample
+// run gives.
+func TestRunReturnSequences(t *testing.T) {
+	cfg := model.Config{ModelType: "llama", VocabSize: 64, HiddenSize: 32, IntermediateSize: 48, NumLayers: 2,
+		NumHeads: 4, NumKVHeads: 2, HeadDim: 8, RMSNormEps: 1e-6, RopeTheta: 10000}
+	m := model.New(cfg)
+	m.Params.Init(3, 0.5)
+	sampling := Sampling{Temperature: 1, TopK: 20, TopP: 0.95}
+	run := func(k, batch, threads int) [][]int {
+		pool := kernels.NewPool(threads)
+		defer pool.Close()
+		var progress []int
+		res, err := Run(context.Background(), model.NewDecoder(m, pool), idText{}, testPrompts,
+			Options{MaxNewTokens: 10, BatchSize: batch, Seed: 11, Sampling: sampling, NumReturnSequences: k, StopTokens: []int{7}},
+			func(p Progress) { progress = append(progress, p.Done) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != len(testPrompts)*max(k, 1) || len(progress) != len(res) || progress[len(progress)-1] != len(res) {
+			t.Fatalf("K %d: %d results, progress %v", k, len(res), progress)
+		}
+		var ids [][]int
+		for _, r := range res {
+			ids = append(ids, r.OutputIDs)
+		}
+		return ids
+	}
+	want := run(4, 1, 1)
+	for _, tc := range []struct{ k, batch, threads int }{{4, 3, 2}, {4, 8, 1}, {4, 16, 2}, {2, 2, 2}, {1, 5, 1}, {0, 8, 2}} {
+		t.Run(fmt.Sprintf("K%d_batch%d_threads%d", tc.k, tc.batch, tc.threads), func(t *testing.T) {
+			got := run(tc.k, tc.batch, tc.threads)
+			k := max(tc.k, 1)
+			for i := range testPrompts {
+				for j := range k {
+					if g, w := got[i*k+j], want[i*4+j]; !slices.Equal(g, w) {
+						t.Errorf("prompt %d sample %d: %v, want %v", i, j, g, w)
+					}
+				}
+			}
+		})
+	}
+	// A prompt's samples differ from one another: each has its own stream.
+	for i := range testPrompts {
+		if slices.Equal(want[i*4], want[i*4+1]) && slices.Equal(want[i*4+1], want[i*4+2]) {
+			t.Errorf("prompt %d: samples 0-2 are all %v", i, want[i*4])
+		}
+	}
+	// Sample 0 is the single answer of the one-sample layout (stream i).
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	single, err := Run(context.Background(), model.NewDecoder(m, pool), idText{}, testPrompts,
+		Options{MaxNewTokens: 10, BatchSize: 8, Seed: 11, Sampling: sampling, StopTokens: []int{7}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range single {
+		if !slices.Equal(r.OutputIDs, want[i*4]) {
+			t.Errorf("prompt %d: single answer %v, want sample 0 %v", i, r.OutputIDs, want[i*4])
+		}
+	}
+}

@@ -24,6 +24,10 @@ import (
 //	{"prompt": "..."}                          one user message
 //	{"instruction": "...", "dataset"}          AlpacaEval
 //
+// Any record may also carry "id" (a string or number) and a known answer
+// for verifiers in "reference" or "answer" (GSM8K's layout); both are copied
+// to the --num-return-sequences output.
+//
 // Arena-Hard's questions are single-turn; of a multi-turn "turns" list only
 // the first turn is answered. A turn is an object with "content" or a plain
 // string (MT-Bench style).
@@ -45,6 +49,12 @@ type Record struct {
 	QuestionID json.RawMessage
 	UID        string
 	Category   string
+	// ID is the record's "id" (a number as its JSON text), else its uid or
+	// question_id; empty when it has none.
+	ID string
+	// Reference is the known answer, "reference" or else "answer"; empty
+	// when the record has neither.
+	Reference string
 }
 
 type rawRecord struct {
@@ -57,6 +67,9 @@ type rawRecord struct {
 	QuestionID     json.RawMessage   `json:"question_id"`
 	UID            *string           `json:"uid"`
 	Category       *string           `json:"category"`
+	ID             json.RawMessage   `json:"id"`
+	Reference      *string           `json:"reference"`
+	Answer         *string           `json:"answer"`
 }
 
 // ReadRecords reads prompts from r: JSON lines, one record per line (blank
@@ -139,6 +152,16 @@ func parseRecord(data []byte, where string) (Record, error) {
 	if raw.Category != nil {
 		rec.Category = *raw.Category
 	}
+	var err error
+	if rec.ID, err = recordID(raw); err != nil {
+		return Record{}, fmt.Errorf("%s: %w", where, err)
+	}
+	switch {
+	case raw.Reference != nil:
+		rec.Reference = *raw.Reference
+	case raw.Answer != nil:
+		rec.Reference = *raw.Answer
+	}
 	user := func(text string) {
 		rec.Instruction = text
 		rec.Messages = []chat.Message{{Role: "user", Content: text}}
@@ -182,6 +205,39 @@ func parseRecord(data []byte, where string) (Record, error) {
 		return Record{}, fmt.Errorf(`%s: no prompt: want one of "prompt_input_ids", "messages", "turns", "prompt" or "instruction"`, where)
 	}
 	return rec, nil
+}
+
+// recordID is a record's "id", else its uid, else its question_id: a JSON
+// string's text or a number's JSON text. Only a malformed "id" is an
+// error.
+func recordID(raw rawRecord) (string, error) {
+	if id := jsonScalar(raw.ID); id != nil {
+		return *id, nil
+	} else if v := bytes.TrimSpace(raw.ID); len(v) > 0 && string(v) != "null" {
+		return "", fmt.Errorf("id must be a string or a number, got %s", v)
+	}
+	if raw.UID != nil {
+		return *raw.UID, nil
+	}
+	if id := jsonScalar(raw.QuestionID); id != nil {
+		return *id, nil
+	}
+	return "", nil
+}
+
+// jsonScalar is the text of a JSON string or the JSON text of a number;
+// nil for anything else.
+func jsonScalar(v json.RawMessage) *string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return &s
+	}
+	var n json.Number
+	if json.Unmarshal(v, &n) == nil {
+		s = n.String()
+		return &s
+	}
+	return nil
 }
 
 // Encoder turns text into ids; *tokenizer.Tokenizer is one.

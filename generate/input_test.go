@@ -67,6 +67,21 @@ func TestReadRecords(t *testing.T) {
 				t.Errorf("%+v", r)
 			}
 		}},
+		{"id and reference", `{"id": "q7", "prompt": "6*7?", "reference": "42", "answer": "ignored"}`, func(t *testing.T, r []Record) {
+			if r[0].ID != "q7" || r[0].Reference != "42" {
+				t.Errorf("%+v", r[0])
+			}
+		}},
+		{"numeric id and gsm8k answer", `{"id": 12, "question_id": 3, "prompt": "Q", "answer": "so 6*7 = 42\n#### 42"}`, func(t *testing.T, r []Record) {
+			if r[0].ID != "12" || r[0].Reference != "so 6*7 = 42\n#### 42" {
+				t.Errorf("%+v", r[0])
+			}
+		}},
+		{"id from uid then question_id", "{\"uid\": \"u\", \"prompt\": \"P\"}\n{\"question_id\": 81, \"turns\": [\"T\"]}\n{\"prompt\": \"P\"}", func(t *testing.T, r []Record) {
+			if r[0].ID != "u" || r[1].ID != "81" || r[2].ID != "" || r[2].Reference != "" {
+				t.Errorf("%+v", r)
+			}
+		}},
 		{"empty", "", func(t *testing.T, r []Record) {
 			if len(r) != 0 {
 				t.Errorf("%+v", r)
@@ -93,6 +108,7 @@ func TestReadRecordsErrors(t *testing.T) {
 		{"ids not numbers", `{"prompt_input_ids": ["a"]}`, "in.jsonl:1:"},
 		{"empty messages", `{"messages": []}`, "messages is empty"},
 		{"bad turn", `{"turns": [3]}`, "turns[0]"},
+		{"bad id", "{\"prompt\": \"a\"}\n{\"id\": [1], \"prompt\": \"b\"}", "in.jsonl:2: id must be a string or a number, got [1]"},
 		{"empty turns", `{"turns": []}`, "turns is empty"},
 		{"bad array", `[{"prompt": "a"},`, "invalid JSON array"},
 		{"bad array item", `[{"prompt": "a"}, {"x": 1}]`, "in.jsonl: item 2: no prompt"},

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 
-	"github.com/relupo/relupo/chat"
 	"github.com/relupo/relupo/internal/atomicfile"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
+	"github.com/relupo/relupo/peft"
 	"github.com/relupo/relupo/tokenizer"
 )
 
@@ -30,6 +29,9 @@ type Job struct {
 	// Model is the model folder: config.json, safetensors weights and the
 	// tokenizer files.
 	Model string
+	// Adapter is a PEFT LoRA adapter folder to run on top of Model
+	// (without merging it); empty runs the model alone.
+	Adapter string
 	// Tokenizer is the folder of the tokenizer files and chat template;
 	// empty means Model.
 	Tokenizer string
@@ -54,7 +56,9 @@ type Job struct {
 	// Meta.CountTokens); nil counts the model's generated tokens.
 	CountTokens func(answer string) (int, error)
 	// Options control decoding. Options.StopTokens, if any, are added to
-	// the model's own stop tokens.
+	// the model's own stop tokens. Options.NumReturnSequences ≥ 1 writes
+	// the samples layout (see [WriteSamples]; jsonl only) even for one
+	// sample; 0 writes one answer per prompt in Format.
 	Options Options
 	// Threads is the number of worker threads; 0 means all cores.
 	Threads int
@@ -70,6 +74,8 @@ type Job struct {
 type Plan struct {
 	// Prompts is the number of prompts to answer.
 	Prompts int
+	// Samples is the number of answers per prompt.
+	Samples int
 	// Sampling is Options.Sampling.
 	Sampling Sampling
 	// StopTokens are the ids that end an answer, sorted.
@@ -80,7 +86,8 @@ type Plan struct {
 
 // Summary describes a finished Job.
 type Summary struct {
-	// Answers is the number of answers written.
+	// Answers is the number of answers written (K per prompt with
+	// Options.NumReturnSequences K).
 	Answers int
 	// PromptTokens and GeneratedTokens count the tokens prefilled and
 	// generated over all prompts.
@@ -108,6 +115,13 @@ func (j Job) Run(ctx context.Context) (Summary, error) {
 	if j.Options.MaxNewTokens < 1 {
 		return Summary{}, errors.New("generate: max new tokens must be ≥ 1")
 	}
+	samples := j.Options.NumReturnSequences > 0
+	if j.Options.NumReturnSequences < 0 {
+		return Summary{}, fmt.Errorf("generate: num return sequences %d must be ≥ 1", j.Options.NumReturnSequences)
+	}
+	if samples && format != FormatJSONL {
+		return Summary{}, fmt.Errorf("generate: several answers per prompt are written as jsonl rows (id, prompt, responses, reference), not in the %s format", format)
+	}
 	if limit := kernels.MaxWorkers(); j.Threads < 0 || j.Threads > limit {
 		return Summary{}, fmt.Errorf("generate: threads %d is not in [0, %d] (0: all cores; at most %d× the cores here)", j.Threads, limit, kernels.WorkersPerCore)
 	}
@@ -134,7 +148,7 @@ func (j Job) Run(ctx context.Context) (Summary, error) {
 	pool := kernels.NewPool(j.Threads)
 	defer pool.Close()
 	if j.OnStart != nil {
-		j.OnStart(Plan{Prompts: len(recs), Sampling: j.Options.Sampling, StopTokens: in.stops, Threads: pool.Workers()})
+		j.OnStart(Plan{Prompts: len(recs), Samples: max(j.Options.NumReturnSequences, 1), Sampling: j.Options.Sampling, StopTokens: in.stops, Threads: pool.Workers()})
 	}
 	opt := j.Options
 	opt.StopTokens = in.stops
@@ -148,17 +162,21 @@ func (j Job) Run(ctx context.Context) (Summary, error) {
 		sum.GeneratedTokens += len(r.OutputIDs)
 	}
 	meta := Meta{Generator: generator, CountTokens: j.CountTokens}
+	write := func(w io.Writer) error { return Write(w, format, recs, res, meta) }
+	if samples {
+		write = func(w io.Writer) error { return WriteSamples(w, recs, res, j.Options.NumReturnSequences) }
+	}
 	if j.Output == "" || j.Output == "-" {
 		out := j.Out
 		if out == nil {
 			out = os.Stdout
 		}
-		if err := Write(out, format, recs, res, meta); err != nil {
+		if err := write(out); err != nil {
 			return Summary{}, err
 		}
 		return sum, nil
 	}
-	if err := atomicfile.Write(j.Output, func(w io.Writer) error { return Write(w, format, recs, res, meta) }); err != nil {
+	if err := atomicfile.Write(j.Output, write); err != nil {
 		return Summary{}, fmt.Errorf("generate: %w", err)
 	}
 	sum.Path = j.Output
@@ -208,35 +226,22 @@ func (j Job) load(ctx context.Context, recs []Record) (jobInputs, error) {
 	if tokDir == "" {
 		tokDir = j.Model
 	}
-	if in.tok, err = tokenizer.Load(tokDir); err != nil {
-		return in, fmt.Errorf("generate: %w", err)
-	}
-	tcfg, err := tokenizer.LoadConfig(tokDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		tcfg, err = &tokenizer.Config{}, nil
-	}
+	enc, err := LoadPromptEncoder(tokDir)
 	if err != nil {
 		return in, fmt.Errorf("generate: %w", err)
 	}
-	var tmpl *chat.Template
-	if tcfg.ChatTemplate != "" {
-		if tmpl, err = chat.New(tcfg.ChatTemplate, tcfg.SpecialTokens()); err != nil {
-			return in, fmt.Errorf("generate: %s: %w", tokDir, err)
-		}
-	}
-	in.prompts = make([][]int32, len(recs))
-	for i, r := range recs {
-		// Rendering and tokenizing thousands of prompts takes a while: stop
-		// when asked to.
-		if err := ctx.Err(); err != nil {
-			return in, fmt.Errorf("generate: %s: %w", r.Where, err)
-		}
-		if in.prompts[i], err = Tokenize(r, tmpl, in.tok); err != nil {
-			return in, fmt.Errorf("generate: %w", err)
-		}
+	in.tok = enc.Tokenizer
+	tcfg := enc.Config
+	if in.prompts, err = enc.EncodeAll(ctx, recs); err != nil {
+		return in, fmt.Errorf("generate: %w", err)
 	}
 	if in.model, _, err = model.Load(j.Model); err != nil {
 		return in, fmt.Errorf("generate: %w", err)
+	}
+	if j.Adapter != "" {
+		if in.model.LoRA, _, err = peft.Load(j.Adapter, in.model.Config); err != nil {
+			return in, fmt.Errorf("generate: adapter: %w", err)
+		}
 	}
 	vocab := in.model.Config.VocabSize
 	for i, p := range in.prompts {

@@ -103,6 +103,8 @@ func TestJobRunErrors(t *testing.T) {
 		{"missing input", Job{Model: "m", Input: "nope.jsonl", Options: opt}, false, "nope.jsonl"},
 		{"empty stdin", Job{Model: "m", Input: "-", In: strings.NewReader(""), Options: opt}, false, "stdin holds no prompts"},
 		{"ids for alpaca_eval", Job{Model: "m", Input: good, Format: FormatAlpacaEval, Options: opt}, false, "prompts.jsonl:1: the alpaca_eval format needs an instruction"},
+		{"samples in alpaca_eval", Job{Model: "m", Input: good, Format: FormatAlpacaEval, Options: Options{MaxNewTokens: 2, NumReturnSequences: 2}}, false, "several answers per prompt are written as jsonl rows"},
+		{"negative samples", Job{Model: "m", Input: good, Options: Options{MaxNewTokens: 2, NumReturnSequences: -1}}, false, "num return sequences -1"},
 		{"no tokenizer", Job{Model: t.TempDir(), Input: good, Options: opt}, false, "tokenizer"},
 		{"id outside the vocabulary", Job{Input: writePrompts(t, "{\"prompt_input_ids\": [1, 2]}\n{\"prompt_input_ids\": [1, 32000]}\n"), Options: opt}, true, "prompts.jsonl:2: token id 32000 outside the model's vocabulary"},
 	} {
@@ -130,5 +132,61 @@ func TestJobRunCancelled(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("output file: %v", err)
+	}
+}
+
+// With NumReturnSequences a job writes one row per prompt with its K
+// samples, its id and its reference; sample 0 is the answer a one-answer
+// job gives with the same seed.
+func TestJobRunSamples(t *testing.T) {
+	dir := testutil.SharedPath(t, "fixtures", "models", "tiny-random-llama")
+	in := writePrompts(t, "{\"id\": \"a\", \"prompt_input_ids\": [0,0,0,52], \"answer\": \"#### 4\"}\n{\"prompt_input_ids\": [0,0,195,731]}\n")
+	opt := Options{MaxNewTokens: 5, IgnoreEOS: true, Seed: 3, Sampling: Sampling{Temperature: 1}}
+	run := func(k int) string {
+		var out bytes.Buffer
+		o := opt
+		o.NumReturnSequences = k
+		var plan Plan
+		sum, err := Job{Model: dir, Input: in, Out: &out, Options: o, Threads: 1, OnStart: func(p Plan) { plan = p }}.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Answers != 2*max(k, 1) || plan.Samples != max(k, 1) {
+			t.Errorf("K %d: summary %+v, plan %+v", k, sum, plan)
+		}
+		return out.String()
+	}
+	var single []JSONLRecord
+	for _, l := range strings.Split(strings.TrimSpace(run(0)), "\n") {
+		var r JSONLRecord
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		single = append(single, r)
+	}
+	lines := strings.Split(strings.TrimSpace(run(3)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("output %q", lines)
+	}
+	for i, l := range lines {
+		var r SamplesRecord
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		wantID, wantRef := []string{"a", "2"}[i], []string{"#### 4", ""}[i]
+		if r.ID != wantID || r.Reference != wantRef || len(r.Responses) != 3 || len(r.OutputIDs) != 3 || len(r.FinishReasons) != 3 || len(r.PromptInputIDs) != 4 {
+			t.Fatalf("line %d: %s", i+1, l)
+		}
+		if !slices.Equal(r.OutputIDs[0], single[i].OutputIDs) || r.Responses[0] != single[i].Output {
+			t.Errorf("line %d: sample 0 %v, want the single answer %v", i+1, r.OutputIDs[0], single[i].OutputIDs)
+		}
+		if slices.Equal(r.OutputIDs[0], r.OutputIDs[1]) && slices.Equal(r.OutputIDs[1], r.OutputIDs[2]) {
+			t.Errorf("line %d: the 3 samples are equal: %v", i+1, r.OutputIDs)
+		}
+	}
+	// One sample asked for explicitly still writes the row layout.
+	var r SamplesRecord
+	if err := json.Unmarshal([]byte(strings.SplitN(run(1), "\n", 2)[0]), &r); err != nil || len(r.Responses) != 1 || !slices.Equal(r.OutputIDs[0], single[0].OutputIDs) {
+		t.Errorf("K 1: %+v (%v)", r, err)
 	}
 }

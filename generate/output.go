@@ -7,8 +7,11 @@ import (
 	"io"
 	"math/big"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/relupo/relupo/chat"
 )
 
 // The output formats.
@@ -297,4 +300,58 @@ func answerID(parts ...string) string {
 		b[i] = alphabet[m.Int64()]
 	}
 	return string(b[:])
+}
+
+// SamplesRecord is one line of the samples layout that
+// --num-return-sequences writes: one prompt with all its sampled answers,
+// in the row layout `relupo score` reads (package score's Row: id, prompt,
+// responses, reference), plus what decoding knows of each answer.
+type SamplesRecord struct {
+	// ID is the input record's id (or uid, question_id), else its 1-based
+	// position in the input.
+	ID string `json:"id"`
+	// Prompt is the conversation answered; empty for pre-tokenized
+	// prompts, whose ids are in PromptInputIDs.
+	Prompt         []chat.Message `json:"prompt"`
+	PromptInputIDs []int32        `json:"prompt_input_ids,omitempty"`
+	// Responses are the K answers' texts, sample 0 first.
+	Responses []string `json:"responses"`
+	// Reference is the input's known answer ("reference" or "answer"),
+	// left out when it had none.
+	Reference string `json:"reference,omitempty"`
+	// OutputIDs and FinishReasons are each answer's generated ids (the
+	// stop token included) and finish reason, as in the jsonl format.
+	OutputIDs     [][]int  `json:"output_ids"`
+	FinishReasons []string `json:"finish_reasons"`
+}
+
+// WriteSamples writes the answers res to recs, k per record (result i·k+j
+// is sample j of record i), as one SamplesRecord per line.
+func WriteSamples(w io.Writer, recs []Record, res []Result, k int) error {
+	k = max(k, 1)
+	if len(res) != len(recs)*k {
+		return fmt.Errorf("generate: %d results for %d records × %d samples", len(res), len(recs), k)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for i, rec := range recs {
+		out := SamplesRecord{ID: rec.ID, Prompt: rec.Messages, Reference: rec.Reference,
+			Responses: make([]string, k), OutputIDs: make([][]int, k), FinishReasons: make([]string, k)}
+		if out.ID == "" {
+			out.ID = strconv.Itoa(i + 1)
+		}
+		if out.Prompt == nil {
+			out.Prompt, out.PromptInputIDs = []chat.Message{}, rec.InputIDs
+		}
+		for j, r := range res[i*k : (i+1)*k] {
+			out.Responses[j], out.OutputIDs[j], out.FinishReasons[j] = r.Text, r.OutputIDs, r.FinishReason
+			if out.OutputIDs[j] == nil {
+				out.OutputIDs[j] = []int{}
+			}
+		}
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relupo/relupo/chat"
 	"github.com/relupo/relupo/internal/testutil"
 )
 
@@ -195,5 +196,29 @@ func TestCheckFormat(t *testing.T) {
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.format, err, tc.want)
 		}
+	}
+}
+
+func TestWriteSamples(t *testing.T) {
+	recs := []Record{
+		{Where: "a:1", InputIDs: []int32{1, 5}},
+		{Where: "a:2", ID: "q2", Instruction: "6*7?", Messages: []chat.Message{{Role: "user", Content: "6*7?"}}, Reference: "#### 42"},
+	}
+	res := []Result{
+		{OutputIDs: []int{3, 2}, Text: "x", FinishReason: "stop"}, {OutputIDs: nil, Text: "", FinishReason: "length"},
+		{OutputIDs: []int{4}, Text: "42 <b>", FinishReason: "length"}, {OutputIDs: []int{9, 2}, Text: "41", FinishReason: "stop"},
+	}
+	var buf bytes.Buffer
+	if err := WriteSamples(&buf, recs, res, 2); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"1","prompt":[],"prompt_input_ids":[1,5],"responses":["x",""],"output_ids":[[3,2],[]],"finish_reasons":["stop","length"]}
+{"id":"q2","prompt":[{"role":"user","content":"6*7?"}],"responses":["42 <b>","41"],"reference":"#### 42","output_ids":[[4],[9,2]],"finish_reasons":["length","stop"]}
+`
+	if buf.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", buf.String(), want)
+	}
+	if err := WriteSamples(&buf, recs, res[:3], 2); err == nil || !strings.Contains(err.Error(), "3 results for 2 records × 2 samples") {
+		t.Errorf("short results: error %v", err)
 	}
 }

@@ -14,7 +14,9 @@ import (
 type generateOptions struct {
 	model, tokenizer, input, output, format, generator, config string
 	tokenLenTokenizer                                          string
+	adapter                                                    string // a PEFT LoRA adapter folder run on top of model
 	maxNewTokens, topK, batchSize, threads                     int
+	numReturnSequences                                         int
 	temperature, topP                                          float64
 	seed                                                       uint64
 	stop                                                       []string
@@ -50,6 +52,17 @@ Output (--format):
 The evaluation formats trim white space around answers. --generator names the model
 (default: the model folder's name).
 
+--num-return-sequences K samples K answers per prompt and writes one JSON line per prompt
+in the row layout 'relupo score' reads:
+  {"id", "prompt": [messages], "responses": [K texts], "reference", "output_ids": [K lists],
+   "finish_reasons": [K]}
+id is the input's "id" (or uid, question_id), else the prompt's position from 1;
+reference is the input's "reference" or "answer" (GSM8K's column), left out when absent;
+pre-tokenized prompts have "prompt": [] and their "prompt_input_ids". Each prompt is
+prefilled once for its K samples; sample j of prompt i draws from a stream of (--seed, i, j)
+alone, so the samples do not depend on K, --batch-size or --threads, and sample 0 is the
+answer a run without the flag gives. Use a --temperature above 0, or all K are equal.
+
 Generation stops at the model's end-of-sequence ids (config.json, generation_config.json,
 the tokenizer's eos_token), at the chat template's end-of-turn token (<|eot_id|>,
 <|im_end|>, ...), at a --stop string, or after --max-new-tokens. --temperature 0 is greedy;
@@ -66,6 +79,7 @@ tokens/s go to stderr; --output is written atomically.`,
 	f := cmd.Flags()
 	f.StringVar(&o.model, "model", "", "model folder (config.json, safetensors, tokenizer) (required)")
 	f.StringVar(&o.model, "model-name-or-path", "", "alias of --model")
+	f.StringVar(&o.adapter, "adapter", "", "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) run on top of --model, without merging")
 	f.StringVar(&o.config, "config", "", "YAML recipe ('relupo train --config'): its model_name_or_path and tokenizer keys apply unless --model and --tokenizer are given")
 	f.StringVar(&o.tokenizer, "tokenizer", "", "folder of the tokenizer files and chat template (default: the model folder)")
 	f.StringVar(&o.input, "input", "", "prompts file, JSON lines or a JSON array; - for stdin (required)")
@@ -80,7 +94,8 @@ tokens/s go to stderr; --output is written atomically.`,
 	f.Uint64Var(&o.seed, "seed", 0, "sampling seed")
 	f.StringArrayVar(&o.stop, "stop", nil, "stop when the answer contains this string (repeatable); the answer ends before it")
 	f.BoolVar(&o.ignoreEOS, "ignore-eos", false, "keep generating past end-of-sequence and end-of-turn tokens")
-	f.IntVar(&o.batchSize, "batch-size", 8, "prompts decoded together")
+	f.IntVar(&o.numReturnSequences, "num-return-sequences", 0, "sample this many answers per prompt, written as one row per prompt (see above; jsonl only)")
+	f.IntVar(&o.batchSize, "batch-size", 8, "sequences decoded together (a prompt's samples enter together)")
 	f.IntVar(&o.threads, "threads", 0, "worker threads (0: all cores)")
 	return cmd
 }
@@ -119,6 +134,14 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	if o.maxNewTokens < 1 || o.batchSize < 1 {
 		return usagef("generate: --max-new-tokens and --batch-size must be ≥ 1")
 	}
+	if cmd.Flags().Changed("num-return-sequences") {
+		if o.numReturnSequences < 1 {
+			return usagef("generate: --num-return-sequences must be ≥ 1, got %d", o.numReturnSequences)
+		}
+		if o.format != generate.FormatJSONL {
+			return usagef("generate: --num-return-sequences writes jsonl rows (id, prompt, responses, reference), not --format %s", o.format)
+		}
+	}
 	var countTokens func(string) (int, error)
 	if o.tokenLenTokenizer != "" {
 		tok, err := tokenizer.Load(o.tokenLenTokenizer)
@@ -133,14 +156,18 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	stderr := cmd.ErrOrStderr()
 	var last time.Time
 	sum, err := generate.Job{
-		Model: o.model, Tokenizer: o.tokenizer, Input: o.input, In: cmd.InOrStdin(), Output: o.output, Out: cmd.OutOrStdout(),
+		Model: o.model, Adapter: o.adapter, Tokenizer: o.tokenizer, Input: o.input, In: cmd.InOrStdin(), Output: o.output, Out: cmd.OutOrStdout(),
 		Format: o.format, Generator: o.generator, Threads: o.threads, CountTokens: countTokens,
 		Options: generate.Options{
-			MaxNewTokens: o.maxNewTokens, Sampling: sampling, Seed: o.seed,
+			MaxNewTokens: o.maxNewTokens, Sampling: sampling, Seed: o.seed, NumReturnSequences: o.numReturnSequences,
 			StopStrings: o.stop, IgnoreEOS: o.ignoreEOS, BatchSize: o.batchSize,
 		},
 		OnStart: func(p generate.Plan) {
-			fmt.Fprintf(stderr, "generate: %d prompts, %s, stop tokens %v, %d threads\n", p.Prompts, sampleDesc(p.Sampling), p.StopTokens, p.Threads)
+			samples := ""
+			if p.Samples > 1 {
+				samples = fmt.Sprintf(" × %d samples", p.Samples)
+			}
+			fmt.Fprintf(stderr, "generate: %d prompts%s, %s, stop tokens %v, %d threads\n", p.Prompts, samples, sampleDesc(p.Sampling), p.StopTokens, p.Threads)
 		},
 		OnDone: func(p generate.Progress) {
 			if p.Done < p.Total && time.Since(last) < time.Second {

@@ -112,6 +112,8 @@ func TestGenerateErrors(t *testing.T) {
 		{"bad line", []string{"--model", tinyModel, "--input", bad}, 1, "bad.jsonl:2: no prompt"},
 		{"missing input", []string{"--model", tinyModel, "--input", "nope.jsonl"}, 1, "nope.jsonl"},
 		{"ids for alpaca_eval", []string{"--model", tinyModel, "--input", good, "--format", "alpaca_eval"}, 1, "in.jsonl:1: the alpaca_eval format needs an instruction"},
+		{"zero samples", []string{"--model", tinyModel, "--input", good, "--num-return-sequences", "0"}, 2, "--num-return-sequences must be ≥ 1"},
+		{"samples in arena_hard", []string{"--model", tinyModel, "--input", good, "--num-return-sequences", "2", "--format", "arena_hard"}, 2, "not --format arena_hard"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, stderr, code := relupo(t, append([]string{"generate"}, tc.args...)...)
@@ -119,6 +121,34 @@ func TestGenerateErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// --num-return-sequences writes one row per prompt with its K samples.
+func TestGenerateReturnSequences(t *testing.T) {
+	dir := testutil.SharedPath(t, "fixtures", "models", "tiny-random-llama")
+	in := writeFile(t, "F.jsonl", "{\"prompt_input_ids\": [0,0,0,52], \"reference\": \"r\"}\n{\"prompt_input_ids\": [0,0,195,731]}\n")
+	stdout, stderr, code := relupo(t, "generate", "--model", dir, "--input", in, "--max-new-tokens", "3", "--temperature", "1", "--num-return-sequences", "4", "--batch-size", "3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 2 || !strings.Contains(stderr, "2 prompts × 4 samples") || !strings.Contains(stderr, "8/8 answers") {
+		t.Fatalf("stdout %q, stderr %q", stdout, stderr)
+	}
+	for i, l := range lines {
+		var r struct {
+			ID        string
+			Responses []string
+			Reference string
+			OutputIDs [][]int `json:"output_ids"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.ID != []string{"1", "2"}[i] || r.Reference != []string{"r", ""}[i] || len(r.Responses) != 4 || len(r.OutputIDs) != 4 {
+			t.Errorf("line %d: %s", i+1, l)
+		}
 	}
 }
 

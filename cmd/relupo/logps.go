@@ -25,7 +25,7 @@ func newLogpsCmd() *cobra.Command {
 	o := train.DefaultOptions()
 	var out, config string
 	cmd := &cobra.Command{
-		Use:   "logps --model DIR --data FILE [--out FILE]",
+		Use:   "logps --model DIR --data FILE [--adapter DIR] [--out FILE]",
 		Short: "Write each pair's summed response log-probs and label counts as JSON lines",
 		Long: `Scores every pair of --data with --model, reading the data exactly as 'relupo train'
 does with the same options and defaults (max_length 1024, max_prompt_length 512,
@@ -35,7 +35,7 @@ keep_end), and writes a reference log-prob file that 'relupo train --ref-logps' 
   {"relupo_logps": {"version", "model", "data": [{"path", "fraction", "bytes", "sha256"}],
                     "data_format", "max_length", "max_prompt_length", "truncation_mode",
                     "chat_template", "completion_only_assistant_content", "skip_invalid",
-                    "compute_dtype", "pairs"}}
+                    "compute_dtype", "pairs", "adapter" (with --adapter)}}
 
 recording what produced it, then one line per pair, in data order:
 
@@ -65,6 +65,6 @@ differ from the run's, naming the first pair that differs.`,
 	}
 	cmd.Flags().StringVar(&out, "out", "", "output file (default: standard output); written atomically")
 	cmd.Flags().StringVar(&config, "config", "", configHelp)
-	bindFlags(&o, cmd.Flags(), dataKeys...)
+	bindFlags(&o, cmd.Flags(), append(slices.Clone(dataKeys), "adapter")...)
 	return cmd
 }

@@ -60,8 +60,12 @@ func newRootCmd() *cobra.Command {
 		newQuickstartCmd(),
 		newBenchCmd(),
 		newGenerateCmd(),
+		newIterateCmd(),
 		newJudgeCmd(),
+		newScoreCmd(),
+		newPairsCmd(),
 		newDataCmd(),
+		newMergeCmd(),
 	)
 	// After AddCommand, so that every command's flags accept '_' for '-'.
 	root.SetGlobalNormalizationFunc(normalizeFlag)

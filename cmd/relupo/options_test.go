@@ -75,7 +75,7 @@ warmup_ratio: 0.1
 		t.Fatal(err)
 	}
 	unused := r.unused
-	wantUnused := []string{"attn_implementation", "dataset_splits", "do_eval", "evaluation_strategy", "gradient_checkpointing",
+	wantUnused := []string{"attn_implementation", "dataset_splits", "do_eval", "evaluation_strategy",
 		"gradient_checkpointing_kwargs", "log_level", "optim", "preprocessing_num_workers", "push_to_hub", "report_to", "run_name",
 		"save_strategy", "torch_dtype"}
 	if !slices.Equal(unused, wantUnused) {
@@ -97,6 +97,7 @@ warmup_ratio: 0.1
 		{"loss_type", o.LossType, "repo"},
 		{"gradient_accumulation_steps", o.GradientAccumulationSteps, 16},
 		{"max_prompt_length", o.MaxPromptLength, 1800},
+		{"gradient_checkpointing (an option now)", o.GradientCheckpointing, true},
 		{"save_steps (1000000)", o.SaveSteps, 1000000},
 		{"warmup_ratio", o.WarmupRatio, 0.1},
 		{"model", o.Model, "meta-llama/Meta-Llama-3-8B-Instruct"},

@@ -24,13 +24,25 @@ Hugging Face Trainer. Every flag is also a YAML key (the flag with '_' for '-'),
 so the official SimPO/RePO recipes run with --config recipe.yaml; flags given on
 the command line override the file, keys with no effect are listed in one line,
 the loss a recipe means is printed (a SimPO recipe trains simpo), and keys that
-would change the method relupo cannot follow (use_peft, a non-AdamW optim, ln:
-false, torch_dtype, do_eval without evaluation data) are refused, each named.
+would change the method relupo cannot follow (a non-AdamW optim, ln: false,
+torch_dtype other than float32 without use_peft, do_eval without evaluation data)
+are refused, each named.
 
 Writes OUTPUT_DIR/metrics.jsonl (TRL metric names), OUTPUT_DIR/checkpoint-STEP/
 every --save-steps, and finally the trained model (config.json, model.safetensors
 in the input's dtype, tokenizer files, the chat template it trained with,
-README.md) into OUTPUT_DIR. A new run refuses a non-empty OUTPUT_DIR unless
+README.md) into OUTPUT_DIR.
+
+--use-peft trains LoRA adapters (TRL's flags: --lora-r 16, --lora-alpha 32,
+--lora-dropout 0.05, --lora-target-modules q_proj,v_proj or all-linear,
+--use-rslora; --lora-init DIR starts from an existing adapter) on a frozen base:
+only the adapters get gradients, AdamW state and weight decay, and clipping uses
+their norm. The DPO-family losses take the base with the adapters off as their
+reference (no second copy; --ref-model still works). OUTPUT_DIR then gets
+adapter_model.safetensors and adapter_config.json in PEFT's format (checkpoints
+too), and with --merge-adapter also the merged model; 'relupo merge' merges
+later. --gradient-checkpointing recomputes each layer in backward instead of
+keeping its activations: less memory, bit-identical results. A new run refuses a non-empty OUTPUT_DIR unless
 --overwrite-output-dir or --resume-from-checkpoint is given. Under mpirun (a relupo
 built with -tags mpi) it runs data-parallel: see the README. On SIGINT or
 SIGTERM it finishes the step, writes a checkpoint and exits with code 1, saying
@@ -77,6 +89,7 @@ how to resume.`,
 	cmd.Flags().BoolVar(&progress, "progress", true, "on a terminal, show a live progress line fitted to its width; false prints a plain line at each logged step instead, as when stderr is not a terminal")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the final summary as one JSON object")
 	bindFlags(&opts, cmd.Flags())
+	_ = cmd.Flags().MarkHidden("adapter") // logps, eval and generate run an adapter; train starts from one with --lora-init
 	return cmd
 }
 

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The demonstration through the command: the mean verified reward rises.
+func TestIterateDemo(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "demo")
+	stdout, stderr, code := relupo(t, "iterate", "--demo", "--iterations", "3", "--output-dir", out, "--threads", "2", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var ms []struct {
+		Iteration int      `json:"iteration"`
+		Mean      *float64 `json:"score/mean"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &ms); err != nil || len(ms) != 4 {
+		t.Fatalf("stdout %q (%v)", stdout, err)
+	}
+	if *ms[3].Mean < *ms[0].Mean+0.05 {
+		t.Errorf("mean reward %v → %v", *ms[0].Mean, *ms[3].Mean)
+	}
+	if !strings.Contains(stderr, "iteration 3: mean score") || !strings.Contains(stderr, "trained on") {
+		t.Errorf("no progress on stderr: %q", stderr)
+	}
+	for _, f := range []string{"metrics.jsonl", "model.safetensors", "config.json", "iteration-3/pairs.jsonl", "iteration-3/optimizer.safetensors", "iteration-0/samples.jsonl"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// Resuming a finished run changes nothing and says where it resumed.
+	_, stderr, code = relupo(t, "iterate", "--demo", "--iterations", "3", "--output-dir", out, "--threads", "2", "--resume-from-checkpoint", "latest")
+	if code != 0 || !strings.Contains(stderr, "resumed after iteration 3") {
+		t.Errorf("resume: exit %d, %s", code, stderr)
+	}
+}
+
+func TestIterateErrors(t *testing.T) {
+	empty := writeFile(t, "empty.jsonl", "\n")
+	noRef := writeFile(t, "noref.jsonl", "{\"prompt_input_ids\": [1, 2], \"reference\": \"4\"}\n{\"prompt_input_ids\": [1, 3]}\n")
+	good := writeFile(t, "good.jsonl", "{\"prompt_input_ids\": [1, 2], \"reference\": \"4\"}\n")
+	out := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"nothing", nil, 2, "--model, --prompts and --output-dir are required, or --demo"},
+		{"no scorer", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out}, 2, "give one scorer"},
+		{"two scorers", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--reward-model", tinyModel}, 2, "give one scorer"},
+		{"one sample", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--samples-per-prompt", "1"}, 2, "--samples-per-prompt ≥ 2"},
+		{"greedy", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--temperature", "0"}, 2, "--temperature 0 is greedy"},
+		{"prompt file without prompts", []string{"--model", tinyModel, "--prompts", empty, "--output-dir", out, "--verifier", "(x)"}, 1, "empty.jsonl holds no prompts"},
+		{"no reference", []string{"--model", tinyModel, "--prompts", noRef, "--output-dir", out, "--verifier", "(x)"}, 1, "noref.jsonl:2: no known answer for the verifier"},
+		{"verifier without a group", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "x"}, 2, "no capture group"},
+		{"linear without an end", []string{"--demo", "--gamma-strategy", "linear"}, 2, "needs --gamma-end"},
+		{"adaptive with dpo", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--gamma-strategy", "adaptive", "--loss-type", "dpo"}, 2, "loss dpo does not threshold"},
+		{"demo with a model", []string{"--demo", "--model", tinyModel}, 2, "--model does not apply"},
+		{"bad resume", []string{"--demo", "--resume-from-checkpoint", "checkpoint-3"}, 2, "takes 'latest'"},
+		{"resume of nothing", []string{"--demo", "--output-dir", t.TempDir(), "--resume-from-checkpoint", "latest"}, 1, "holds no iteration-N checkpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := relupo(t, append([]string{"iterate"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+func TestIterateHelp(t *testing.T) {
+	stdout, _, code := relupo(t, "iterate", "--help")
+	if code != 0 || !strings.Contains(stdout, "--gamma-strategy") || !strings.Contains(stdout, "adaptive") || !strings.Contains(stdout, "--demo") {
+		t.Errorf("exit %d: %s", code, stdout)
+	}
+}
