@@ -58,6 +58,10 @@ var Presets = map[string]Preset{
 			"tie_word_embeddings": true, "bos_token_id": 2, "eos_token_id": [1, 107], "pad_token_id": 0}`))
 		return c
 	}(), 256},
+	// Issue 15's big models (bench/lora.go; bench/lora_bench.py is the
+	// PyTorch side): one pair of 2 × 512 tokens.
+	"llama3.2-1b": {llama32_1B, 512},
+	"llama3-8b":   {llama3_8B, 512},
 }
 
 // ParseShape reads an explicit shape "V,D,I,L,H,KV" (vocab, hidden,
@@ -109,6 +113,8 @@ type TrainConfig struct {
 	// (train mode): each rank runs Pairs pairs a step and the gradients are
 	// all-reduced. Nil is one process.
 	Comm dist.Comm
+	// Profile splits the timed steps' time into parts (TrainResult.Profile).
+	Profile bool
 }
 
 // MaxSteps is the most steps TrainConfig.Seconds times, as in bench_train.py.
@@ -135,6 +141,8 @@ type TrainResult struct {
 	Go            string  `json:"go"`
 	ComputeDType  string  `json:"compute_dtype"`
 	BF16Native    bool    `json:"bf16_native"`
+	// Profile is the time split of the timed steps (TrainConfig.Profile).
+	Profile *StepProfile `json:"profile,omitempty"`
 }
 
 // stepper runs benchmark steps on a randomly initialized model through the
@@ -209,6 +217,11 @@ func Train(ctx context.Context, c TrainConfig) (TrainResult, error) {
 		return TrainResult{}, err
 	}
 	fmt.Fprintf(log, "warm-up step %.2fs\n", time.Since(t0).Seconds())
+	var prof *kernels.Profile
+	if c.Profile {
+		prof = st.profile()
+		defer st.e.Workspace.Pool.SetProfile(nil)
+	}
 	if c.CPUProfile != "" {
 		f, err := os.Create(c.CPUProfile)
 		if err != nil {
@@ -238,10 +251,15 @@ func Train(ctx context.Context, c TrainConfig) (TrainResult, error) {
 		times = append(times, time.Since(t).Seconds())
 		fmt.Fprintf(log, "step %d: %.3fs\n", i+1, times[i])
 	}
+	var sp *StepProfile
+	if prof != nil {
+		sp = newStepProfile(prof, times, c.Compute.Precision, st.e.Workspace.Pool.Workers())
+	}
 	slices.Sort(times)
 	med := times[len(times)/2]
 	return TrainResult{
-		Mode: c.Mode, Ranks: ranks, Threads: st.e.Workspace.Pool.Workers(), SeqLen: T, Sequences: 2 * c.Pairs * ranks,
+		Profile: sp,
+		Mode:    c.Mode, Ranks: ranks, Threads: st.e.Workspace.Pool.Workers(), SeqLen: T, Sequences: 2 * c.Pairs * ranks,
 		TokensPerStep: tokens, ParamsTotal: c.Model.NumParams(), FlopsPerStepG: flops / 1e9,
 		StepsMeasured: len(times), StepSMedian: med, StepSMin: times[0],
 		TokensPerS: float64(tokens) / med, GFlops: flops / med / 1e9, PeakRSSGB: PeakRSSGB(),

@@ -24,6 +24,8 @@ type benchOptions struct {
 	cpuProfile, computeDType            string
 	lengthsData, lengthsTok, lengthsOut string
 	maxLen, maxPrompt                   int
+	lora                                loraBenchOptions // issue 15's fine-tuning rows (bench_lora.go)
+	profile                             bool
 }
 
 func newBenchCmd() *cobra.Command {
@@ -38,6 +40,10 @@ step = forward, RePO loss (every pair active), backward and AdamW.
 
   30m:  vocab 8192, hidden 512, intermediate 1376, 8 layers, 8 heads, 8 kv heads, seq 512
   135m: vocab 49152, hidden 576, intermediate 1536, 30 layers, 9 heads, 3 kv heads, tied, seq 256
+  llama3.2-1b, llama3-8b: Llama-3.2-1B's and Llama-3-8B's shapes, seq 512, for the
+  fine-tuning rows: --use-peft (LoRA r 16 on every linear layer, a bf16 base),
+  --use-peft=false (full fine-tuning), --gradient-checkpointing, and
+  --side-by-side ROWS (each row's relupo and PyTorch runs alternating, bench/lora_bench.py)
 
 --shape V,D,I,L,H,KV sets an explicit shape instead. --data FILE --tokenizer DIR
 runs realistic batches instead: every pair of the data set, tokenized as training
@@ -76,6 +82,8 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f.IntVar(&o.maxPrompt, "max-prompt-length", 384, "with --data: truncation max_prompt_length")
 	f.StringVar(&o.computeDType, "compute-dtype", "float32", "precision of the matrix products: float32 or bf16 (see relupo train --help)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
+	f.BoolVar(&o.profile, "profile", false, "split the timed steps' time into GEMM, attention, elementwise, optimizer and other, with the products' fraction of the measured peak")
+	addLoRABenchFlags(f, &o.lora)
 	return cmd
 }
 
@@ -112,6 +120,9 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	ctx, out := cmd.Context(), cmd.OutOrStdout()
 	var log io.Writer = &labelWriter{w: os.Stderr, label: "[" + o.preset + " " + o.mode + "] "}
 	comp := train.Compute{Threads: o.threads, Precision: prec}
+	if loraBenchActive(cmd.Flags()) {
+		return runLoRABench(cmd, o, cfg, T, comp)
+	}
 	switch {
 	case o.mode == "decode": // KV-cache decoding
 		res, err := bench.Decode(ctx, bench.DecodeConfig{Model: cfg, Seq: T, Pairs: o.pairs, Runs: o.steps, Threads: o.threads, Precision: prec, Log: log})
@@ -151,7 +162,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 			log = nil
 		}
 		res, err := bench.Train(ctx, bench.TrainConfig{Model: cfg, Mode: o.mode, Seq: T, Pairs: o.pairs, Steps: o.steps, Seconds: o.seconds,
-			Compute: comp, CPUProfile: o.cpuProfile, Log: log, Comm: comm})
+			Compute: comp, CPUProfile: o.cpuProfile, Log: log, Comm: comm, Profile: o.profile})
 		if err != nil || comm.Rank() != 0 {
 			return err
 		}
@@ -160,6 +171,9 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 		}
 		_, err = fmt.Fprintf(out, "%s %s: %.0f tokens/s, %.3fs/step (median of %d), %.1f GFLOP/s, peak RSS %.2f GB%s\n",
 			o.preset, o.mode, res.TokensPerS, res.StepSMedian, res.StepsMeasured, res.GFlops, res.PeakRSSGB, rankCount(res.Ranks))
+		if err == nil && res.Profile != nil {
+			err = res.Profile.WriteTable(out)
+		}
 		return err
 	})
 }
