@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/relupo/relupo/chat"
@@ -20,7 +21,6 @@ import (
 	"github.com/relupo/relupo/online"
 	pairbuild "github.com/relupo/relupo/pairs"
 	"github.com/relupo/relupo/pref"
-	"github.com/relupo/relupo/score"
 	"github.com/relupo/relupo/train"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -30,7 +30,7 @@ import (
 type iterateOptions struct {
 	demo                                   bool
 	model, tokenizer, prompts, outputDir   string
-	verifier, rewardModel                  string
+	scorer                                 scorerFlags
 	iterations, samples, maxNewTokens      int
 	topK, genBatch, threads, batch, accum  int
 	numPrompts                             int
@@ -49,7 +49,7 @@ type iterateOptions struct {
 func newIterateCmd() *cobra.Command {
 	var o iterateOptions
 	cmd := &cobra.Command{
-		Use:   "iterate (--demo | --model DIR --prompts FILE --output-dir DIR --verifier REGEX|--reward-model DIR)",
+		Use:   "iterate (--demo | --model DIR --prompts FILE --output-dir DIR --verifier REGEX|--reward-model DIR|--judge-model NAME --judge-base-url URL)",
 		Short: "Online (iterative) RePO: sample, score, pair and train, repeated",
 		Long: `Trains a policy on its own samples, iteration after iteration. Iteration 0 samples the
 initial policy (--samples-per-prompt K answers to every prompt) and scores them; each
@@ -66,9 +66,12 @@ Prompts (--prompts): the records 'relupo generate' reads (messages, prompt, inst
 turns, prompt_input_ids), with an optional "id" and, for the verifier, the known answer
 in "reference" or "answer" (GSM8K's column). Scorers: --verifier REGEX (1 when the
 answer the first group extracts equals the reference's, else 0; 'gsm8k' is GSM8K's
-"#### 42" pattern) or --reward-model DIR (a *ForSequenceClassification folder, as
-'relupo score' uses it). Responses a scorer cannot score are counted, reported and left
-out of the pairs.
+"#### 42" pattern), --reward-model DIR (a *ForSequenceClassification folder, with
+--reward-tokenizer and --reward-chat-template when they are elsewhere), or an LLM judge
+(--judge-model NAME --judge-base-url URL: 1-10 ratings through an OpenAI-compatible
+server, the prompt from --judge-prompt FILE; --cache FILE keeps its ratings, so that a
+resumed run re-rates nothing), all as 'relupo score' uses them. Responses a scorer
+cannot score are counted, reported and left out of the pairs.
 
 γ (--gamma-strategy):
   fixed     --gamma-beta-ratio every iteration (RePO's setting). As the policy improves
@@ -108,8 +111,7 @@ settings (--iterations, --samples-per-prompt, --learning-rate, --seed, --gamma-*
 	f.StringVar(&o.tokenizer, "tokenizer", "", "folder of the tokenizer files and chat template (default: --model)")
 	f.StringVar(&o.prompts, "prompts", "", "prompts file, JSON lines or a JSON array ('relupo generate' records)")
 	f.StringVar(&o.outputDir, "output-dir", "", "checkpoints, metrics.jsonl and the final model (default with --demo: relupo-online-demo)")
-	f.StringVar(&o.verifier, "verifier", "", "score by exact match of the answer this regular expression's first group extracts ('gsm8k': GSM8K's #### pattern)")
-	f.StringVar(&o.rewardModel, "reward-model", "", "score with this *ForSequenceClassification model folder")
+	o.scorer.add(f, "reward-", "none")
 	f.IntVar(&o.iterations, "iterations", 3, "training iterations N")
 	f.IntVar(&o.samples, "samples-per-prompt", 4, "answers sampled per prompt, K (≥ 2)")
 	f.IntVar(&o.numPrompts, "num-prompts", 0, "with --demo: prompts of the task (default 128)")
@@ -152,8 +154,8 @@ func runIterate(cmd *cobra.Command, o iterateOptions) error {
 	} else if c, err = iterateConfig(cmd, o); err != nil {
 		return err
 	}
-	if rm, ok := c.Scorer.(*score.RewardModel); ok {
-		defer rm.Close()
+	if b, ok := c.Scorer.(*builtScorer); ok {
+		defer b.Close()
 	}
 	switch o.resume {
 	case "":
@@ -226,7 +228,7 @@ func iterateGamma(o iterateOptions) (online.Gamma, error) {
 // iterateDemoConfig is the demonstration's run, with the flags given.
 func iterateDemoConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) {
 	f := cmd.Flags()
-	for _, name := range []string{"model", "tokenizer", "prompts", "verifier", "reward-model"} {
+	for _, name := range []string{"model", "tokenizer", "prompts", "verifier", "reward-model", "judge-model"} {
 		if f.Changed(name) {
 			return online.Config{}, usagef("iterate: --demo brings its own model, prompts and verifier: --%s does not apply", name)
 		}
@@ -279,8 +281,8 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 	if o.model == "" || o.prompts == "" || o.outputDir == "" {
 		return c, usagef("iterate: --model, --prompts and --output-dir are required, or --demo (see 'relupo iterate --help')")
 	}
-	if (o.verifier == "") == (o.rewardModel == "") {
-		return c, usagef("iterate: give one scorer: --verifier REGEX or --reward-model DIR")
+	if err := o.scorer.check("iterate"); err != nil {
+		return c, err
 	}
 	if o.iterations < 1 || o.samples < 2 || o.maxNewTokens < 1 || o.genBatch < 1 || o.batch < 1 || o.accum < 1 {
 		return c, usagef("iterate: --iterations and --max-new-tokens must be ≥ 1, --samples-per-prompt ≥ 2, the batch sizes and --gradient-accumulation-steps ≥ 1")
@@ -329,7 +331,7 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 	if err != nil {
 		return c, err
 	}
-	if c.Scorer, err = iterateScorer(o, recs); err != nil {
+	if c.Scorer, err = iterateScorer(o, recs, cmd.ErrOrStderr()); err != nil {
 		return c, err
 	}
 	tokDir := o.tokenizer
@@ -370,10 +372,6 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 		}
 		c.Prompts[i] = p
 	}
-	if c.Scorer, err = iterateScorer(o, recs); err != nil {
-		return c, err
-	}
-
 	c.ModelFiles = func(dir string) error { return copyModelFiles([]string{o.model, o.tokenizer}, dir) }
 	return c, nil
 }
@@ -395,29 +393,25 @@ func readPromptRecords(path string) ([]generate.Record, error) {
 	return recs, nil
 }
 
-// iterateScorer makes the scorer the flags ask for.
-func iterateScorer(o iterateOptions, recs []generate.Record) (score.Scorer, error) {
-	if o.verifier != "" {
-		pattern := o.verifier
-		if pattern == verifierGSM8K {
-			pattern = score.DefaultVerifierPattern
-		}
-		v, err := score.NewVerifier(pattern)
-		if err != nil {
-			return nil, usagef("iterate: %v", err)
-		}
+// iterateScorer makes the scorer the flags ask for; runIterate closes it.
+// The verifier needs every prompt's known answer. Responses that cannot
+// be scored are counted in each iteration's metrics; the first few reasons
+// are printed as they happen.
+func iterateScorer(o iterateOptions, recs []generate.Record, stderr io.Writer) (*builtScorer, error) {
+	if o.scorer.verifier != "" {
 		for _, r := range recs {
 			if strings.TrimSpace(r.Reference) == "" {
 				return nil, fmt.Errorf("iterate: %s: no known answer for the verifier: give \"reference\" or \"answer\"", r.Where)
 			}
 		}
-		return v, nil
 	}
-	rm, err := score.LoadRewardModel(o.rewardModel, score.RewardOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("iterate: %w", err)
+	var shown atomic.Int64
+	report := func(reason string) {
+		if shown.Add(1) <= failureShown {
+			fmt.Fprintf(stderr, "iterate: could not score %s\n", reason)
+		}
 	}
-	return rm, nil // closed by runIterate
+	return o.scorer.build("iterate", o.threads, "", stderr, report)
 }
 
 // modelFiles are copied from the model and tokenizer folders into each

@@ -52,12 +52,15 @@ func TestIterateErrors(t *testing.T) {
 		want string
 	}{
 		{"nothing", nil, 2, "--model, --prompts and --output-dir are required, or --demo"},
-		{"no scorer", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out}, 2, "give one scorer"},
-		{"two scorers", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--reward-model", tinyModel}, 2, "give one scorer"},
+		{"no scorer", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out}, 2, "give exactly one scorer"},
+		{"two scorers", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--reward-model", tinyModel}, 2, "give exactly one scorer"},
 		{"one sample", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--samples-per-prompt", "1"}, 2, "--samples-per-prompt ≥ 2"},
 		{"greedy", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--temperature", "0"}, 2, "--temperature 0 is greedy"},
 		{"prompt file without prompts", []string{"--model", tinyModel, "--prompts", empty, "--output-dir", out, "--verifier", "(x)"}, 1, "empty.jsonl holds no prompts"},
 		{"no reference", []string{"--model", tinyModel, "--prompts", noRef, "--output-dir", out, "--verifier", "(x)"}, 1, "noref.jsonl:2: no known answer for the verifier"},
+		{"judge without a server", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--judge-model", "j"}, 2, "--judge-model needs --judge-base-url"},
+		{"judge and verifier", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--judge-model", "j", "--judge-base-url", "http://127.0.0.1:1"}, 2, "give exactly one scorer"},
+		{"demo with a judge", []string{"--demo", "--judge-model", "j"}, 2, "--judge-model does not apply"},
 		{"verifier without a group", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "x"}, 2, "no capture group"},
 		{"linear without an end", []string{"--demo", "--gamma-strategy", "linear"}, 2, "needs --gamma-end"},
 		{"adaptive with dpo", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--gamma-strategy", "adaptive", "--loss-type", "dpo"}, 2, "loss dpo does not threshold"},

@@ -6,12 +6,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/relupo/relupo/internal/atomicfile"
-	"github.com/relupo/relupo/judge"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/score"
 	"github.com/schollz/progressbar/v3"
@@ -21,19 +19,11 @@ import (
 
 // scoreOptions are the flags of `relupo score`.
 type scoreOptions struct {
-	input, output                                string
-	rewardModel, tokenizer, chatTemplate         string
-	judgeModel, judgeURL, judgePrompt, apiKeyEnv string
-	cache, verifier                              string
-	threads, maxBatchTokens, maxLength           int
-	concurrency, maxRetries, judgeMaxTokens      int
-	judgeTemperature                             float64
-	timeout                                      time.Duration
-	noCache, progress                            bool
+	input, output string
+	scorer        scorerFlags
+	threads       int
+	progress      bool
 }
-
-// verifierGSM8K is the --verifier keyword for score.DefaultVerifierPattern.
-const verifierGSM8K = "gsm8k"
 
 func newScoreCmd() *cobra.Command {
 	var o scoreOptions
@@ -84,55 +74,21 @@ atomically.`,
 	f := cmd.Flags()
 	f.StringVar(&o.input, "input", "", "samples to score: JSON lines of prompt and responses (required)")
 	f.StringVar(&o.output, "output", "", "scored rows, JSON lines (required)")
-	f.StringVar(&o.rewardModel, "reward-model", "", "score with this *ForSequenceClassification model folder")
-	f.StringVar(&o.tokenizer, "tokenizer", "", "reward model's tokenizer folder (default: --reward-model)")
-	f.StringVar(&o.chatTemplate, "chat-template", "", "reward model's chat template instead of its own: template text, a .jinja file or a folder")
+	o.scorer.add(f, "", `--output + ".judgments.jsonl"`)
 	f.IntVar(&o.threads, "threads", 0, "worker threads of the reward model (0: all cores)")
-	f.IntVar(&o.maxBatchTokens, "max-batch-tokens", 4096, "tokens per reward-model forward pass")
-	f.IntVar(&o.maxLength, "max-length", 0, "longest conversation the reward model scores, in tokens (0: its max_position_embeddings)")
-	f.StringVar(&o.judgeModel, "judge-model", "", "score with this judge model, sent as the request's model")
-	f.StringVar(&o.judgeURL, "judge-base-url", "", "judge's OpenAI-compatible server: root, /v1 base or full /v1/chat/completions URL")
-	f.StringVar(&o.judgePrompt, "judge-prompt", "", "file holding the judge's prompt (default: the built-in 1-10 rating prompt)")
-	f.StringVar(&o.apiKeyEnv, "api-key-env", "OPENAI_API_KEY", "environment variable holding the judge's API key")
-	f.IntVar(&o.concurrency, "concurrency", 4, "judge requests in flight at most")
-	f.IntVar(&o.maxRetries, "max-retries", 6, "retries per judge request on 408/429/5xx, network errors and timeouts")
-	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "time limit per judge request")
-	f.IntVar(&o.judgeMaxTokens, "judge-max-tokens", 1024, "max_tokens of the judge's reply (0: not sent)")
-	f.Float64Var(&o.judgeTemperature, "judge-temperature", 0, "judge's sampling temperature")
-	f.StringVar(&o.cache, "cache", "", `judge ratings cache, JSON lines (default: --output + ".judgments.jsonl")`)
-	f.BoolVar(&o.noCache, "no-cache", false, "neither read nor write a judge cache")
-	f.StringVar(&o.verifier, "verifier", "", "score by exact match of the answer this regular expression's first group extracts ('gsm8k': GSM8K's #### pattern)")
 	f.BoolVar(&o.progress, "progress", true, "a live progress bar on a terminal (false: plain lines)")
 	return cmd
 }
-
-// failureShown is how many failed responses score lists with their reasons.
-const failureShown = 5
 
 func runScore(cmd *cobra.Command, o scoreOptions) error {
 	if o.input == "" || o.output == "" {
 		return usagef("score: --input and --output are required (see 'relupo score --help')")
 	}
-	n := 0
-	for _, s := range []string{o.rewardModel, o.judgeModel, o.verifier} {
-		if s != "" {
-			n++
-		}
+	if err := o.scorer.check("score"); err != nil {
+		return err
 	}
-	if n != 1 {
-		return usagef("score: give exactly one scorer: --reward-model DIR, --judge-model NAME (with --judge-base-url URL) or --verifier REGEX")
-	}
-	if o.judgeModel != "" && o.judgeURL == "" {
-		return usagef("score: --judge-model needs --judge-base-url, the judge's OpenAI-compatible server")
-	}
-	if o.judgeModel == "" && (o.judgeURL != "" || o.judgePrompt != "") {
-		return usagef("score: --judge-base-url and --judge-prompt are for --judge-model")
-	}
-	if o.rewardModel == "" && (o.tokenizer != "" || o.chatTemplate != "") {
-		return usagef("score: --tokenizer and --chat-template are for --reward-model")
-	}
-	if o.threads < 0 || o.threads > kernels.MaxWorkers() || o.maxBatchTokens < 1 || o.maxLength < 0 || o.concurrency < 1 || o.maxRetries < 0 || o.timeout < 0 || o.judgeMaxTokens < 0 {
-		return usagef("score: --threads must be in [0, %d], --max-batch-tokens and --concurrency ≥ 1, --max-length, --max-retries, --timeout and --judge-max-tokens ≥ 0", kernels.MaxWorkers())
+	if o.threads < 0 || o.threads > kernels.MaxWorkers() {
+		return usagef("score: --threads must be in [0, %d]", kernels.MaxWorkers())
 	}
 	stderr := cmd.ErrOrStderr()
 	f, err := os.Open(o.input)
@@ -149,85 +105,13 @@ func runScore(cmd *cobra.Command, o scoreOptions) error {
 		total += len(r.Responses)
 	}
 
-	var mu sync.Mutex
-	var reasons []string
-	failures := 0
-	report := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		failures++
-		if len(reasons) < failureShown {
-			reasons = append(reasons, s)
-		}
+	var failures failureLog
+	scorer, err := o.scorer.build("score", o.threads, o.output+".judgments.jsonl", stderr, failures.add)
+	if err != nil {
+		return err
 	}
-	var scorer score.Scorer
-	var what string
-	switch {
-	case o.verifier != "":
-		pattern := o.verifier
-		if pattern == verifierGSM8K {
-			pattern = score.DefaultVerifierPattern
-		}
-		v, err := score.NewVerifier(pattern)
-		if err != nil {
-			return usagef("%v", err)
-		}
-		scorer, what = v, fmt.Sprintf("verifier %q", v.Pattern())
-	case o.rewardModel != "":
-		pool := kernels.NewPool(o.threads)
-		defer pool.Close()
-		rm, err := score.LoadRewardModel(o.rewardModel, score.RewardOptions{
-			Pool: pool, Tokenizer: o.tokenizer, ChatTemplate: o.chatTemplate, MaxTokens: o.maxBatchTokens, MaxLength: o.maxLength,
-		})
-		if err != nil {
-			return err
-		}
-		defer rm.Close()
-		rm.Report = report
-		c := rm.Model.Config
-		scorer, what = rm, fmt.Sprintf("reward model %s (%s, %d layers, hidden %d, %d threads)", o.rewardModel, c.ModelType, c.NumLayers, c.HiddenSize, pool.Workers())
-	default:
-		text := ""
-		if o.judgePrompt != "" {
-			b, err := os.ReadFile(o.judgePrompt)
-			if err != nil {
-				return fmt.Errorf("score: judge prompt: %w", err)
-			}
-			text = string(b)
-			if strings.TrimSpace(text) == "" {
-				return fmt.Errorf("score: judge prompt %s is empty", o.judgePrompt)
-			}
-		}
-		p, err := judge.NewPointwisePrompt(text)
-		if err != nil {
-			return fmt.Errorf("score: judge prompt %s: %w", o.judgePrompt, err)
-		}
-		key := os.Getenv(o.apiKeyEnv)
-		if key == "" {
-			fmt.Fprintf(stderr, "score: $%s is not set; sending no Authorization header\n", o.apiKeyEnv)
-		}
-		j := &score.Judge{
-			Client: &judge.Client{URL: o.judgeURL, Model: o.judgeModel, APIKey: key, MaxRetries: o.maxRetries,
-				Backoff: time.Second, MaxBackoff: time.Minute, Timeout: o.timeout, MaxTokens: o.judgeMaxTokens, Temperature: o.judgeTemperature,
-				Note: func(s string) { fmt.Fprintf(stderr, "score: %s\n", s) }},
-			Prompt: p, JudgeModel: o.judgeModel, Concurrency: o.concurrency, Report: report,
-		}
-		if !o.noCache {
-			path := o.cache
-			if path == "" {
-				path = o.output + ".judgments.jsonl"
-			}
-			c, err := judge.OpenCache(path)
-			if err != nil {
-				return fmt.Errorf("score: %w", err)
-			}
-			defer c.Close()
-			fmt.Fprintf(stderr, "score: judge cache %s (%d ratings)\n", path, c.Len())
-			j.Cache = c
-		}
-		scorer, what = j, fmt.Sprintf("judge %s at %s", o.judgeModel, o.judgeURL)
-	}
-	fmt.Fprintf(stderr, "score: %d rows, %d responses, with the %s\n", len(rows), total, what)
+	defer scorer.Close()
+	fmt.Fprintf(stderr, "score: %d rows, %d responses, with the %s\n", len(rows), total, scorer.What)
 
 	prog := newCountProgress(stderr, "score", "rows", o.progress)
 	failed, err := scorer.Score(cmd.Context(), rows, prog.update)
@@ -237,12 +121,7 @@ func runScore(cmd *cobra.Command, o scoreOptions) error {
 	}
 	if failed > 0 {
 		fmt.Fprintf(stderr, "score: %d of %d responses could not be scored (null in the output):\n", failed, total)
-		for _, r := range reasons {
-			fmt.Fprintf(stderr, "  %s\n", r)
-		}
-		if failures > len(reasons) {
-			fmt.Fprintf(stderr, "  … and %d more\n", failures-len(reasons))
-		}
+		failures.print(stderr)
 	}
 	if failed == total {
 		return errors.New("score: no response could be scored")
