@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/relupo/relupo/safetensors"
@@ -34,26 +33,7 @@ func (c Config) SequenceClassifier() bool {
 // TieWordEmbeddings set, so that no lm_head is allocated: Params.LMHead is
 // the embedding matrix, not the checkpoint's output layer, and the model
 // must not be used for log-probs, logits or decoding.
-func LoadTrunk(dir string) (*Model, safetensors.DType, error) {
-	cfg, err := LoadConfig(dir)
-	if err != nil {
-		return nil, "", err
-	}
-	cfg.TieWordEmbeddings = true // no lm_head is read or allocated
-	ck, err := safetensors.OpenCheckpoint(dir)
-	if err != nil {
-		return nil, "", fmt.Errorf("model: %w", err)
-	}
-	defer ck.Close()
-	if err := cfg.checkCheckpoint(ck); err != nil {
-		return nil, "", err
-	}
-	m := New(cfg)
-	if err := m.copyWeights(ck); err != nil {
-		return nil, "", err
-	}
-	return m, ck.DType(), nil
-}
+func LoadTrunk(dir string) (*Model, safetensors.DType, error) { return load(dir, true) }
 
 // FinalHidden runs the decoder trunk (embedding, every layer and the final
 // norm) over a packed batch and returns the final normalized hidden states

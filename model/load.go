@@ -17,8 +17,11 @@ import (
 // (model.safetensors, or shards listed in model.safetensors.index.json), in
 // F32, F16 or BF16. Weights are converted to float32. It also returns the
 // checkpoint's floating-point dtype, so that a save can keep it.
-func Load(dir string) (*Model, safetensors.DType, error) {
-	cfg, ck, err := openChecked(dir)
+func Load(dir string) (*Model, safetensors.DType, error) { return load(dir, false) }
+
+// load is Load, or with trunkOnly LoadTrunk.
+func load(dir string, trunkOnly bool) (*Model, safetensors.DType, error) {
+	cfg, ck, err := openChecked(dir, trunkOnly)
 	if err != nil {
 		return nil, "", err
 	}
@@ -34,11 +37,15 @@ func Load(dir string) (*Model, safetensors.DType, error) {
 // against the configuration. Names and shapes are checked before anything
 // is allocated: the checkpoint's sizes are bounded by its files, so a
 // config.json cannot make relupo allocate more than the weights on disk
-// justify. The caller closes the checkpoint.
-func openChecked(dir string) (Config, *safetensors.Checkpoint, error) {
+// justify. With trunkOnly the configuration is tied, so that no lm_head is
+// expected or allocated (LoadTrunk). The caller closes the checkpoint.
+func openChecked(dir string, trunkOnly bool) (Config, *safetensors.Checkpoint, error) {
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return Config{}, nil, err
+	}
+	if trunkOnly {
+		cfg.TieWordEmbeddings = true
 	}
 	ck, err := safetensors.OpenCheckpoint(dir)
 	if err != nil {

@@ -198,7 +198,7 @@ func LoadWith(dir string, o LoadOptions) (*Model, safetensors.DType, error) {
 	default:
 		return nil, "", fmt.Errorf("model: base dtype %q is not one of float32, bf16, auto", o.BaseDType)
 	}
-	cfg, ck, err := openChecked(dir)
+	cfg, ck, err := openChecked(dir, false)
 	if err != nil {
 		return nil, "", err
 	}
