@@ -74,12 +74,8 @@ func (t *Trainer) saveCheckpoint() error {
 	}
 	// The tokenizer files and the chat template the run trains with make
 	// the checkpoint a model folder that generate, eval and logps accept.
-	if t.Config.Model != "" {
-		for _, name := range tokenizerFiles {
-			if err := copyFile(filepath.Join(t.Config.Model, name), filepath.Join(tmp, name)); err != nil {
-				return fail(err)
-			}
-		}
+	if err := CopyTokenizerFiles(tmp, t.Config.Model); err != nil {
+		return fail(err)
 	}
 	if err := t.saveTemplate(tmp); err != nil {
 		return fail(err)
@@ -268,6 +264,29 @@ var tokenizerFiles = []string{
 	"tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "generation_config.json",
 }
 
+// CopyTokenizerFiles copies the tokenizer files (tokenizer.json,
+// tokenizer_config.json, the chat template, generation_config.json, …)
+// found in the folders srcs into dst, atomically each; where several hold
+// a file, the first that has it wins. Empty folder names are skipped.
+func CopyTokenizerFiles(dst string, srcs ...string) error {
+	for _, name := range tokenizerFiles {
+		for _, src := range srcs {
+			if src == "" {
+				continue
+			}
+			path := filepath.Join(src, name)
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err := copyFile(path, filepath.Join(dst, name)); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	return nil
+}
+
 func (t *Trainer) saveFinal(sum Summary) error {
 	if !t.writer() {
 		return nil
@@ -278,12 +297,8 @@ func (t *Trainer) saveFinal(sum Summary) error {
 		if err := t.saveFinalWeights(dir); err != nil {
 			return err
 		}
-		if t.Config.Model != "" {
-			for _, name := range tokenizerFiles {
-				if err := copyFile(filepath.Join(t.Config.Model, name), filepath.Join(dir, name)); err != nil {
-					return err
-				}
-			}
+		if err := CopyTokenizerFiles(dir, t.Config.Model); err != nil {
+			return err
 		}
 		if err := t.saveTemplate(dir); err != nil {
 			return err

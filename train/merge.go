@@ -108,15 +108,6 @@ func Merge(o MergeOptions) error {
 				}
 			}
 		}
-		for _, name := range tokenizerFiles {
-			src := filepath.Join(o.Adapter, name)
-			if _, err := os.Stat(src); err != nil {
-				src = filepath.Join(o.Model, name)
-			}
-			if err := copyFile(src, filepath.Join(dir, name)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return CopyTokenizerFiles(dir, o.Adapter, o.Model)
 	})
 }

@@ -2,12 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/relupo/relupo/chat"
 	"github.com/relupo/relupo/generate"
-	"github.com/relupo/relupo/internal/atomicfile"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/online"
@@ -372,7 +369,7 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 		}
 		c.Prompts[i] = p
 	}
-	c.ModelFiles = func(dir string) error { return copyModelFiles([]string{o.model, o.tokenizer}, dir) }
+	c.ModelFiles = func(dir string) error { return train.CopyTokenizerFiles(dir, o.tokenizer, o.model) }
 	return c, nil
 }
 
@@ -412,36 +409,6 @@ func iterateScorer(o iterateOptions, recs []generate.Record, stderr io.Writer) (
 		}
 	}
 	return o.scorer.build("iterate", o.threads, "", stderr, report)
-}
-
-// modelFiles are copied from the model and tokenizer folders into each
-// model folder an online run writes, so that it loads with its tokenizer.
-var modelFiles = []string{
-	"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-	"tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "generation_config.json",
-}
-
-// copyModelFiles copies modelFiles found in the folders srcs (later ones
-// winning; empty ones skipped) into dst, atomically.
-func copyModelFiles(srcs []string, dst string) error {
-	for _, src := range srcs {
-		if src == "" {
-			continue
-		}
-		for _, name := range modelFiles {
-			b, err := os.ReadFile(filepath.Join(src, name))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if err := atomicfile.WriteFile(filepath.Join(dst, name), b); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // iterateProgress shows what an online run is doing: a line rewritten in
