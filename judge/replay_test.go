@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/relupo/relupo/internal/testutil"
@@ -87,13 +88,13 @@ func readLeaderboard(t *testing.T, path string) map[string]leaderboardRow {
 // preference of the candidate: it finds the instruction, tells which
 // output shown is the baseline's, and returns the log-probabilities of "m"
 // and "M" whose ratio is that preference. It counts the requests.
-func replayServer(t *testing.T, baseline []Output, pref map[int]float64) (*httptest.Server, *int64) {
+func replayServer(t *testing.T, baseline []Output, pref map[int]float64) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	index := map[string]int{}
 	for i, o := range baseline {
 		index[o.Instruction] = i
 	}
-	var n int64
+	var n atomic.Int64 // the job sends requests from several goroutines
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Messages    []Message `json:"messages"`
@@ -112,7 +113,7 @@ func replayServer(t *testing.T, baseline []Output, pref map[int]float64) (*httpt
 			http.Error(w, "unknown question", http.StatusBadRequest)
 			return
 		}
-		n++
+		n.Add(1)
 		q := p - 1 // P(candidate better)
 		if first == baseline[i].Output {
 			q = 1 - q // the baseline is "m"
@@ -216,8 +217,8 @@ func TestReplayAlpacaEvalLeaderboard(t *testing.T) {
 				t.Errorf("n %d, wins %d, losses %d, draws %d, discrete %.4f; leaderboard %d %d %d %d %.4f",
 					s.N, s.Wins, s.Losses, s.Draws, s.DiscreteWinRate, lb.Total, lb.Wins, lb.Losses, lb.Draws, lb.DiscreteWinRate)
 			}
-			if s.ByLogprobs+s.Identical != s.N || s.ByLetter != 0 || int64(s.ByLogprobs) != *requests {
-				t.Errorf("%d by logprobs, %d by letter, %d identical, %d requests", s.ByLogprobs, s.ByLetter, s.Identical, *requests)
+			if s.ByLogprobs+s.Identical != s.N || s.ByLetter != 0 || int64(s.ByLogprobs) != requests.Load() {
+				t.Errorf("%d by logprobs, %d by letter, %d identical, %d requests", s.ByLogprobs, s.ByLetter, s.Identical, requests.Load())
 			}
 			if s.LC.GLM != GLMv1 || math.Abs(s.LCWinRate-lb.LC) > tc.lcFit {
 				t.Errorf("%s LC %.4f, leaderboard %.4f (bound %.1f)", s.LC.GLM, s.LCWinRate, lb.LC, tc.lcFit)
