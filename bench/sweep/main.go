@@ -9,12 +9,21 @@
 //	go build -o /tmp/relupo ./cmd/relupo
 //	go run ./bench/sweep -relupo /tmp/relupo -presets 30m -seqs 256,512,1024,2048 -out docs/plots
 //
-// It writes OUT/sweep.json (every measurement) and OUT/<preset>-<dtype>.svg.
-// The baseline is ../shared/reference/bench_train.py, run with the OpenBLAS
-// core type given by -coretype (the side-by-side script measures the
-// fastest; SkylakeX on AVX-512 machines) and never one inherited from the
-// environment. A side that fails at a point (PyTorch runs out of memory at
-// long sequences) is recorded as missing and drawn without that point.
+// It merges its measurements into OUT/sweep.json (a point measured again
+// replaces the old one; -fresh starts the file over) and draws
+// OUT/<preset>-<dtype>.svg for every preset and precision in the file.
+//
+// The baseline is ../shared/reference/bench_train.py. Its OpenBLAS core type
+// is never one inherited from the environment: without -coretype the sweep
+// times PyTorch's float32 products under each candidate core type first
+// (bench/openblas_coretype.py, best of two 3-second runs each, as
+// scripts/bench_side_by_side.sh does), uses the fastest and records it with
+// every PyTorch point.
+//
+// A side whose resident memory passes -max-rss-gb is stopped, so that a
+// baseline whose attention grows quadratically cannot take the machine
+// down; such a point, and any other that fails, is recorded as missing
+// with the reason and drawn without that point.
 package main
 
 import (
@@ -30,6 +39,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -46,7 +56,13 @@ type point struct {
 	Seq        int     `json:"seq"`
 	TokensPerS float64 `json:"tokens_per_s"`
 	PeakRSSGB  float64 `json:"peak_rss_GB"`
+	CoreType   string  `json:"openblas_coretype,omitempty"` // the baseline's
 	Error      string  `json:"error,omitempty"`
+}
+
+// key identifies a point of the grid.
+func (p point) key() string {
+	return fmt.Sprintf("%s/%s/%s/%d", p.Side, p.Preset, p.DType, p.Seq)
 }
 
 func main() {
@@ -57,68 +73,155 @@ func main() {
 	seqs := flag.String("seqs", "256,512,1024,2048", "comma-separated sequence lengths")
 	dtypes := flag.String("dtypes", "f32", "comma-separated precisions: f32, bf16")
 	seconds := flag.Float64("seconds", 20, "seconds each side times steps at each point (at least one step)")
-	coretype := flag.String("coretype", "SkylakeX", "OPENBLAS_CORETYPE for the baseline")
+	coretype := flag.String("coretype", "", "OPENBLAS_CORETYPE for the baseline (default: the fastest measured)")
+	maxRSS := flag.Float64("max-rss-gb", 20, "stop a side whose resident memory passes this many GB")
 	out := flag.String("out", "docs/plots", "output folder")
 	replot := flag.Bool("replot", false, "only draw the plots again from OUT/sweep.json")
+	fresh := flag.Bool("fresh", false, "start OUT/sweep.json over instead of merging into it")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("sweep: ")
 
+	data := filepath.Join(*out, "sweep.json")
 	var points []point
-	if *replot {
-		b, err := os.ReadFile(filepath.Join(*out, "sweep.json"))
-		if err != nil {
+	if !*fresh {
+		b, err := os.ReadFile(data)
+		switch {
+		case err == nil:
+			if err := json.Unmarshal(b, &points); err != nil {
+				log.Fatalf("%s: %v", data, err)
+			}
+		case *replot || !errors.Is(err, os.ErrNotExist):
 			log.Fatal(err)
 		}
-		if err := json.Unmarshal(b, &points); err != nil {
-			log.Fatalf("%s: %v", filepath.Join(*out, "sweep.json"), err)
-		}
-		*presets, *dtypes = "", ""
-		seen := map[string]bool{}
-		for _, q := range points {
-			if !seen["p"+q.Preset] {
-				*presets += q.Preset + ","
-			}
-			if !seen["d"+q.DType] {
-				*dtypes += q.DType + ","
-			}
-			seen["p"+q.Preset], seen["d"+q.DType] = true, true
-		}
-		*seqs = ""
-	}
-	for _, preset := range split(*presets) {
-		for _, dt := range split(*dtypes) {
-			for _, s := range split(*seqs) {
-				seq, err := strconv.Atoi(s)
-				if err != nil || seq < 8 {
-					log.Fatalf("-seqs: %q is not a sequence length", s)
-				}
-				r := runRelupo(*relupo, preset, dt, seq, *seconds)
-				p := runPyTorch(*python, *reference, *coretype, preset, dt, seq, *seconds)
-				log.Printf("%s %s T=%d: relupo %.0f tokens/s %.2f GB; pytorch %.0f tokens/s %.2f GB %s", preset, dt, seq,
-					r.TokensPerS, r.PeakRSSGB, p.TokensPerS, p.PeakRSSGB, p.Error)
-				points = append(points, r, p)
-			}
-		}
-	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		log.Fatal(err)
 	}
 	if !*replot {
+		var grid []int
+		for _, s := range split(*seqs) {
+			seq, err := strconv.Atoi(s)
+			if err != nil || seq < 8 {
+				log.Fatalf("-seqs: %q is not a sequence length", s)
+			}
+			grid = append(grid, seq)
+		}
+		ct := *coretype
+		if ct == "" {
+			var err error
+			if ct, err = fastestCoreType(*python); err != nil {
+				log.Fatal(err)
+			}
+		}
+		for _, preset := range split(*presets) {
+			for _, dt := range split(*dtypes) {
+				for _, seq := range grid {
+					r := runRelupo(*relupo, preset, dt, seq, *seconds, *maxRSS)
+					p := runPyTorch(*python, *reference, ct, preset, dt, seq, *seconds, *maxRSS)
+					log.Printf("%s %s T=%d: relupo %.0f tokens/s %.2f GB %s; pytorch %.0f tokens/s %.2f GB %s", preset, dt, seq,
+						r.TokensPerS, r.PeakRSSGB, r.Error, p.TokensPerS, p.PeakRSSGB, p.Error)
+					points = merge(points, r, p)
+				}
+			}
+		}
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			log.Fatal(err)
+		}
 		b, _ := json.MarshalIndent(points, "", "  ")
-		if err := os.WriteFile(filepath.Join(*out, "sweep.json"), append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(data+".tmp", append(b, '\n'), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		if err := os.Rename(data+".tmp", data); err != nil {
 			log.Fatal(err)
 		}
 	}
-	for _, preset := range split(*presets) {
-		for _, dt := range split(*dtypes) {
-			name := filepath.Join(*out, preset+"-"+dt+".svg")
-			if err := drawPlots(name, preset, dt, points); err != nil {
-				log.Fatal(err)
-			}
-			log.Printf("wrote %s", name)
+	var curves []string // preset/dtype pairs in the data, in order of appearance
+	seen := map[string]bool{}
+	for _, q := range points {
+		if c := q.Preset + "-" + q.DType; !seen[c] {
+			seen[c] = true
+			curves = append(curves, c)
 		}
 	}
+	for _, c := range curves {
+		preset, dt, _ := strings.Cut(c, "-")
+		name := filepath.Join(*out, c+".svg")
+		if err := drawPlots(name, preset, dt, points); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("wrote %s", name)
+	}
+}
+
+// merge replaces the points of ps measured again by their new values and
+// appends the others.
+func merge(ps []point, news ...point) []point {
+	for _, n := range news {
+		i := 0
+		for i < len(ps) && ps[i].key() != n.key() {
+			i++
+		}
+		if i < len(ps) {
+			ps[i] = n
+		} else {
+			ps = append(ps, n)
+		}
+	}
+	return ps
+}
+
+// fastestCoreType times PyTorch's float32 products under each candidate
+// OpenBLAS core type (two 3-second runs each, the best kept: a busy minute
+// slows single runs) and returns the fastest. "default" is OpenBLAS's own
+// choice for the CPU.
+func fastestCoreType(python string) (string, error) {
+	best := map[string]float64{}
+	var order []string
+	for pass := 0; pass < 2; pass++ {
+		for _, c := range []string{"default", "SkylakeX", "Cooperlake", "Haswell", "Zen"} {
+			cmd := exec.Command(python, "bench/openblas_coretype.py", "2", "3")
+			cmd.Env = torchEnv(c)
+			out, err := cmd.Output()
+			var r struct {
+				CoreType string  `json:"coretype"`
+				GFLOPS   float64 `json:"gflops"`
+			}
+			if err != nil || json.Unmarshal(lastLine(out), &r) != nil {
+				continue // a core type this OpenBLAS lacks
+			}
+			if _, ok := best[c]; !ok {
+				order = append(order, c)
+			}
+			best[c] = max(best[c], r.GFLOPS)
+		}
+	}
+	if len(order) == 0 {
+		return "", fmt.Errorf("bench/openblas_coretype.py ran under no core type (is PyTorch installed for %s?)", python)
+	}
+	fastest := order[0]
+	var summary []string
+	for _, c := range order {
+		if best[c] > best[fastest] {
+			fastest = c
+		}
+		summary = append(summary, fmt.Sprintf("%s %.0f", c, best[c]))
+	}
+	log.Printf("PyTorch OpenBLAS core type: %s, the fastest float32 products (GFLOP/s, best of two 3 s runs: %s)", fastest, strings.Join(summary, ", "))
+	return fastest, nil
+}
+
+// torchEnv is the environment for a PyTorch process: two threads, idle
+// threads that sleep, and the OpenBLAS core type c ("default": OpenBLAS's
+// choice), with no OPENBLAS_ or OMP_ setting inherited.
+func torchEnv(c string) []string {
+	env := []string{"OMP_WAIT_POLICY=PASSIVE", "OPENBLAS_THREAD_TIMEOUT=4", "OMP_NUM_THREADS=2", "OPENBLAS_NUM_THREADS=2"}
+	if c != "default" {
+		env = append(env, "OPENBLAS_CORETYPE="+c)
+	}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OPENBLAS_") && !strings.HasPrefix(kv, "OMP_") && !strings.HasPrefix(kv, "SEQ=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func split(s string) []string {
@@ -132,41 +235,83 @@ func split(s string) []string {
 }
 
 // runRelupo runs `relupo bench` at one point.
-func runRelupo(bin, preset, dt string, seq int, seconds float64) point {
+func runRelupo(bin, preset, dt string, seq int, seconds, maxRSS float64) point {
 	p := point{Side: "relupo", Preset: preset, DType: dt, Seq: seq}
 	cd := map[string]string{"f32": "float32", "bf16": "bf16"}[dt]
-	out, err := exec.Command(bin, "bench", "--preset", preset, "--seq", strconv.Itoa(seq), "--compute-dtype", cd,
-		"--seconds", strconv.FormatFloat(seconds, 'f', -1, 64), "--json").Output()
-	return parse(p, out, err)
+	return run(p, exec.Command(bin, "bench", "--preset", preset, "--seq", strconv.Itoa(seq), "--compute-dtype", cd,
+		"--seconds", strconv.FormatFloat(seconds, 'f', -1, 64), "--json"), maxRSS)
 }
 
 // runPyTorch runs the baseline at one point.
-func runPyTorch(python, script, coretype, preset, dt string, seq int, seconds float64) point {
-	p := point{Side: "pytorch", Preset: preset, DType: dt, Seq: seq}
+func runPyTorch(python, script, coretype, preset, dt string, seq int, seconds, maxRSS float64) point {
+	p := point{Side: "pytorch", Preset: preset, DType: dt, Seq: seq, CoreType: coretype}
 	cmd := exec.Command(python, script, preset, "2", strconv.FormatFloat(seconds, 'f', -1, 64), dt)
-	env := []string{"SEQ=" + strconv.Itoa(seq), "OPENBLAS_CORETYPE=" + coretype, "OMP_WAIT_POLICY=PASSIVE",
-		"OPENBLAS_THREAD_TIMEOUT=4", "OMP_NUM_THREADS=2", "OPENBLAS_NUM_THREADS=2"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OPENBLAS_") && !strings.HasPrefix(kv, "OMP_") && !strings.HasPrefix(kv, "SEQ=") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = env
-	out, err := cmd.Output()
-	return parse(p, out, err)
+	cmd.Env = append(torchEnv(coretype), "SEQ="+strconv.Itoa(seq))
+	return run(p, cmd, maxRSS)
 }
 
-// parse reads the last JSON line of a benchmark's output into p.
-func parse(p point, out []byte, err error) point {
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			p.Error = fmt.Sprintf("exit %d: %s", ee.ExitCode(), lastLine(ee.Stderr))
-		} else {
-			p.Error = err.Error()
-		}
+// run runs one side's benchmark and reads its result into p. A watchdog
+// reads the process's resident memory every 200 ms and kills it past
+// maxRSS GB.
+func run(p point, cmd *exec.Cmd, maxRSS float64) point {
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		p.Error = err.Error()
 		return p
 	}
+	done := make(chan struct{})
+	over := make(chan float64, 1)
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if gb := rssGB(cmd.Process.Pid); gb > maxRSS {
+					over <- gb
+					cmd.Process.Kill()
+					return
+				}
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	select {
+	case gb := <-over:
+		p.Error = fmt.Sprintf("stopped at %.1f GB of resident memory (-max-rss-gb %g)", gb, maxRSS)
+		p.PeakRSSGB = gb
+		return p
+	default:
+	}
+	if err != nil {
+		p.Error = fmt.Sprintf("%v: %s", err, lastLine(stderr.Bytes()))
+		return p
+	}
+	return parse(p, stdout.Bytes())
+}
+
+// rssGB is the resident memory of process pid in GB (VmRSS), 0 when it
+// cannot be read.
+func rssGB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1e6
+		}
+	}
+	return 0
+}
+
+// parse reads the last JSON object of a benchmark's output into p.
+func parse(p point, out []byte) point {
 	var r struct {
 		TokensPerS float64 `json:"tokens_per_s"`
 		PeakRSSGB  float64 `json:"peak_rss_GB"`
