@@ -232,7 +232,7 @@ func SideBySide(ctx context.Context, c SideBySideConfig) ([]SideBySideRow, error
 		}
 		if coreType == "auto" {
 			var err error
-			if coreType, err = pickCoreType(ctx, c, log); err != nil {
+			if coreType, err = FastestCoreType(ctx, c.Python, c.CoreTypeScript, c.Threads, log); err != nil {
 				return nil, err
 			}
 		}
@@ -254,7 +254,7 @@ func SideBySide(ctx context.Context, c SideBySideConfig) ([]SideBySideRow, error
 			}
 			if !c.NoPyTorch {
 				fmt.Fprintf(log, "round %d, %s: pytorch (OPENBLAS_CORETYPE %s)\n", round, r, coreTypeName(coreType))
-				pt, err := runJSON(ctx, c.Python, append([]string{c.Script}, pytorchArgs(c, r)...), torchEnv(c.Threads, coreType), log)
+				pt, err := runJSON(ctx, c.Python, append([]string{c.Script}, pytorchArgs(c, r)...), TorchEnv(c.Threads, coreType), log)
 				if err != nil {
 					if ctx.Err() != nil {
 						return out, ctx.Err()
@@ -350,10 +350,11 @@ func coreTypeName(c string) string {
 	return c
 }
 
-// torchEnv is the environment of a PyTorch run: this process's, less any
-// OpenBLAS core type or cache size it sets, with the thread settings every
-// baseline in BENCHMARKS.md runs under and the given core type.
-func torchEnv(threads int, coreType string) []string {
+// TorchEnv is the environment of a PyTorch baseline run: this process's,
+// less any OpenBLAS core type or cache size it sets, with the thread
+// settings every baseline in BENCHMARKS.md runs under (threads, 0 for
+// every core) and the given core type ("" for OpenBLAS's own choice).
+func TorchEnv(threads int, coreType string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -371,10 +372,11 @@ func torchEnv(threads int, coreType string) []string {
 	return env
 }
 
-// pickCoreType times PyTorch's float32 products under every candidate
-// core type, twice (a busy machine slows single runs), and returns the
-// fastest.
-func pickCoreType(ctx context.Context, c SideBySideConfig, log io.Writer) (string, error) {
+// FastestCoreType runs script (bench/openblas_coretype.py, which times
+// PyTorch's float32 products) with python under every one of
+// CoreTypeCandidates, twice (a busy machine slows single runs), says on log
+// what each reached and returns the fastest ("" for OpenBLAS's own choice).
+func FastestCoreType(ctx context.Context, python, script string, threads int, log io.Writer) (string, error) {
 	best, bestG := "", -1.0
 	var seen []string
 	for pass := 0; pass < 2; pass++ {
@@ -383,8 +385,8 @@ func pickCoreType(ctx context.Context, c SideBySideConfig, log io.Writer) (strin
 				CoreType string  `json:"coretype"`
 				GFlops   float64 `json:"gflops"`
 			}
-			n := strconv.Itoa(threadsOr(c.Threads))
-			if err := runJSONInto(ctx, c.Python, []string{c.CoreTypeScript, n, "3"}, torchEnv(c.Threads, ct), io.Discard, &r); err != nil {
+			n := strconv.Itoa(threadsOr(threads))
+			if err := runJSONInto(ctx, python, []string{script, n, "3"}, TorchEnv(threads, ct), io.Discard, &r); err != nil {
 				if ctx.Err() != nil {
 					return "", ctx.Err()
 				}
@@ -398,7 +400,7 @@ func pickCoreType(ctx context.Context, c SideBySideConfig, log io.Writer) (strin
 		}
 	}
 	if bestG < 0 {
-		return "", fmt.Errorf("bench: %s could not run %s under any OpenBLAS core type (is torch installed?)", c.Python, c.CoreTypeScript)
+		return "", fmt.Errorf("bench: %s could not run %s under any OpenBLAS core type (is torch installed?)", python, script)
 	}
 	fmt.Fprintf(log, "PyTorch's OpenBLAS core type: %s, the fastest float32 products (GFLOP/s, two 3 s runs each: %s)\n",
 		coreTypeName(best), strings.Join(seen, ", "))

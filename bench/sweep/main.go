@@ -14,11 +14,11 @@
 // OUT/<preset>-<dtype>.svg for every preset and precision in the file.
 //
 // The baseline is ../shared/reference/bench_train.py. Its OpenBLAS core type
-// is never one inherited from the environment: without -coretype the sweep
-// times PyTorch's float32 products under each candidate core type first
-// (bench/openblas_coretype.py, best of two 3-second runs each, as
-// scripts/bench_side_by_side.sh does), uses the fastest and records it with
-// every PyTorch point.
+// is never one inherited from the environment: with -coretype auto (the
+// default) the sweep times PyTorch's float32 products under each candidate
+// core type first (bench.FastestCoreType: bench/openblas_coretype.py, two
+// 3-second runs each, as scripts/bench_side_by_side.sh does), uses the
+// fastest and records it with every PyTorch point.
 //
 // A side whose resident memory passes -max-rss-gb is stopped, so that a
 // baseline whose attention grows quadratically cannot take the machine
@@ -28,15 +28,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"image/color"
 	"log"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +49,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/relupo/relupo/bench"
 )
 
 // point is one measurement of one side.
@@ -60,6 +65,10 @@ type point struct {
 	Error      string  `json:"error,omitempty"`
 }
 
+// stoppedForMemory reports whether the side was stopped at -max-rss-gb
+// (see run) rather than failing.
+func (p point) stoppedForMemory() bool { return strings.HasPrefix(p.Error, "stopped at ") }
+
 // key identifies a point of the grid.
 func (p point) key() string {
 	return fmt.Sprintf("%s/%s/%s/%d", p.Side, p.Preset, p.DType, p.Seq)
@@ -73,7 +82,7 @@ func main() {
 	seqs := flag.String("seqs", "256,512,1024,2048", "comma-separated sequence lengths")
 	dtypes := flag.String("dtypes", "f32", "comma-separated precisions: f32, bf16")
 	seconds := flag.Float64("seconds", 20, "seconds each side times steps at each point (at least one step)")
-	coretype := flag.String("coretype", "", "OPENBLAS_CORETYPE for the baseline (default: the fastest measured)")
+	coretype := flag.String("coretype", "auto", `OPENBLAS_CORETYPE for the baseline: a name, "default" (OpenBLAS's own choice) or "auto" (the fastest measured)`)
 	maxRSS := flag.Float64("max-rss-gb", 20, "stop a side whose resident memory passes this many GB")
 	out := flag.String("out", "docs/plots", "output folder")
 	replot := flag.Bool("replot", false, "only draw the plots again from OUT/sweep.json")
@@ -105,11 +114,14 @@ func main() {
 			grid = append(grid, seq)
 		}
 		ct := *coretype
-		if ct == "" {
+		switch ct {
+		case "auto":
 			var err error
-			if ct, err = fastestCoreType(*python); err != nil {
+			if ct, err = bench.FastestCoreType(context.Background(), *python, "bench/openblas_coretype.py", 2, os.Stderr); err != nil {
 				log.Fatal(err)
 			}
+		case "default":
+			ct = "" // OpenBLAS's own choice
 		}
 		for _, preset := range split(*presets) {
 			for _, dt := range split(*dtypes) {
@@ -168,62 +180,7 @@ func merge(ps []point, news ...point) []point {
 	return ps
 }
 
-// fastestCoreType times PyTorch's float32 products under each candidate
-// OpenBLAS core type (two 3-second runs each, the best kept: a busy minute
-// slows single runs) and returns the fastest. "default" is OpenBLAS's own
-// choice for the CPU.
-func fastestCoreType(python string) (string, error) {
-	best := map[string]float64{}
-	var order []string
-	for pass := 0; pass < 2; pass++ {
-		for _, c := range []string{"default", "SkylakeX", "Cooperlake", "Haswell", "Zen"} {
-			cmd := exec.Command(python, "bench/openblas_coretype.py", "2", "3")
-			cmd.Env = torchEnv(c)
-			out, err := cmd.Output()
-			var r struct {
-				CoreType string  `json:"coretype"`
-				GFLOPS   float64 `json:"gflops"`
-			}
-			if err != nil || json.Unmarshal(lastLine(out), &r) != nil {
-				continue // a core type this OpenBLAS lacks
-			}
-			if _, ok := best[c]; !ok {
-				order = append(order, c)
-			}
-			best[c] = max(best[c], r.GFLOPS)
-		}
-	}
-	if len(order) == 0 {
-		return "", fmt.Errorf("bench/openblas_coretype.py ran under no core type (is PyTorch installed for %s?)", python)
-	}
-	fastest := order[0]
-	var summary []string
-	for _, c := range order {
-		if best[c] > best[fastest] {
-			fastest = c
-		}
-		summary = append(summary, fmt.Sprintf("%s %.0f", c, best[c]))
-	}
-	log.Printf("PyTorch OpenBLAS core type: %s, the fastest float32 products (GFLOP/s, best of two 3 s runs: %s)", fastest, strings.Join(summary, ", "))
-	return fastest, nil
-}
-
-// torchEnv is the environment for a PyTorch process: two threads, idle
-// threads that sleep, and the OpenBLAS core type c ("default": OpenBLAS's
-// choice), with no OPENBLAS_ or OMP_ setting inherited.
-func torchEnv(c string) []string {
-	env := []string{"OMP_WAIT_POLICY=PASSIVE", "OPENBLAS_THREAD_TIMEOUT=4", "OMP_NUM_THREADS=2", "OPENBLAS_NUM_THREADS=2"}
-	if c != "default" {
-		env = append(env, "OPENBLAS_CORETYPE="+c)
-	}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OPENBLAS_") && !strings.HasPrefix(kv, "OMP_") && !strings.HasPrefix(kv, "SEQ=") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
+// split returns the non-empty, trimmed fields of a comma-separated list.
 func split(s string) []string {
 	var out []string
 	for _, f := range strings.Split(s, ",") {
@@ -245,8 +202,11 @@ func runRelupo(bin, preset, dt string, seq int, seconds, maxRSS float64) point {
 // runPyTorch runs the baseline at one point.
 func runPyTorch(python, script, coretype, preset, dt string, seq int, seconds, maxRSS float64) point {
 	p := point{Side: "pytorch", Preset: preset, DType: dt, Seq: seq, CoreType: coretype}
+	if coretype == "" {
+		p.CoreType = "default"
+	}
 	cmd := exec.Command(python, script, preset, "2", strconv.FormatFloat(seconds, 'f', -1, 64), dt)
-	cmd.Env = append(torchEnv(coretype), "SEQ="+strconv.Itoa(seq))
+	cmd.Env = append(bench.TorchEnv(2, coretype), "SEQ="+strconv.Itoa(seq))
 	return run(p, cmd, maxRSS)
 }
 
@@ -340,43 +300,73 @@ func lastLine(b []byte) []byte {
 }
 
 // drawPlots writes one SVG with two panels: tokens/s and peak RSS against the
-// sequence length, one line per side.
+// sequence length, one line per side. A point where a side was stopped for
+// its memory is drawn as a cross: at the limit it reached in the memory
+// panel, at zero in the speed panel.
 func drawPlots(path, preset, dt string, points []point) error {
 	const w, h = 5 * vg.Inch, 3.2 * vg.Inch
+	colors := []color.Color{color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}}
+	var ticks []plot.Tick
+	for _, q := range points {
+		if q.Preset == preset && q.DType == dt && !slices.ContainsFunc(ticks, func(t plot.Tick) bool { return t.Value == float64(q.Seq) }) {
+			ticks = append(ticks, plot.Tick{Value: float64(q.Seq), Label: strconv.Itoa(q.Seq)})
+		}
+	}
+	lo, hi := math.Inf(1), 0.0
+	for _, t := range ticks {
+		lo, hi = min(lo, t.Value), max(hi, t.Value)
+	}
 	img := vgsvg.New(2*w, h)
 	for i, metric := range []string{"tokens/s", "peak RSS (GB)"} {
 		p := plot.New()
 		p.Title.Text = fmt.Sprintf("%s %s: %s", preset, dt, metric)
 		p.X.Label.Text = "tokens per sequence"
 		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
+		p.X.Min, p.X.Max = lo/1.2, hi*1.2 // room for the end labels
 		p.Y.Label.Text = metric
 		p.Y.Min = 0
 		p.Legend.Top, p.Legend.Left = true, true
 		p.Legend.XOffs = vg.Points(40)
+		top := 0.0
 		for j, side := range []string{"relupo", "pytorch"} {
-			var xy plotter.XYs
+			var xy, stopped plotter.XYs
 			for _, q := range points {
-				if q.Side == side && q.Preset == preset && q.DType == dt && q.Error == "" {
-					v := q.TokensPerS
-					if i == 1 {
-						v = q.PeakRSSGB
-					}
+				if q.Side != side || q.Preset != preset || q.DType != dt {
+					continue
+				}
+				v := q.TokensPerS
+				if i == 1 {
+					v = q.PeakRSSGB
+				}
+				top = max(top, v)
+				switch {
+				case q.Error == "":
 					xy = append(xy, plotter.XY{X: float64(q.Seq), Y: v})
+				case q.stoppedForMemory():
+					stopped = append(stopped, plotter.XY{X: float64(q.Seq), Y: v})
 				}
 			}
-			if len(xy) == 0 {
-				continue
+			if len(xy) > 0 {
+				line, dots, err := plotter.NewLinePoints(xy)
+				if err != nil {
+					return err
+				}
+				line.Color, dots.Color = colors[j], colors[j]
+				p.Add(line, dots)
+				p.Legend.Add(side, line, dots)
 			}
-			line, dots, err := plotter.NewLinePoints(xy)
-			if err != nil {
-				return err
+			if len(stopped) > 0 {
+				s, err := plotter.NewScatter(stopped)
+				if err != nil {
+					return err
+				}
+				s.GlyphStyle = draw.GlyphStyle{Color: colors[j], Radius: vg.Points(4), Shape: draw.CrossGlyph{}}
+				p.Add(s)
+				p.Legend.Add(side+" stopped at the memory limit", s)
 			}
-			c := []color.Color{color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}}[j]
-			line.Color, dots.Color = c, c
-			p.Add(line, dots)
-			p.Legend.Add(side, line, dots)
 		}
+		p.Y.Max = 1.35 * top // room for the legend above the lines
 		x0 := vg.Length(i) * w
 		p.Draw(draw.Canvas{Canvas: img, Rectangle: vg.Rectangle{Min: vg.Point{X: x0}, Max: vg.Point{X: x0 + w, Y: h}}})
 	}
