@@ -98,7 +98,7 @@ func MatMulNTH(p *Pool, c, a []float32, b []uint16, bias []float32, m, n, k int)
 	if path := gemmImpl; path != nil {
 		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b16: b, ldb: k, bT: true,
 			m: m, n: n, k: k, overwrite: true, bias: bias, bf16: native}
-		if n*k > prepackLimit && m*k <= prepackLimit {
+		if transposeNT(m, n, k) {
 			// As MatMulNT: Cᵀ = B·Aᵀ, with B in the place of A, which the
 			// tasks widen (or pack as bfloat16) a block at a time.
 			g = gemmArgs{c: c, ldc: n, a16: b, rsA: k, csA: 1, b: a, ldb: k, bT: true,

@@ -187,14 +187,15 @@ func TestMatMulH(t *testing.T) {
 						}
 					}
 					// Limit 1000: B packed per task, the transposed
-					// evaluation of MatMulNTH; 20000: that evaluation over
+					// evaluation of MatMulNTH (5×1000×47); 20000: that
+					// evaluation (40×1000×450) over
 					// several blocks of k. The portable products widen B
 					// in slabs of 8 rows of 1000 columns.
 					for _, limit := range []int{saved, 1000, 20000} {
 						prepackLimit = limit
 						widenChunk = 8000
 						for _, s := range []hCase{
-							{"NT", 130, 290, 1000, true}, {"NT", 64, 1000, 47, true}, {"NT", 20, 1000, 47, true},
+							{"NT", 130, 290, 1000, true}, {"NT", 64, 1000, 47, true}, {"NT", 20, 1000, 47, true}, {"NT", 5, 1000, 47, true},
 							{"NT", 20, 1000, 47, false}, {"NT", 200, 61, 900, true},
 							{"NN=", 130, 290, 1000, false}, {"NN", 13, 40, 2001, false}, {"NN", 64, 200, 1600, false},
 							{"NN", 100, 47, 64, false}, {"NN=", 13, 40, 2001, false},

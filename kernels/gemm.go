@@ -37,7 +37,7 @@ func MatMulNT(p *Pool, c, a, b, bias []float32, m, n, k int) {
 	if path := gemmImpl; path != nil {
 		g := gemmArgs{c: c, ldc: n, a: a, rsA: k, csA: 1, b: b, ldb: k, bT: true,
 			m: m, n: n, k: k, overwrite: true, bias: bias, bf16: native}
-		if n*k > prepackLimit && m*k <= prepackLimit {
+		if transposeNT(m, n, k) {
 			// A wide, short product (the logits of a chunk of tokens):
 			// compute Cᵀ = B·Aᵀ, reading the large B in place and packing
 			// the small A.

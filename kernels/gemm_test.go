@@ -187,6 +187,9 @@ func TestMatMulLarge(t *testing.T) {
 		{"NT", 64, 1000, 47}, {"NN", 64, 47, 1000}, {"TN", 1000, 47, 64},
 		{"NT", 130, 290, 600}, {"NN", 130, 290, 600}, {"TN", 130, 290, 600},
 		{"NT", 600, 33, 13}, {"NN", 13, 600, 33}, {"TN", 33, 13, 600},
+		// At limit 1000, MatMulNT's transposed evaluation (4m < k) and,
+		// with as small an A but more rows, B packed per task.
+		{"NT", 5, 1000, 47}, {"NT", 20, 1000, 47}, {"NT", 11, 700, 90},
 		// Deep products with a small C, summed over parts of k.
 		{"NN", 13, 40, 2000}, {"TN", 17, 33, 1700}, {"NN", 64, 64, 1537},
 		// MatMulNN overwrites C: the first block of k stores.
@@ -254,7 +257,7 @@ func TestMatMulBF16(t *testing.T) {
 				}
 				for _, limit := range []int{saved, 1000} {
 					prepackLimit = limit
-					for _, s := range [][3]int{{130, 290, 1000}, {64, 1000, 47}, {13, 40, 2001}} {
+					for _, s := range [][3]int{{130, 290, 1000}, {64, 1000, 47}, {13, 40, 2001}, {5, 1000, 47}, {11, 700, 90}} {
 						for _, variant := range []string{"NT", "NN", "NN=", "TN"} {
 							checkGemm(t, pool, variant, s[0], s[1], s[2], true, 5)
 						}
