@@ -130,6 +130,11 @@ func TestMPIEquivalence(t *testing.T) {
 		{"repo-zero1", []string{"--zero-stage", "1"}},
 		{"dpo", []string{"--loss-type", "dpo", "--beta", "0.5"}},
 		{"dpo-zero1-accumulation", []string{"--loss-type", "dpo", "--beta", "0.5", "--zero-stage", "1", "--gradient-accumulation-steps", "2", "--max-steps", "2"}},
+		// LoRA: only the adapters are averaged and (ZeRO-1) sharded; the
+		// merged model carries them. No dropout: its masks follow a
+		// pair's place in the micro-batch, which the ranks split.
+		{"lora-zero1", []string{"--use-peft", "--lora-r", "4", "--lora-dropout", "0", "--lora-target-modules", "all-linear", "--merge-adapter", "--zero-stage", "1"}},
+		{"lora-dpo", []string{"--use-peft", "--lora-r", "4", "--lora-dropout", "0", "--merge-adapter", "--loss-type", "dpo", "--beta", "0.5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			one, two := t.TempDir(), t.TempDir()
@@ -143,10 +148,15 @@ func TestMPIEquivalence(t *testing.T) {
 			if !strings.Contains(se, "2 ranks (global batch") {
 				t.Errorf("the start line does not describe the ranks:\n%s", se)
 			}
-			d := maxWeightDiff(t, weights(t, one), weights(t, two))
-			t.Logf("max |Δw| = %.3g", d)
+			w1 := weights(t, one)
+			d := maxWeightDiff(t, w1, weights(t, two))
+			moved := maxWeightDiff(t, weights(t, tinyModel), w1)
+			t.Logf("max |Δw| = %.3g; the steps moved a weight by up to %.3g", d, moved)
 			if d > 5e-5 {
 				t.Fatalf("weights differ by %g", d)
+			}
+			if moved < 100*5e-5 {
+				t.Fatalf("the steps moved no weight by more than %g: the comparison would hold without training", moved)
 			}
 			// The logged metrics are the global batch's (AdamW's update does
 			// not depend on the gradients' scale, so the norm checks the
