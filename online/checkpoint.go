@@ -21,6 +21,7 @@ import (
 	"github.com/relupo/relupo/pairs"
 	"github.com/relupo/relupo/safetensors"
 	"github.com/relupo/relupo/score"
+	"github.com/relupo/relupo/train"
 )
 
 // State is a checkpoint's state.json: where the run stands after
@@ -61,7 +62,7 @@ func (c Config) key() map[string]string {
 	stops := slices.Clone(g.StopTokens)
 	slices.Sort(stops)
 	o := c.Optim
-	return map[string]string{
+	key := map[string]string{
 		"prompts":  fmt.Sprintf("%d prompts, sha256 %s", len(c.Prompts), hex.EncodeToString(h.Sum(nil))[:16]),
 		"model":    "config sha256 " + hex.EncodeToString(mc[:])[:16],
 		"samples":  strconv.Itoa(c.Samples),
@@ -72,6 +73,15 @@ func (c Config) key() map[string]string {
 		"optim":    fmt.Sprintf("lr %v, adamw %v/%v/%v, weight_decay %v, max_grad_norm %v, batch %d × %d", o.LearningRate, o.Beta1, o.Beta2, o.Eps, o.WeightDecay, o.MaxGradNorm, o.BatchSize, o.Accumulation),
 		"pairs":    fmt.Sprintf("min_score_gap %v", c.Pairs.MinScoreGap),
 	}
+	if a := c.Policy.LoRA; a != nil { // (absent for full fine-tuning, as before adapters)
+		base := "float32"
+		if c.Policy.Params.Frozen {
+			base = "bf16"
+		}
+		key["lora"] = fmt.Sprintf("r %d, alpha %v, targets %s, rslora %v, dropout %v, base %s", a.Config.R, a.Config.Alpha,
+			strings.Join(a.Config.Targets, ","), a.Config.RSLoRA, a.Config.Dropout, base)
+	}
+	return key
 }
 
 // strategy is the strategy's name, the default filled in.
@@ -147,7 +157,7 @@ func (r *runner) saveCheckpoint(i int, ps []pairs.Pair) error {
 
 func (r *runner) writeCheckpoint(dir string, i int, ps []pairs.Pair) error {
 	if i > 0 {
-		if err := r.saveModel(dir); err != nil {
+		if err := r.saveModel(dir, false); err != nil {
 			return err
 		}
 		var ts []safetensors.Tensor
@@ -259,13 +269,7 @@ func (r *runner) resume() (int, error) {
 		return fail(err)
 	}
 	if it > 0 {
-		ck, err := safetensors.OpenCheckpoint(dir)
-		if err != nil {
-			return fail(err)
-		}
-		err = r.c.Policy.LoadWeights(ck)
-		ck.Close()
-		if err != nil {
+		if err := train.LoadTrained(r.c.Policy, dir); err != nil {
 			return fail(err)
 		}
 		if err := r.loadOptimizer(filepath.Join(dir, optimizerFile)); err != nil {

@@ -59,6 +59,16 @@
 //
 // Each iteration's γ, and the fraction of pairs active at the start of its
 // pass and over the pass, are in metrics.jsonl.
+//
+// # LoRA
+//
+// A policy with an adapter (Config.Policy.LoRA, as train.PEFTConfig's
+// LoadPolicy makes it) trains the adapter alone on its frozen base, which
+// may be held in bfloat16: sampling runs base and adapter, the reference of
+// a DPO-family loss is the policy (base and adapter) at the start of the
+// iteration, and checkpoints hold the adapter in PEFT's format. Dropout
+// masks are drawn from the seed, the iteration and the step, so a resumed
+// run still ends with bitwise the same adapter.
 package online
 
 import (
@@ -77,9 +87,11 @@ import (
 	"github.com/relupo/relupo/data"
 	"github.com/relupo/relupo/generate"
 	"github.com/relupo/relupo/internal/atomicfile"
+	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/optim"
 	"github.com/relupo/relupo/pairs"
+	"github.com/relupo/relupo/peft"
 	"github.com/relupo/relupo/pref"
 	"github.com/relupo/relupo/safetensors"
 	"github.com/relupo/relupo/score"
@@ -192,8 +204,19 @@ type Progress interface {
 
 // Config is an online run.
 type Config struct {
-	// Policy is the initial policy; Run trains it in place.
+	// Policy is the initial policy; Run trains it in place. With an
+	// adapter (Policy.LoRA) Run trains the adapter alone, the base frozen
+	// (as `relupo train --use-peft`), and writes adapters instead of models.
 	Policy *model.Model
+	// Base is the folder Policy's base was loaded from, for a policy with
+	// an adapter: the adapters written name it as their base model, and
+	// MergeAdapter merges from its files.
+	Base string
+	// MergeAdapter, with an adapter, also writes the merged model (W +
+	// scale·B·A, in MergeDType, float32 when empty) beside the final
+	// adapter in OutputDir.
+	MergeAdapter bool
+	MergeDType   safetensors.DType
 	// Detokenizer turns sampled ids into the text the scorer reads.
 	Detokenizer generate.Detokenizer
 	// Prompts are the prompts sampled every iteration (at least one).
@@ -349,6 +372,12 @@ func (c *Config) validate() error {
 	if c.OutputDir == "" {
 		add("no output folder")
 	}
+	if c.Policy != nil && c.Policy.LoRA != nil && c.Base == "" {
+		add("a policy with an adapter needs its base model's folder (Base)")
+	}
+	if c.MergeAdapter && (c.Policy == nil || c.Policy.LoRA == nil) {
+		add("merging the adapter needs a policy with one")
+	}
 	if len(bad) > 0 {
 		return fmt.Errorf("online: %s", strings.Join(bad, "; "))
 	}
@@ -381,7 +410,8 @@ type runner struct {
 // iteration derives, the metrics so far), samples.jsonl (the scored
 // samples of the policy after i iterations, in the row layout of package
 // score with each response's output_ids) and, from iteration 1, the
-// policy (config.json, model.safetensors, plus ModelFiles), AdamW's state
+// policy (config.json, model.safetensors, plus ModelFiles; with an adapter,
+// adapter_config.json and adapter_model.safetensors), AdamW's state
 // (optimizer.safetensors) and the pairs trained on (pairs.jsonl, in the
 // princeton-nlp layout `relupo train` reads). metrics.jsonl is rewritten
 // after each iteration. At the end the final policy is also saved in
@@ -399,7 +429,10 @@ func Run(ctx context.Context, c Config) (Summary, error) {
 	r := &runner{c: c}
 	r.engine = train.NewEngine(c.Policy, c.Compute)
 	defer r.engine.Close()
-	r.engine.Grads, r.engine.Optimizer = model.NewParams(c.Policy.Config), c.Optim.adamW()
+	r.engine.Optimizer = c.Optim.adamW()
+	if c.Policy.LoRA == nil { // with an adapter the engine keeps the adapter's gradients
+		r.engine.Grads = model.NewParams(c.Policy.Config)
+	}
 	resumed := -1
 	if c.Resume {
 		it, err := r.resume()
@@ -432,7 +465,7 @@ func Run(ctx context.Context, c Config) (Summary, error) {
 			return Summary{}, err
 		}
 	}
-	if err := r.saveModel(c.OutputDir); err != nil {
+	if err := r.saveModel(c.OutputDir, true); err != nil {
 		return Summary{}, fmt.Errorf("online: saving the final model: %w", err)
 	}
 	return Summary{Metrics: r.state.Metrics, Resumed: resumed, OutputDir: c.OutputDir}, nil
@@ -601,7 +634,7 @@ func (r *runner) train(ctx context.Context, i int, ps []pairs.Pair, st pairs.Sta
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("online: iteration %d: training: %w", i, err)
 		}
-		b := train.Batch{SharePrompt: true}
+		b := train.Batch{SharePrompt: true, DropoutSeed: dropoutSeed(c.Seed, i, s)}
 		for m := s * o.Accumulation; m < min((s+1)*o.Accumulation, micro); m++ {
 			var mb []data.Example
 			for _, k := range order[m*o.BatchSize : min((m+1)*o.BatchSize, len(exs))] {
@@ -632,6 +665,13 @@ func (r *runner) train(ctx context.Context, i int, ps []pairs.Pair, st pairs.Sta
 		pm.ActiveFraction = num(activeSum / activeN)
 	}
 	return pm, nil
+}
+
+// dropoutSeed is the LoRA dropout seed of step s of iteration i's pass, a
+// function of the run's seed and the step alone (so a resumed pass draws
+// the same masks).
+func dropoutSeed(seed uint64, i, s int) uint64 {
+	return iterationSeed(seed^0x6a09e667f3bcc909, i) + uint64(s)*0x9e3779b97f4a7c15
 }
 
 // num is a metric's value, nil when it is not a finite number.
@@ -721,13 +761,28 @@ func checkpointDir(out string, i int) string {
 	return filepath.Join(out, "iteration-"+strconv.Itoa(i))
 }
 
-// saveModel writes the policy (float32) and ModelFiles to dir.
-func (r *runner) saveModel(dir string) error {
-	if err := r.c.Policy.Save(dir, safetensors.F32, 0); err != nil {
+// saveModel writes the policy (float32), or its adapter (in PEFT's
+// format, float32), and ModelFiles to dir; the final folder also gets the
+// merged model with MergeAdapter.
+func (r *runner) saveModel(dir string, final bool) error {
+	c := r.c
+	if err := train.SaveTrained(c.Policy, dir, c.Base); err != nil {
 		return err
 	}
-	if r.c.ModelFiles != nil {
-		return r.c.ModelFiles(dir)
+	if final && c.MergeAdapter {
+		pool := kernels.NewPool(c.Compute.Threads) // float32 products, whatever the run's precision
+		dt := c.MergeDType
+		if dt == "" {
+			dt = safetensors.F32
+		}
+		err := peft.MergeFolder(c.Base, c.Policy.LoRA, dir, dt, pool)
+		pool.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if c.ModelFiles != nil {
+		return c.ModelFiles(dir)
 	}
 	return nil
 }

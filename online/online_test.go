@@ -7,10 +7,15 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/relupo/relupo/kernels"
+	"github.com/relupo/relupo/model"
+	"github.com/relupo/relupo/peft"
 	"github.com/relupo/relupo/pref"
+	"github.com/relupo/relupo/safetensors"
 	"github.com/relupo/relupo/score"
 	"github.com/relupo/relupo/train"
 )
@@ -329,5 +334,126 @@ func TestWinRate(t *testing.T) {
 	r.rows = rows([]float64{nan, nan}, []float64{nan, nan}, []float64{nan, nan}, []float64{nan, nan})
 	if m := r.sampleMetrics(2); m.ScoreMean != nil || m.WinRate != nil || m.Unscored != 8 {
 		t.Errorf("all unscored: %+v", m)
+	}
+}
+
+// loraDemo is smallDemo training a LoRA adapter (r 4 on every linear
+// layer, dropout 0.1) on its policy, whose base is saved in base.
+func loraDemo(t *testing.T, out, base string, iterations, r int) Config {
+	t.Helper()
+	c := smallDemo(t, out, iterations)
+	c.Optim.LearningRate = 1e-2
+	targets, err := model.ParseLoRATargets("all-linear")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := model.NewAdapter(c.Policy.Config, model.LoRAConfig{R: r, Alpha: 8, Dropout: 0.1, Targets: targets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Init(7)
+	c.Policy.LoRA = a
+	if _, err := os.Stat(filepath.Join(base, "config.json")); err != nil {
+		if err := c.Policy.Save(base, safetensors.F32, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Base = base
+	return c
+}
+
+// Online training of a LoRA adapter: the base stays as it was, the adapter
+// moves, every checkpoint and the final folder hold the adapter in PEFT's
+// format (and the final folder the merged model with MergeAdapter), and an
+// interrupted run resumes to bitwise the same adapter and metrics. A resume
+// with another adapter shape is refused.
+func TestLoRA(t *testing.T) {
+	base := t.TempDir()
+	ref := t.TempDir()
+	c := loraDemo(t, ref, base, 2, 4)
+	c.MergeAdapter = true
+	frozen := slices.Clone(c.Policy.Params.Mem)
+	sum, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Metrics) != 3 || sum.Metrics[2].Pass == nil || sum.Metrics[2].Pass.Steps == 0 {
+		t.Fatalf("metrics: %+v", sum.Metrics)
+	}
+	if !slices.Equal(frozen, c.Policy.Params.Mem) {
+		t.Error("the base weights changed")
+	}
+	want := c.Policy.LoRA
+	moved := 0.0
+	for _, l := range want.Layers {
+		for _, m := range []*model.LoRA{l.Q, l.Down} {
+			for _, v := range m.B {
+				moved = math.Max(moved, math.Abs(float64(v)))
+			}
+		}
+	}
+	if moved == 0 {
+		t.Fatal("the adapter's B matrices are still zero")
+	}
+	for _, dir := range []string{ref, filepath.Join(ref, "iteration-1"), filepath.Join(ref, "iteration-2")} {
+		got, _, err := peft.Load(dir, c.Policy.Config)
+		if err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		if dir != filepath.Join(ref, "iteration-1") && !slices.Equal(got.Mem, want.Mem) {
+			t.Errorf("%s: the adapter written is not the trained one", dir)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); (err == nil) != (dir == ref) {
+			t.Errorf("%s: model.safetensors present: %v (only the final folder has the merged model)", dir, err == nil)
+		}
+	}
+	// The merged model is W + scale·B·A.
+	merged, _, err := model.Load(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect, _, err := model.Load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	if err := peft.Merge(expect, want, pool); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range merged.Params.Mem {
+		if math.Abs(float64(v-expect.Params.Mem[i])) > 1e-6 {
+			t.Fatalf("merged weight %d: %v, want %v", i, v, expect.Params.Mem[i])
+		}
+	}
+	wantMetrics, err := os.ReadFile(filepath.Join(ref, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c = loraDemo(t, out, base, 2, 4)
+	stop := &cancelAt{iteration: 2, phase: "training", cancel: cancel}
+	c.Progress = stop
+	if _, err := Run(ctx, c); !stop.hit || !errors.Is(err, train.ErrInterrupted) {
+		t.Fatalf("reached %v, error %v; want an interruption", stop.hit, err)
+	}
+	bad := loraDemo(t, out, base, 2, 8)
+	bad.Resume = true
+	if _, err := Run(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "lora: r 4") {
+		t.Errorf("resuming with r 8 a run of r 4: %v", err)
+	}
+	c = loraDemo(t, out, base, 2, 4)
+	c.Resume = true
+	if sum, err := Run(context.Background(), c); err != nil || sum.Resumed != 1 {
+		t.Fatalf("resume: %v (from iteration %d)", err, sum.Resumed)
+	}
+	if !slices.Equal(c.Policy.LoRA.Mem, want.Mem) {
+		t.Error("the resumed run's adapter differs from the uninterrupted run's")
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "metrics.jsonl")); err != nil || !bytes.Equal(got, wantMetrics) {
+		t.Errorf("metrics.jsonl (%v):\n%s\nwant\n%s", err, got, wantMetrics)
 	}
 }

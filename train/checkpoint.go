@@ -213,22 +213,31 @@ func (t *Trainer) resume() error {
 	return t.metrics.truncateAfter(st.GlobalStep)
 }
 
-// saveWeights writes what the run trains into a checkpoint folder: the
-// float32 model, or under LoRA the float32 adapter.
-func (t *Trainer) saveWeights(dir string) error {
-	if a := t.Policy.LoRA; a != nil {
-		return peft.Write(dir, a, t.Config.Model, safetensors.F32)
-	}
-	return t.Policy.Save(dir, safetensors.F32, 0)
-}
+// saveWeights writes what the run trains into a checkpoint folder.
+func (t *Trainer) saveWeights(dir string) error { return SaveTrained(t.Policy, dir, t.Config.Model) }
 
 // loadWeights restores what the run trains from a checkpoint folder.
-func (t *Trainer) loadWeights(dir string) error {
-	if a := t.Policy.LoRA; a != nil {
+func (t *Trainer) loadWeights(dir string) error { return LoadTrained(t.Policy, dir) }
+
+// SaveTrained writes what training changes in m into the folder dir: the
+// float32 model, or with an adapter (m.LoRA) the float32 adapter in PEFT's
+// format, naming base, the base model's folder, as its base model.
+func SaveTrained(m *model.Model, dir, base string) error {
+	if a := m.LoRA; a != nil {
+		return peft.Write(dir, a, base, safetensors.F32)
+	}
+	return m.Save(dir, safetensors.F32, 0)
+}
+
+// LoadTrained restores into m what SaveTrained wrote into dir: the
+// weights, or with an adapter the adapter's, which must have m's
+// adapter's shapes and scale.
+func LoadTrained(m *model.Model, dir string) error {
+	if a := m.LoRA; a != nil {
 		if !peft.IsAdapter(dir) {
 			return fmt.Errorf("%s holds no adapter (%s): it was not written by a use_peft run", dir, peft.ConfigFile)
 		}
-		saved, _, err := peft.Load(dir, t.Policy.Config)
+		saved, _, err := peft.Load(dir, m.Config)
 		if err != nil {
 			return err
 		}
@@ -248,7 +257,7 @@ func (t *Trainer) loadWeights(dir string) error {
 		return err
 	}
 	defer ck.Close()
-	return t.Policy.LoadWeights(ck)
+	return m.LoadWeights(ck)
 }
 
 // sameLoRA reports whether two adapter configurations have the same

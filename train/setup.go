@@ -78,14 +78,9 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 	if err != nil {
 		return nil, err
 	}
-	policy, dtype, err := loadPolicy(c)
+	policy, dtype, err := c.PEFT.LoadPolicy(c.Model, uint64(c.Loop.Seed))
 	if err != nil {
 		return nil, err
-	}
-	if c.PEFT.Enabled {
-		if err := attachAdapter(policy, c.PEFT, c.Loop.Seed); err != nil {
-			return nil, err
-		}
 	}
 	t := &Trainer{Config: c, Policy: policy, Comm: comm}
 	// The output folder's lock is held from before its rule is applied
@@ -147,36 +142,36 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 	return t, nil
 }
 
-// loadPolicy loads the run's model: in float32 for full fine-tuning; under
-// LoRA as a frozen base held as base_dtype says (a 2-byte checkpoint's
-// matrices as bfloat16, mapped from its files where they allow).
-func loadPolicy(c Config) (*model.Model, safetensors.DType, error) {
-	if !c.PEFT.Enabled {
-		return model.Load(c.Model)
+// LoadPolicy loads the model to train from the folder dir: in float32 for
+// full fine-tuning; with p.Enabled as a frozen base held as p.BaseDType
+// says (a 2-byte checkpoint's matrices as bfloat16, mapped from its files
+// where they allow) with the LoRA adapter the run trains: p.Init's, or a
+// fresh one (PEFT's initialization, B = 0, A drawn from seed). It also
+// returns the dtype of the checkpoint's weights.
+func (p PEFTConfig) LoadPolicy(dir string, seed uint64) (*model.Model, safetensors.DType, error) {
+	if !p.Enabled {
+		return model.Load(dir)
 	}
-	return model.LoadWith(c.Model, model.LoadOptions{BaseDType: c.PEFT.BaseDType, Map: true})
-}
-
-// attachAdapter gives the policy the LoRA adapter a run trains: the
-// lora_init folder's, or a fresh one (PEFT's initialization, B = 0, drawn
-// from the run's seed).
-func attachAdapter(policy *model.Model, c PEFTConfig, seed int) error {
-	if c.Init != "" {
-		a, _, err := peft.Load(c.Init, policy.Config)
-		if err != nil {
-			return fmt.Errorf("lora_init: %w", err)
-		}
-		a.Config.Dropout = c.LoRA.Dropout // the run's dropout (lora_dropout may override the adapter's)
-		policy.LoRA = a
-		return nil
-	}
-	a, err := model.NewAdapter(policy.Config, c.LoRA)
+	policy, dtype, err := model.LoadWith(dir, model.LoadOptions{BaseDType: p.BaseDType, Map: true})
 	if err != nil {
-		return fmt.Errorf("train: %w", err)
+		return nil, "", err
 	}
-	a.Init(uint64(seed))
+	if p.Init != "" {
+		a, _, err := peft.Load(p.Init, policy.Config)
+		if err != nil {
+			return nil, "", fmt.Errorf("lora_init: %w", err)
+		}
+		a.Config.Dropout = p.LoRA.Dropout // the run's dropout (lora_dropout may override the adapter's)
+		policy.LoRA = a
+		return policy, dtype, nil
+	}
+	a, err := model.NewAdapter(policy.Config, p.LoRA)
+	if err != nil {
+		return nil, "", fmt.Errorf("train: %w", err)
+	}
+	a.Init(seed)
 	policy.LoRA = a
-	return nil
+	return policy, dtype, nil
 }
 
 // adaptersOff is the model with its adapter switched off, as TRL's

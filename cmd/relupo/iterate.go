@@ -14,7 +14,6 @@ import (
 	"github.com/relupo/relupo/chat"
 	"github.com/relupo/relupo/generate"
 	"github.com/relupo/relupo/kernels"
-	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/online"
 	pairbuild "github.com/relupo/relupo/pairs"
 	"github.com/relupo/relupo/pref"
@@ -41,10 +40,16 @@ type iterateOptions struct {
 	seed                                   uint64
 	computeDType, resume                   string
 	overwrite, progress, jsonOut           bool
+	// peft holds the LoRA options, bound as `relupo train` binds them.
+	peft train.Options
 }
 
+// iteratePEFTKeys are the options of `relupo train` that iterate takes
+// for LoRA training, under the same flags.
+var iteratePEFTKeys = []string{"use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "lora_init", "merge_adapter", "base_dtype"}
+
 func newIterateCmd() *cobra.Command {
-	var o iterateOptions
+	o := iterateOptions{peft: train.DefaultOptions()}
 	cmd := &cobra.Command{
 		Use:   "iterate (--demo | --model DIR --prompts FILE --output-dir DIR --verifier REGEX|--reward-model DIR|--judge-model NAME --judge-base-url URL)",
 		Short: "Online (iterative) RePO: sample, score, pair and train, repeated",
@@ -90,7 +95,15 @@ iteration-N/ is a checkpoint written atomically after each iteration: state.json
 samples.jsonl (the scored samples, in 'relupo score''s row layout with output_ids),
 and from iteration 1 the policy as a model folder, optimizer.safetensors and pairs.jsonl
 (the pairs trained on, in the princeton-nlp layout 'relupo train' reads). The final
-policy is saved in --output-dir itself. Every random draw depends only on --seed and the
+policy is saved in --output-dir itself.
+
+LoRA: --use-peft trains an adapter on the frozen base instead of every weight, with
+'relupo train''s flags (--lora-r, --lora-alpha, --lora-dropout, --lora-target-modules,
+--use-rslora, --lora-init, --base-dtype: a 2-byte checkpoint stays 2 bytes a weight).
+Sampling runs the base with the adapter; losses with a reference model use the policy
+(base and adapter) of the start of the iteration. The checkpoints and --output-dir hold
+adapter_config.json and adapter_model.safetensors in PEFT's format instead of the model,
+and with --merge-adapter --output-dir also the merged model, in the base's dtype. Every random draw depends only on --seed and the
 iteration, so --resume-from-checkpoint latest restarts the iteration that was
 interrupted and ends with the same weights and metrics as an uninterrupted run.
 
@@ -137,6 +150,7 @@ settings (--iterations, --samples-per-prompt, --learning-rate, --seed, --gamma-*
 	f.BoolVar(&o.overwrite, "overwrite-output-dir", false, "start anew in an --output-dir that holds an online run's checkpoints")
 	f.BoolVar(&o.progress, "progress", true, "on a terminal, one live progress line (false: a plain line at most every 2 seconds)")
 	f.BoolVar(&o.jsonOut, "json", false, "print the metrics of every iteration as one JSON list on stdout")
+	bindFlags(&o.peft, f, iteratePEFTKeys...)
 	return cmd
 }
 
@@ -230,6 +244,11 @@ func iterateDemoConfig(cmd *cobra.Command, o iterateOptions) (online.Config, err
 			return online.Config{}, usagef("iterate: --demo brings its own model, prompts and verifier: --%s does not apply", name)
 		}
 	}
+	for _, key := range iteratePEFTKeys {
+		if name := strings.ReplaceAll(key, "_", "-"); f.Changed(name) {
+			return online.Config{}, usagef("iterate: --demo trains its small model's every weight: --%s does not apply", name)
+		}
+	}
 	d := online.DefaultDemoOptions()
 	if o.outputDir != "" {
 		d.OutputDir = o.outputDir
@@ -308,6 +327,11 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 	if err != nil {
 		return c, usagef("iterate: --compute-dtype: %v", err)
 	}
+	o.peft.Model = o.model // lora_init's adapter is read against the model's configuration
+	pc, err := o.peft.PEFTConfig()
+	if err != nil {
+		return c, usagef("iterate: %v", err)
+	}
 	beta := o.beta
 	if math.IsNaN(beta) {
 		beta = pref.DefaultBeta(o.lossType)
@@ -343,9 +367,12 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 	if err != nil {
 		return c, fmt.Errorf("iterate: %w", err)
 	}
-	m, _, err := model.Load(o.model)
+	m, dtype, err := pc.LoadPolicy(o.model, o.seed)
 	if err != nil {
 		return c, fmt.Errorf("iterate: %w", err)
+	}
+	if pc.Enabled {
+		c.Base, c.MergeAdapter, c.MergeDType = o.model, pc.Merge, dtype
 	}
 	for i, p := range ids {
 		for _, id := range p {

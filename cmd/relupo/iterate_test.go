@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/relupo/relupo/internal/testutil"
 )
 
 // The demonstration through the command: the mean verified reward rises.
@@ -67,6 +69,8 @@ func TestIterateErrors(t *testing.T) {
 		{"demo with a model", []string{"--demo", "--model", tinyModel}, 2, "--model does not apply"},
 		{"bad resume", []string{"--demo", "--resume-from-checkpoint", "checkpoint-3"}, 2, "takes 'latest'"},
 		{"resume of nothing", []string{"--demo", "--output-dir", t.TempDir(), "--resume-from-checkpoint", "latest"}, 1, "holds no iteration-N checkpoint"},
+		{"demo with LoRA", []string{"--demo", "--use-peft"}, 2, "--use-peft does not apply"},
+		{"LoRA options without use-peft", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--lora-r", "4"}, 2, "lora_r only apply to LoRA training"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, stderr, code := relupo(t, append([]string{"iterate"}, tc.args...)...)
@@ -81,5 +85,41 @@ func TestIterateHelp(t *testing.T) {
 	stdout, _, code := relupo(t, "iterate", "--help")
 	if code != 0 || !strings.Contains(stdout, "--gamma-strategy") || !strings.Contains(stdout, "adaptive") || !strings.Contains(stdout, "--demo") {
 		t.Errorf("exit %d: %s", code, stdout)
+	}
+}
+
+// LoRA through the command: the output folder and every checkpoint hold
+// the adapter in PEFT's format (naming the base), and with
+// --merge-adapter the final folder also the merged model; the model's own
+// files are not rewritten as a full model in the checkpoints.
+func TestIterateLoRA(t *testing.T) {
+	llama := testutil.SharedPath(t, "fixtures", "models", "tiny-random-llama")
+	prompts := writeFile(t, "p.jsonl", "{\"prompt\": \"Say a word.\", \"reference\": \"a\"}\n{\"prompt\": \"Say another.\", \"reference\": \"b\"}\n")
+	out := t.TempDir()
+	_, stderr, code := relupo(t, "iterate", "--model", llama, "--prompts", prompts, "--output-dir", out, "--verifier", `^(\S+)`,
+		"--iterations", "1", "--samples-per-prompt", "2", "--max-new-tokens", "3", "--threads", "2",
+		"--use-peft", "--lora-r", "2", "--lora-target-modules", "q_proj,v_proj", "--merge-adapter")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, f := range []string{"adapter_config.json", "adapter_model.safetensors", "model.safetensors", "config.json", "tokenizer.json",
+		"iteration-1/adapter_config.json", "iteration-1/adapter_model.safetensors", "iteration-1/optimizer.safetensors"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "iteration-1", "model.safetensors")); err == nil {
+		t.Error("iteration-1 holds a full model under LoRA")
+	}
+	b, err := os.ReadFile(filepath.Join(out, "adapter_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ac struct {
+		R    int    `json:"r"`
+		Base string `json:"base_model_name_or_path"`
+	}
+	if err := json.Unmarshal(b, &ac); err != nil || ac.R != 2 || ac.Base != llama {
+		t.Errorf("adapter_config.json: r %d, base %q (%v); want r 2, base %q", ac.R, ac.Base, err, llama)
 	}
 }
