@@ -186,6 +186,9 @@ type LoadOptions struct {
 	// are converted (F16 or F32 matrices, norm weights, biases) are read,
 	// not mapped. Float32 loads ignore it.
 	Map bool
+	// Trunk reads the model as LoadTrunk does, for its final hidden states
+	// only (a reward model): no lm_head, and a score head allowed.
+	Trunk bool
 }
 
 // LoadWith is Load with options: see LoadOptions. A model with a frozen
@@ -193,12 +196,12 @@ type LoadOptions struct {
 func LoadWith(dir string, o LoadOptions) (*Model, safetensors.DType, error) {
 	switch o.BaseDType {
 	case "", "float32", "fp32", "f32":
-		return Load(dir)
+		return load(dir, o.Trunk)
 	case "bf16", "bfloat16", "auto":
 	default:
 		return nil, "", fmt.Errorf("model: base dtype %q is not one of float32, bf16, auto", o.BaseDType)
 	}
-	cfg, ck, err := openChecked(dir, false)
+	cfg, ck, err := openChecked(dir, o.Trunk)
 	if err != nil {
 		return nil, "", err
 	}

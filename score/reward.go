@@ -133,7 +133,7 @@ func loadRewardWeights(dir string, o RewardOptions) (*RewardModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, _, err := model.LoadTrunk(dir)
+	m, err := loadTrunk(dir)
 	if err != nil {
 		return nil, fmt.Errorf("score: reward model: %w", err)
 	}
@@ -150,6 +150,25 @@ func loadRewardWeights(dir string, o RewardOptions) (*RewardModel, error) {
 	}
 	rm.ws = &model.Workspace{Pool: rm.pool, NoGrad: true}
 	return rm, nil
+}
+
+// loadTrunk reads the reward model's trunk: a bfloat16 checkpoint's
+// weight matrices stay bfloat16 (2 bytes a weight, mapped from the files;
+// the products widen them exactly, so the scores are the float32 trunk's
+// bit for bit), anything else is read as float32.
+func loadTrunk(dir string) (*model.Model, error) {
+	ck, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		return nil, err
+	}
+	dtype := ck.DType()
+	ck.Close()
+	o := model.LoadOptions{Trunk: true}
+	if dtype == safetensors.BF16 {
+		o.BaseDType, o.Map = "auto", true // float32 if any matrix is not 2-byte
+	}
+	m, _, err := model.LoadWith(dir, o)
+	return m, err
 }
 
 // readHead reads score.weight, which must be [1, hidden].

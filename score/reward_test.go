@@ -321,3 +321,71 @@ func TestRewardModelScoresRows(t *testing.T) {
 		}
 	}
 }
+
+// A bfloat16 reward model stays bfloat16 in memory (a frozen base, mapped
+// from its files) and scores bit for bit as its float32-widened twin does.
+func TestRewardModelBF16(t *testing.T) {
+	g := readRewardGolden(t)
+	src, err := safetensors.OpenCheckpoint(rewardDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts []safetensors.Tensor
+	for _, name := range src.Names() {
+		info, _ := src.Info(name)
+		d, err := src.Float32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: name, DType: safetensors.BF16, Shape: info.Shape, Data: d})
+	}
+	src.Close()
+	dir := t.TempDir()
+	if err := safetensors.Write(filepath.Join(dir, safetensors.SingleFileName), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(rewardDir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rm, err := loadRewardWeights(dir, RewardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rm.Close()
+	if !rm.Model.Params.Frozen {
+		t.Error("the bf16 reward model was widened to float32 in memory")
+	}
+	wide, err := loadRewardWeights(dir, RewardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wide.Close()
+	if wide.Model, _, err = model.LoadTrunk(dir); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	got, err := rm.ScoreTokens(ctx, g.Sequences)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := wide.ScoreTokens(ctx, g.Sequences)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Errorf("sequence %d: %v held in bf16, %v widened", i, got[i], want[i])
+		}
+	}
+	// Rounding the weights to bfloat16 moves the scores, within bf16's
+	// precision of PyTorch's float32 ones.
+	for i := range want {
+		if d := math.Abs(got[i] - g.Scores[i]); d > 0.05*math.Abs(g.Scores[i])+1e-3 {
+			t.Errorf("sequence %d: %v, PyTorch's float32 %v", i, got[i], g.Scores[i])
+		}
+	}
+}
