@@ -1,6 +1,11 @@
 package optim
 
-import "math"
+import (
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
 
 // ClipGradNorm rescales the gradients in place so that their global L2 norm
 // is at most maxNorm, like torch.nn.utils.clip_grad_norm_ (norm_type 2), and
@@ -9,7 +14,10 @@ import "math"
 //
 // The norm is accumulated in float64 over all values of all tensors (PyTorch
 // reduces each tensor in float32, then the per-tensor norms), so it can
-// differ from PyTorch's in the last float32 digit. The clip coefficient is
+// differ from PyTorch's in the last float32 digit. The squares are summed
+// in chunks of clipChunk values, on every core (GOMAXPROCS), and the
+// chunks' sums are added in order, so the norm does not depend on the
+// number of cores. The clip coefficient is
 // maxNorm/(norm + 1e-6); when it is below 1 every gradient is multiplied by
 // it, rounded to float32, as PyTorch does. When it is 1 or more the
 // gradients are left as they are (PyTorch multiplies by the coefficient
@@ -26,12 +34,17 @@ import "math"
 // 0) coefficient, silently destroying the whole update; relupo reports the
 // norm instead and leaves the decision (skip the step, stop) to the trainer.
 func ClipGradNorm(grads [][]float32, maxNorm float64) float64 {
-	var sum float64
+	var chunks [][]float32
 	for _, g := range grads {
-		for _, x := range g {
-			xf := float64(x)
-			sum += xf * xf
+		for lo := 0; lo < len(g); lo += clipChunk {
+			chunks = append(chunks, g[lo:min(lo+clipChunk, len(g))])
 		}
+	}
+	partial := make([]float64, len(chunks))
+	parallelChunks(len(chunks), func(i int) { partial[i] = sumSquares(chunks[i]) })
+	var sum float64
+	for _, s := range partial {
+		sum += s
 	}
 	norm := math.Sqrt(sum)
 	if !(maxNorm > 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
@@ -42,10 +55,57 @@ func ClipGradNorm(grads [][]float32, maxNorm float64) float64 {
 		return norm
 	}
 	c := float32(coef)
-	for _, g := range grads {
-		for i := range g {
-			g[i] *= c
+	parallelChunks(len(chunks), func(i int) {
+		g := chunks[i]
+		for j := range g {
+			g[j] *= c
 		}
-	}
+	})
 	return norm
+}
+
+// clipChunk is how many values each partial sum of squares covers.
+const clipChunk = 1 << 16
+
+// sumSquares is Σ g[i]² in float64, in four running sums (a single one
+// would wait on each addition's latency).
+func sumSquares(g []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(g); i += 4 {
+		a, b, c, d := float64(g[i]), float64(g[i+1]), float64(g[i+2]), float64(g[i+3])
+		s0 += a * a
+		s1 += b * b
+		s2 += c * c
+		s3 += d * d
+	}
+	for ; i < len(g); i++ {
+		x := float64(g[i])
+		s0 += x * x
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// parallelChunks calls fn(i) for every i < n on up to GOMAXPROCS
+// goroutines, each taking the next chunk as it finishes one.
+func parallelChunks(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -3,6 +3,9 @@ package optim
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,6 +34,36 @@ func TestClipGradNormAgainstPyTorch(t *testing.T) {
 }
 
 func TestClipGradNorm(t *testing.T) {
+	t.Run("any number of cores", func(t *testing.T) {
+		// Several chunks per tensor and a ragged last one: the norm is the
+		// same, bit for bit, on one core and on four, and the float64 sum
+		// of squares to 1e-12 relative.
+		r := rand.New(rand.NewPCG(3, 4))
+		grads := [][]float32{make([]float32, 3*clipChunk+5), make([]float32, 7), make([]float32, clipChunk)}
+		var want float64
+		for _, g := range grads {
+			for i := range g {
+				g[i] = float32(r.NormFloat64())
+				want += float64(g[i]) * float64(g[i])
+			}
+		}
+		want = math.Sqrt(want)
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		one := ClipGradNorm(grads, 0)
+		runtime.GOMAXPROCS(4)
+		four := ClipGradNorm(grads, 0)
+		if math.Float64bits(one) != math.Float64bits(four) || math.Abs(one-want) > 1e-12*want {
+			t.Errorf("norm %v on one core, %v on four; want %v", one, four, want)
+		}
+		before := slices.Clone(grads[0])
+		ClipGradNorm(grads, 1)
+		c := float32(1 / (one + 1e-6))
+		for i, v := range grads[0] {
+			if v != before[i]*c {
+				t.Fatalf("value %d: %v clipped to %v, want %v", i, before[i], v, before[i]*c)
+			}
+		}
+	})
 	t.Run("3-4-5", func(t *testing.T) {
 		g := [][]float32{{3}, {0, 4}}
 		if n := ClipGradNorm(g, 1); n != 5 {
