@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/peft"
 	"github.com/relupo/relupo/safetensors"
@@ -558,5 +560,42 @@ func TestPreflightLoRA(t *testing.T) {
 	}
 	if !(loraGB > 0 && loraGB < fullGB) {
 		t.Errorf("estimates: full fine-tuning %v bytes, LoRA + checkpointing on a bf16 base %v bytes", fullGB, loraGB)
+	}
+}
+
+// A float16 checkpoint held as a bfloat16 frozen base gets a note in the
+// float32 precision, where the rounding changes the numbers, and none in
+// bf16 or for a bf16 or float32 checkpoint.
+func TestFrozenBaseNote(t *testing.T) {
+	for _, tc := range []struct {
+		save safetensors.DType
+		base string
+		prec kernels.Precision
+		note bool
+	}{
+		{safetensors.F16, "auto", kernels.F32, true},
+		{safetensors.F16, "bf16", kernels.F32, true},
+		{safetensors.F16, "auto", kernels.BF16, false},
+		{safetensors.F16, "float32", kernels.F32, false},
+		{safetensors.BF16, "auto", kernels.F32, false},
+		{safetensors.F32, "bf16", kernels.F32, false},
+	} {
+		t.Run(fmt.Sprintf("%s/%s/%s", tc.save, tc.base, tc.prec), func(t *testing.T) {
+			src, _, err := model.Load("../model/testdata/arch/llama-gqa-tied")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := src.Save(dir, tc.save, 0); err != nil {
+				t.Fatal(err)
+			}
+			m, dtype, err := PEFTConfig{Enabled: true, BaseDType: tc.base, LoRA: model.LoRAConfig{R: 2, Alpha: 4, Targets: []string{"q_proj"}}}.LoadPolicy(dir, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if note := FrozenBaseNote(m, dtype, tc.prec); (note != "") != tc.note {
+				t.Errorf("note %q, want one: %v", note, tc.note)
+			}
+		})
 	}
 }

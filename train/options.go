@@ -77,7 +77,7 @@ type Options struct {
 	UseRSLoRA         bool     `key:"use_rslora" help:"rank-stabilized LoRA: scale the update by α/√r instead of α/r"`
 	LoraInit          string   `key:"lora_init" help:"start from this PEFT adapter folder (adapter_config.json, adapter_model.safetensors) instead of a fresh adapter; its r, α, targets and rsLoRA apply"`
 	MergeAdapter      bool     `key:"merge_adapter" help:"with use_peft, also write the merged model (W + scale·B·A in the base's dtype: config.json, model.safetensors, tokenizer files) into output_dir beside the adapter"`
-	BaseDType         string   `key:"base_dtype" help:"with use_peft, how the frozen base weights are held: auto (the checkpoint's dtype: bf16 and fp16 stay 2 bytes a weight, float32 stays float32), bf16 (a float32 checkpoint rounded to bfloat16) or float32"`
+	BaseDType         string   `key:"base_dtype" help:"with use_peft, how the frozen base weights are held: auto (2 bytes a weight for a 2-byte checkpoint: bf16 as it is, fp16 converted to bf16, which drops 3 mantissa bits; float32 stays float32), bf16 (a float32 checkpoint rounded to bfloat16) or float32"`
 
 	GradientCheckpointing bool `key:"gradient_checkpointing" help:"keep only each layer's input in the forward pass and recompute the layer inside backward: less memory for about a third more compute; the results are bit-identical"`
 

@@ -67,7 +67,7 @@ func (r Recipe) Apply(o *Options, explicit func(key string) bool) ([]string, err
 		if !explicit("base_dtype") && !r.has("base_dtype") {
 			o.BaseDType = "bf16"
 			if dt == "float16" || dt == "fp16" {
-				notes = append(notes, "torch_dtype: float16 with use_peft: the frozen base is held as bfloat16 when the checkpoint is float32 (base_dtype bf16), and in its own dtype when it is float16")
+				notes = append(notes, "torch_dtype: float16 with use_peft: the frozen base is held as bfloat16 (base_dtype bf16), rounded from a float32 checkpoint or converted from a float16 one, whose 3 lowest mantissa bits are dropped (base_dtype float32 keeps them)")
 			}
 		}
 	case o.UsePEFT:

@@ -82,6 +82,9 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 	if err != nil {
 		return nil, err
 	}
+	if note := FrozenBaseNote(policy, dtype, c.Compute.Precision); note != "" && warn != nil {
+		warn(note)
+	}
 	t := &Trainer{Config: c, Policy: policy, Comm: comm}
 	// The output folder's lock is held from before its rule is applied
 	// (an --overwrite-output-dir must not clear a running run's files)
@@ -172,6 +175,18 @@ func (p PEFTConfig) LoadPolicy(dir string, seed uint64) (*model.Model, safetenso
 	a.Init(seed)
 	policy.LoRA = a
 	return policy, dtype, nil
+}
+
+// FrozenBaseNote is what to tell the user when the frozen base m, loaded
+// from a checkpoint of dtype, holds a float16 checkpoint's matrices as
+// bfloat16 while the products run in precision p: "" unless that rounding
+// changes the numbers, which it does only in float32 (the BF16 precision
+// rounds every operand to bfloat16 anyway, from the same float16 values).
+func FrozenBaseNote(m *model.Model, dtype safetensors.DType, p kernels.Precision) string {
+	if !m.Params.Frozen || dtype != safetensors.F16 || p == kernels.BF16 {
+		return ""
+	}
+	return "the float16 checkpoint's weight matrices are held as bfloat16, the 2-byte format relupo's products take: 3 of float16's 10 mantissa bits are dropped, which moves log-probs by about 1e-3 relative against the float32 model; --base-dtype float32 keeps every bit at 4 bytes a weight (with --compute-dtype bf16 nothing is lost: the products round to bfloat16 anyway)"
 }
 
 // adaptersOff is the model with its adapter switched off, as TRL's

@@ -374,6 +374,9 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 	if pc.Enabled {
 		c.Base, c.MergeAdapter, c.MergeDType = o.model, pc.Merge, dtype
 	}
+	if note := train.FrozenBaseNote(m, dtype, prec); note != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "iterate: %s\n", note)
+	}
 	for i, p := range ids {
 		for _, id := range p {
 			if id < 0 || int(id) >= m.Config.VocabSize {
