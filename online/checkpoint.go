@@ -73,6 +73,9 @@ func (c Config) key() map[string]string {
 		"optim":    fmt.Sprintf("lr %v, adamw %v/%v/%v, weight_decay %v, max_grad_norm %v, batch %d × %d", o.LearningRate, o.Beta1, o.Beta2, o.Eps, o.WeightDecay, o.MaxGradNorm, o.BatchSize, o.Accumulation),
 		"pairs":    fmt.Sprintf("min_score_gap %v", c.Pairs.MinScoreGap),
 	}
+	if s := o.schedule(); s != optim.ScheduleConstant || o.WarmupSteps != 0 || o.WarmupRatio != 0 { // (absent when constant, as before schedules)
+		key["lr_schedule"] = fmt.Sprintf("%s, warmup_steps %d, warmup_ratio %v", s, o.WarmupSteps, o.WarmupRatio)
+	}
 	if a := c.Policy.LoRA; a != nil { // (absent for full fine-tuning, as before adapters)
 		base := "float32"
 		if c.Policy.Params.Frozen {

@@ -180,8 +180,16 @@ func (g Gamma) at(i, n int) float64 {
 
 // Optim is the optimizer and batching of each iteration's pass.
 type Optim struct {
-	// LearningRate is AdamW's constant learning rate.
+	// LearningRate is AdamW's learning rate, the peak of Schedule.
 	LearningRate float64
+	// Schedule is the learning-rate schedule of each iteration's pass (a
+	// name of optim.Schedules; "" is constant): every pass runs it over its
+	// own optimizer steps, as iterative DPO trains each iteration as a run
+	// of its own, while AdamW's moments carry over. WarmupSteps, or when it
+	// is 0 WarmupRatio of the pass's steps, warm it up (optim.WarmupSteps).
+	Schedule    string
+	WarmupSteps int
+	WarmupRatio float64
 	// Beta1, Beta2, Eps and WeightDecay configure AdamW (optim.NewAdamW's
 	// defaults when all are zero).
 	Beta1, Beta2, Eps, WeightDecay float64
@@ -300,9 +308,11 @@ type PassMetrics struct {
 	MarginP10 *float64 `json:"margin/p10,omitempty"`
 	MarginP50 *float64 `json:"margin/p50,omitempty"`
 	MarginP90 *float64 `json:"margin/p90,omitempty"`
-	// Loss is the mean step loss, Steps the optimizer steps of the pass.
-	Loss  *float64 `json:"loss,omitempty"`
-	Steps int      `json:"steps"`
+	// Loss is the mean step loss, Steps the optimizer steps of the pass,
+	// LearningRate the rate of its last step.
+	Loss         *float64 `json:"loss,omitempty"`
+	Steps        int      `json:"steps"`
+	LearningRate *float64 `json:"learning_rate,omitempty"`
 }
 
 // Summary is what a finished run reports.
@@ -366,6 +376,12 @@ func (c *Config) validate() error {
 	if !(o.MaxGradNorm >= 0) {
 		add("max grad norm must be ≥ 0, got %v", o.MaxGradNorm)
 	}
+	if _, err := optim.Schedule(o.schedule(), 1, 0, 1); err != nil {
+		add("%v", strings.TrimPrefix(err.Error(), "optim: "))
+	}
+	if _, err := optim.WarmupSteps(o.WarmupSteps, o.WarmupRatio, 1); err != nil {
+		add("%v", strings.TrimPrefix(err.Error(), "optim: "))
+	}
 	if !(c.Pairs.MinScoreGap >= 0) {
 		add("min score gap must be ≥ 0, got %v", c.Pairs.MinScoreGap)
 	}
@@ -382,6 +398,14 @@ func (c *Config) validate() error {
 		return fmt.Errorf("online: %s", strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// schedule is the schedule's name, the default filled in.
+func (o Optim) schedule() string {
+	if o.Schedule == "" {
+		return optim.ScheduleConstant
+	}
+	return o.Schedule
 }
 
 // adamW is the run's optimizer.
@@ -629,6 +653,14 @@ func (r *runner) train(ctx context.Context, i int, ps []pairs.Pair, st pairs.Sta
 	order := rand.New(rand.NewPCG(c.Seed, uint64(i))).Perm(len(exs))
 	micro := (len(exs) + o.BatchSize - 1) / o.BatchSize
 	steps := (micro + o.Accumulation - 1) / o.Accumulation
+	warm, err := optim.WarmupSteps(o.WarmupSteps, o.WarmupRatio, steps)
+	if err != nil {
+		return nil, err
+	}
+	lrAt, err := optim.Schedule(o.schedule(), o.LearningRate, warm, steps)
+	if err != nil {
+		return nil, err
+	}
 	var lossSum, activeSum, activeN float64
 	for s := range steps {
 		if err := ctx.Err(); err != nil {
@@ -643,7 +675,8 @@ func (r *runner) train(ctx context.Context, i int, ps []pairs.Pair, st pairs.Sta
 			b.Micro = append(b.Micro, mb)
 		}
 		b.Accumulation = len(b.Micro)
-		res, err := r.engine.Step(b, loss, o.LearningRate, o.MaxGradNorm)
+		lr := lrAt(s)
+		res, err := r.engine.Step(b, loss, lr, o.MaxGradNorm)
 		if err != nil {
 			return nil, fmt.Errorf("online: iteration %d: step %d: %w", i, s+1, err)
 		}
@@ -656,6 +689,7 @@ func (r *runner) train(ctx context.Context, i int, ps []pairs.Pair, st pairs.Sta
 			}
 		}
 		pm.Steps++
+		pm.LearningRate = num(lr)
 		if c.Progress != nil {
 			c.Progress.Phase(i, "training", s+1, steps)
 		}

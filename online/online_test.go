@@ -457,3 +457,40 @@ func TestLoRA(t *testing.T) {
 		t.Errorf("metrics.jsonl (%v):\n%s\nwant\n%s", err, got, wantMetrics)
 	}
 }
+
+// Each pass runs the learning-rate schedule over its own steps; the
+// metrics carry the rate of the pass's last step.
+func TestSchedule(t *testing.T) {
+	for _, tc := range []struct {
+		schedule string
+		warmup   int
+		last     func(lr float64, steps int) float64
+	}{
+		{"", 0, func(lr float64, _ int) float64 { return lr }},
+		{"linear", 0, func(lr float64, steps int) float64 { return lr / float64(steps) }},
+		{"constant_with_warmup", 1000, func(lr float64, steps int) float64 { return lr * float64(steps-1) / 1000 }},
+	} {
+		t.Run(tc.schedule, func(t *testing.T) {
+			c := smallDemo(t, t.TempDir(), 2)
+			c.Optim.Schedule, c.Optim.WarmupSteps = tc.schedule, tc.warmup
+			sum, err := Run(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range sum.Metrics[1:] {
+				p := m.Pass
+				if p.Steps == 0 || p.LearningRate == nil {
+					t.Fatalf("iteration %d: %d steps, learning rate %v", m.Iteration, p.Steps, p.LearningRate)
+				}
+				if want := tc.last(c.Optim.LearningRate, p.Steps); math.Abs(*p.LearningRate-want) > 1e-12*want {
+					t.Errorf("iteration %d: last learning rate %v, want %v over %d steps", m.Iteration, *p.LearningRate, want, p.Steps)
+				}
+			}
+		})
+	}
+	c := smallDemo(t, t.TempDir(), 1)
+	c.Optim.Schedule = "polynomial"
+	if _, err := Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), `unknown learning-rate schedule "polynomial"`) {
+		t.Errorf("an unknown schedule: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/relupo/relupo/generate"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/online"
+	"github.com/relupo/relupo/optim"
 	pairbuild "github.com/relupo/relupo/pairs"
 	"github.com/relupo/relupo/pref"
 	"github.com/relupo/relupo/train"
@@ -36,6 +37,9 @@ type iterateOptions struct {
 	beta, gamma, gammaEnd, gammaQuantile   float64
 	gammaStrategy                          string
 	learningRate, maxGradNorm, weightDecay float64
+	scheduler                              string
+	warmupRatio                            float64
+	warmupSteps                            int
 	minScoreGap                            float64
 	seed                                   uint64
 	computeDType, resume                   string
@@ -59,8 +63,10 @@ iteration 1..N then makes one pair per prompt from the latest scored samples (ch
 highest score, rejected = lowest; ties, score gaps below --min-score-gap and prompts with
 fewer than two scored, non-empty answers are dropped and counted), trains one pass over
 the pairs (RePO by default, any --loss-type), continuing from the previous weights and
-AdamW state at a constant learning rate, then samples the trained policy again and
-scores it. Losses with a reference model use the policy of the start of the iteration.
+AdamW state (each pass runs --lr-scheduler-type over its own steps, constant by
+default, as iterative DPO trains each iteration as a run of its own), then samples
+the trained policy again and scores it. Losses with a reference model use the policy
+of the start of the iteration.
 Training uses the sampled token ids themselves (the prompt rendered with the generation
 prompt, each answer up to its stop token), so no text is re-tokenized.
 
@@ -90,7 +96,8 @@ Output (--output-dir): metrics.jsonl, one line per iteration: iteration, respons
 score/failed, score/mean, score/std, win_rate (prompts whose mean score beats iteration
 0's, ties half), lengths/response, and for iterations ≥ 1 under "pass": pairs,
 pairs/dropped (ties, below_gap, too_few), gamma, repo/active_fraction_start (M < γ
-before the pass), repo/active_fraction (over the pass), margin/p10|p50|p90, loss, steps.
+before the pass), repo/active_fraction (over the pass), margin/p10|p50|p90, loss, steps,
+learning_rate (of the pass's last step).
 iteration-N/ is a checkpoint written atomically after each iteration: state.json,
 samples.jsonl (the scored samples, in 'relupo score''s row layout with output_ids),
 and from iteration 1 the policy as a model folder, optimizer.safetensors and pairs.jsonl
@@ -137,7 +144,10 @@ settings (--iterations, --samples-per-prompt, --learning-rate, --seed, --gamma-*
 	f.StringVar(&o.gammaStrategy, "gamma-strategy", online.GammaFixed, "fixed, linear or adaptive (see above)")
 	f.Float64Var(&o.gammaEnd, "gamma-end", math.NaN(), "linear: γ at the last iteration")
 	f.Float64Var(&o.gammaQuantile, "gamma-quantile", 0.5, "adaptive: the quantile of the margins γ is set to (≈ the fraction of pairs active)")
-	f.Float64Var(&o.learningRate, "learning-rate", 1e-6, "AdamW's learning rate (constant)")
+	f.Float64Var(&o.learningRate, "learning-rate", 1e-6, "AdamW's learning rate (the peak of --lr-scheduler-type)")
+	f.StringVar(&o.scheduler, "lr-scheduler-type", optim.ScheduleConstant, "learning-rate schedule of each iteration's pass, over its own steps: "+strings.Join(optim.Schedules(), ", "))
+	f.Float64Var(&o.warmupRatio, "warmup-ratio", 0, "fraction of each pass's steps spent warming up (when --warmup-steps is 0)")
+	f.IntVar(&o.warmupSteps, "warmup-steps", 0, "warmup steps of each pass")
 	f.Float64Var(&o.maxGradNorm, "max-grad-norm", 1, "clip the gradient norm (0: no clipping)")
 	f.Float64Var(&o.weightDecay, "weight-decay", 0, "AdamW's weight decay")
 	f.IntVar(&o.batch, "per-device-train-batch-size", 2, "pairs per micro-batch")
@@ -158,6 +168,12 @@ func runIterate(cmd *cobra.Command, o iterateOptions) error {
 	f := cmd.Flags()
 	var c online.Config
 	var err error
+	if _, err := optim.Schedule(o.scheduler, 1, 0, 1); err != nil {
+		return usagef("iterate: --lr-scheduler-type: %v", strings.TrimPrefix(err.Error(), "optim: "))
+	}
+	if _, err := optim.WarmupSteps(o.warmupSteps, o.warmupRatio, 1); err != nil {
+		return usagef("iterate: %v", strings.TrimPrefix(err.Error(), "optim: "))
+	}
 	if o.demo {
 		if c, err = iterateDemoConfig(cmd, o); err != nil {
 			return err
@@ -283,6 +299,9 @@ func iterateDemoConfig(cmd *cobra.Command, o iterateOptions) (online.Config, err
 	if err != nil {
 		return c, err
 	}
+	if f.Changed("lr-scheduler-type") || f.Changed("warmup-ratio") || f.Changed("warmup-steps") {
+		c.Optim.Schedule, c.Optim.WarmupSteps, c.Optim.WarmupRatio = o.scheduler, o.warmupSteps, o.warmupRatio
+	}
 	c.Overwrite = true // a demonstration: each run starts the folder anew
 	if o.resume != "" {
 		c.Overwrite = false
@@ -343,7 +362,8 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 		Gamma:    g,
 		Pairs:    pairbuild.Options{MinScoreGap: o.minScoreGap},
 		Optim: online.Optim{LearningRate: o.learningRate, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: o.weightDecay,
-			MaxGradNorm: o.maxGradNorm, BatchSize: o.batch, Accumulation: o.accum},
+			MaxGradNorm: o.maxGradNorm, BatchSize: o.batch, Accumulation: o.accum,
+			Schedule: o.scheduler, WarmupSteps: o.warmupSteps, WarmupRatio: o.warmupRatio},
 		Compute:   train.Compute{Threads: o.threads, Precision: prec},
 		OutputDir: o.outputDir, Overwrite: o.overwrite,
 	}

@@ -70,6 +70,8 @@ func TestIterateErrors(t *testing.T) {
 		{"bad resume", []string{"--demo", "--resume-from-checkpoint", "checkpoint-3"}, 2, "takes 'latest'"},
 		{"resume of nothing", []string{"--demo", "--output-dir", t.TempDir(), "--resume-from-checkpoint", "latest"}, 1, "holds no iteration-N checkpoint"},
 		{"demo with LoRA", []string{"--demo", "--use-peft"}, 2, "--use-peft does not apply"},
+		{"unknown schedule", []string{"--demo", "--lr-scheduler-type", "poly"}, 2, `unknown learning-rate schedule "poly"`},
+		{"warmup ratio past 1", []string{"--demo", "--warmup-ratio", "2"}, 2, "warmup ratio must be in [0, 1]"},
 		{"LoRA options without use-peft", []string{"--model", tinyModel, "--prompts", good, "--output-dir", out, "--verifier", "(x)", "--lora-r", "4"}, 2, "lora_r only apply to LoRA training"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
