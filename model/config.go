@@ -164,8 +164,38 @@ func ParseConfig(b []byte) (Config, error) {
 		c.QKNorm = c.ModelType == "gemma3_text"
 	}
 
-	// RoPE: rope_theta at top level, or inside transformers v5's
-	// rope_parameters (per layer type for Gemma-3).
+	c.parseRoPE(&f)
+
+	// Sliding windows: Qwen's is active only with use_sliding_window (not
+	// supported); Mistral's whenever sliding_window is a number, on every
+	// layer; Gemma's on the layers parseGemma marked.
+	if c.ModelType == "qwen2" || c.ModelType == "qwen3" {
+		if f.boolean("use_sliding_window", false) {
+			f.fail("use_sliding_window true is not supported")
+		}
+	} else if f.has("sliding_window") && raw["sliding_window"] != nil {
+		c.SlidingWindow = f.posInt("sliding_window")
+	} else if c.Gemma && f.has("sliding_window") {
+		c.SlidingWindow = 0 // null: no window on any layer
+	}
+
+	c.BOSTokenID = f.optInt("bos_token_id")
+	c.PadTokenID = f.optInt("pad_token_id")
+	c.EOSTokenIDs = f.intList("eos_token_id")
+
+	if f.err != nil {
+		return Config{}, f.err
+	}
+	if err := c.checkShapes(f.has("head_dim")); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// parseRoPE reads the rotary embedding's settings: rope_theta at top level,
+// or inside transformers v5's rope_parameters (per layer type for
+// Gemma-3), and rope_scaling.
+func (c *Config) parseRoPE(f *fields) {
 	defTheta := 10000.0
 	if c.ModelType == "gemma3_text" {
 		defTheta = 1_000_000 // Gemma3TextConfig's default
@@ -226,47 +256,31 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 		f.err = joinErrs(f.err, sf.err)
 	}
+}
 
-	// Sliding windows: Qwen's is active only with use_sliding_window (not
-	// supported); Mistral's whenever sliding_window is a number, on every
-	// layer; Gemma's on the layers parseGemma marked.
-	if c.ModelType == "qwen2" || c.ModelType == "qwen3" {
-		if f.boolean("use_sliding_window", false) {
-			f.fail("use_sliding_window true is not supported")
-		}
-	} else if f.has("sliding_window") && raw["sliding_window"] != nil {
-		c.SlidingWindow = f.posInt("sliding_window")
-	} else if c.Gemma && f.has("sliding_window") {
-		c.SlidingWindow = 0 // null: no window on any layer
-	}
-
-	c.BOSTokenID = f.optInt("bos_token_id")
-	c.PadTokenID = f.optInt("pad_token_id")
-	c.EOSTokenIDs = f.intList("eos_token_id")
-
-	if f.err != nil {
-		return Config{}, f.err
-	}
+// checkShapes checks what the parsed sizes must satisfy together;
+// hasHeadDim says whether config.json set head_dim.
+func (c Config) checkShapes(hasHeadDim bool) error {
 	if c.NumHeads%c.NumKVHeads != 0 {
-		return Config{}, fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumHeads, c.NumKVHeads)
+		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumHeads, c.NumKVHeads)
 	}
 	// hidden_size / num_attention_heads first: without a head_dim key the
 	// head size is derived, and a message about it would name a value the
 	// config never set.
-	if !f.has("head_dim") && !c.Gemma && c.HiddenSize%c.NumHeads != 0 {
-		return Config{}, fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d (without a head_dim key, each head gets hidden_size / num_attention_heads)", c.HiddenSize, c.NumHeads)
+	if !hasHeadDim && !c.Gemma && c.HiddenSize%c.NumHeads != 0 {
+		return fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d (without a head_dim key, each head gets hidden_size / num_attention_heads)", c.HiddenSize, c.NumHeads)
 	}
 	if c.HeadDim%2 != 0 {
 		from := ""
-		if !f.has("head_dim") && !c.Gemma {
+		if !hasHeadDim && !c.Gemma {
 			from = fmt.Sprintf(" (hidden_size %d / num_attention_heads %d)", c.HiddenSize, c.NumHeads)
 		}
-		return Config{}, fmt.Errorf("head_dim %d%s must be even for rotary embeddings", c.HeadDim, from)
+		return fmt.Errorf("head_dim %d%s must be even for rotary embeddings", c.HeadDim, from)
 	}
 	if c.NumParams() > 1<<40 {
-		return Config{}, fmt.Errorf("the configured model has %d parameters, beyond what relupo can hold", c.NumParams())
+		return fmt.Errorf("the configured model has %d parameters, beyond what relupo can hold", c.NumParams())
 	}
-	return c, nil
+	return nil
 }
 
 // MaxLayers bounds num_hidden_layers (the largest open models have a few
