@@ -172,55 +172,11 @@ func (j Job) Run(ctx context.Context) (Report, error) {
 	if _, _, _, err := FormatDefaults(format); err != nil {
 		return Report{}, err
 	}
-	var data LCData
-	if format == FormatAlpacaEval {
-		var err error
-		if j.Difficulty != "" {
-			if data.Difficulty, err = ReadDifficulty(j.Difficulty); err != nil {
-				return Report{}, err
-			}
-		}
-		if j.Gamed != "" {
-			if data.Gamed, err = ReadGamed(j.Gamed); err != nil {
-				return Report{}, err
-			}
-		}
-	} else if j.Difficulty != "" || j.Gamed != "" {
-		return Report{}, fmt.Errorf("judge: instruction difficulties and gamed rows are AlpacaEval inputs, not %s ones", format)
-	}
-	base, err := ReadOutputs(j.Baseline)
+	in, err := j.inputs(format)
 	if err != nil {
 		return Report{}, err
 	}
-	cand, err := ReadOutputs(j.Candidate)
-	if err != nil {
-		return Report{}, err
-	}
-	if len(base) == 0 || len(cand) == 0 {
-		return Report{}, fmt.Errorf("judge: no answers in %s", map[bool]string{true: j.Baseline, false: j.Candidate}[len(base) == 0])
-	}
-	var items []Item
-	var missing []string
-	if format == FormatArenaHard {
-		if j.Questions == "" {
-			return Report{}, fmt.Errorf("judge: the %s format needs the questions file", format)
-		}
-		qs, err := ReadQuestions(j.Questions)
-		if err != nil {
-			return Report{}, err
-		}
-		if items, missing, err = MatchArena(qs, base, cand); err != nil {
-			return Report{}, err
-		}
-	} else {
-		items, missing = Match(base, cand)
-	}
-	if j.OnMatch != nil {
-		j.OnMatch(len(items), missing)
-	}
-	if len(items) == 0 {
-		return Report{}, fmt.Errorf("judge: no instruction of %s appears in %s", j.Candidate, j.Baseline)
-	}
+	items := in.items
 	client := j.Client
 	if client.Backoff == 0 {
 		client.Backoff = time.Second
@@ -250,7 +206,7 @@ func (j Job) Run(ctx context.Context) (Report, error) {
 			}
 		},
 	}
-	r := Report{Format: format, Baseline: base[0].Generator, Candidate: cand[0].Generator, Items: items, Missing: missing}
+	r := Report{Format: format, Baseline: in.baseline, Candidate: in.candidate, Items: items, Missing: in.missing}
 	if format == FormatArenaHard {
 		r.Games, err = RunArena(ctx, &client, items, opt)
 	} else {
@@ -276,7 +232,7 @@ func (j Job) Run(ctx context.Context) (Report, error) {
 		r.Arena = ArenaScore(ArenaOutcomes(r.Games), weight, rounds, j.Seed)
 		write = func(w io.Writer) error { return r.writeArena(w, client.Model) }
 	} else {
-		if r.Summary, err = Summarize(items, r.Judgments, data); err != nil {
+		if r.Summary, err = Summarize(items, r.Judgments, in.data); err != nil {
 			return Report{}, err
 		}
 		write = func(w io.Writer) error { return r.writeAnnotations(w, client.Model) }
@@ -287,6 +243,67 @@ func (j Job) Run(ctx context.Context) (Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// jobInputs are what a Job reads before judging.
+type jobInputs struct {
+	items               []Item
+	missing             []string // the baseline's instructions the candidate lacks
+	baseline, candidate string   // the generators' names
+	data                LCData   // AlpacaEval's difficulties and gamed rows
+}
+
+// inputs reads the job's answers (and for AlpacaEval its length-control
+// data, for Arena-Hard its questions) and matches the candidate's to the
+// baseline's.
+func (j Job) inputs(format string) (in jobInputs, err error) {
+	if format == FormatAlpacaEval {
+		if j.Difficulty != "" {
+			if in.data.Difficulty, err = ReadDifficulty(j.Difficulty); err != nil {
+				return in, err
+			}
+		}
+		if j.Gamed != "" {
+			if in.data.Gamed, err = ReadGamed(j.Gamed); err != nil {
+				return in, err
+			}
+		}
+	} else if j.Difficulty != "" || j.Gamed != "" {
+		return in, fmt.Errorf("judge: instruction difficulties and gamed rows are AlpacaEval inputs, not %s ones", format)
+	}
+	base, err := ReadOutputs(j.Baseline)
+	if err != nil {
+		return in, err
+	}
+	cand, err := ReadOutputs(j.Candidate)
+	if err != nil {
+		return in, err
+	}
+	if len(base) == 0 || len(cand) == 0 {
+		return in, fmt.Errorf("judge: no answers in %s", map[bool]string{true: j.Baseline, false: j.Candidate}[len(base) == 0])
+	}
+	if format == FormatArenaHard {
+		if j.Questions == "" {
+			return in, fmt.Errorf("judge: the %s format needs the questions file", format)
+		}
+		qs, err := ReadQuestions(j.Questions)
+		if err != nil {
+			return in, err
+		}
+		if in.items, in.missing, err = MatchArena(qs, base, cand); err != nil {
+			return in, err
+		}
+	} else {
+		in.items, in.missing = Match(base, cand)
+	}
+	if j.OnMatch != nil {
+		j.OnMatch(len(in.items), in.missing)
+	}
+	if len(in.items) == 0 {
+		return in, fmt.Errorf("judge: no instruction of %s appears in %s", j.Candidate, j.Baseline)
+	}
+	in.baseline, in.candidate = base[0].Generator, cand[0].Generator
+	return in, nil
 }
 
 // writeAnnotations writes r's judgments as AlpacaEval's annotations,
