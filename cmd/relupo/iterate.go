@@ -102,7 +102,9 @@ iteration-N/ is a checkpoint written atomically after each iteration: state.json
 samples.jsonl (the scored samples, in 'relupo score''s row layout with output_ids),
 and from iteration 1 the policy as a model folder, optimizer.safetensors and pairs.jsonl
 (the pairs trained on, in the princeton-nlp layout 'relupo train' reads). The final
-policy is saved in --output-dir itself.
+policy is saved in --output-dir itself. Every random draw depends only on --seed and
+the iteration, so --resume-from-checkpoint latest restarts the iteration that was
+interrupted and ends with the same weights and metrics as an uninterrupted run.
 
 LoRA: --use-peft trains an adapter on the frozen base instead of every weight, with
 'relupo train''s flags (--lora-r, --lora-alpha, --lora-dropout, --lora-target-modules,
@@ -110,9 +112,7 @@ LoRA: --use-peft trains an adapter on the frozen base instead of every weight, w
 Sampling runs the base with the adapter; losses with a reference model use the policy
 (base and adapter) of the start of the iteration. The checkpoints and --output-dir hold
 adapter_config.json and adapter_model.safetensors in PEFT's format instead of the model,
-and with --merge-adapter --output-dir also the merged model, in the base's dtype. Every random draw depends only on --seed and the
-iteration, so --resume-from-checkpoint latest restarts the iteration that was
-interrupted and ends with the same weights and metrics as an uninterrupted run.
+and with --merge-adapter --output-dir also holds the merged model, in the base's dtype.
 
 --demo runs a built-in demonstration that needs nothing downloaded: a small random Llama
 (2 layers, width 64, 16 tokens) learns to answer the largest of 3-6 letters ("c f b =" →
