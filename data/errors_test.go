@@ -180,3 +180,12 @@ func TestRecordErrors(t *testing.T) {
 		})
 	}
 }
+
+// A folder given as a data file is named as one, not as a failed read.
+func TestOpenFolder(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(dir, Options{})
+	if want := "data: " + dir + " is a folder; give the data files inside it"; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}

@@ -71,6 +71,9 @@ func Open(path string, opts Options) (*Reader, error) {
 	n, err := io.ReadFull(f, magic[:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		f.Close()
+		if st, serr := os.Stat(path); serr == nil && st.IsDir() {
+			return nil, fmt.Errorf("data: %s is a folder; give the data files inside it", path)
+		}
 		return nil, fmt.Errorf("data: %s: %w", path, err)
 	}
 	if n == 4 && string(magic[:]) == "PAR1" {
