@@ -34,19 +34,8 @@ import (
 // 0) coefficient, silently destroying the whole update; relupo reports the
 // norm instead and leaves the decision (skip the step, stop) to the trainer.
 func ClipGradNorm(grads [][]float32, maxNorm float64) float64 {
-	var chunks [][]float32
-	for _, g := range grads {
-		for lo := 0; lo < len(g); lo += clipChunk {
-			chunks = append(chunks, g[lo:min(lo+clipChunk, len(g))])
-		}
-	}
-	partial := make([]float64, len(chunks))
-	parallelChunks(len(chunks), func(i int) { partial[i] = sumSquares(chunks[i]) })
-	var sum float64
-	for _, s := range partial {
-		sum += s
-	}
-	norm := math.Sqrt(sum)
+	chunks := chunked(grads)
+	norm := math.Sqrt(sumChunks(chunks))
 	if !(maxNorm > 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
 		return norm
 	}
@@ -62,6 +51,34 @@ func ClipGradNorm(grads [][]float32, maxNorm float64) float64 {
 		}
 	})
 	return norm
+}
+
+// SumSquares is Σ x² over every value of grads, in float64, computed as
+// ClipGradNorm computes it (the same sum, bit for bit, on any number of
+// cores).
+func SumSquares(grads [][]float32) float64 { return sumChunks(chunked(grads)) }
+
+// chunked cuts the tensors into pieces of at most clipChunk values.
+func chunked(grads [][]float32) [][]float32 {
+	var chunks [][]float32
+	for _, g := range grads {
+		for lo := 0; lo < len(g); lo += clipChunk {
+			chunks = append(chunks, g[lo:min(lo+clipChunk, len(g))])
+		}
+	}
+	return chunks
+}
+
+// sumChunks sums the squares of each chunk in parallel and the chunks'
+// sums in order.
+func sumChunks(chunks [][]float32) float64 {
+	partial := make([]float64, len(chunks))
+	parallelChunks(len(chunks), func(i int) { partial[i] = sumSquares(chunks[i]) })
+	var sum float64
+	for _, s := range partial {
+		sum += s
+	}
+	return sum
 }
 
 // clipChunk is how many values each partial sum of squares covers.

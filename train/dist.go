@@ -114,14 +114,12 @@ func (e *Engine) zeroUpdate(lr, maxGradNorm float64, records []string) (float64,
 		return 0, err
 	}
 	scale := 1 / float32(e.ranks())
-	sq := []float64{0}
-	for i, g := range z.grad {
-		g *= scale
-		z.grad[i] = g
-		sq[0] += float64(g) * float64(g)
+	for i := range z.grad {
+		z.grad[i] *= scale
 	}
 	var norm float64
 	if maxGradNorm >= 0 {
+		sq := []float64{optim.SumSquares([][]float32{z.grad})}
 		if err := e.Comm.AllReduceSum64(sq); err != nil {
 			return 0, err
 		}

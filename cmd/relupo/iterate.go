@@ -85,7 +85,7 @@ cannot score are counted, reported and left out of the pairs.
   fixed     --gamma-beta-ratio every iteration (RePO's setting). As the policy improves
             more fresh pairs are already separated by γ and get no gradient.
   linear    γ moves linearly from --gamma-beta-ratio at iteration 1 to --gamma-end at
-            iteration N ('relupo train''s dynamic γ, across iterations): larger margins
+            iteration N (the dynamic γ of 'relupo train', across iterations): larger margins
             are asked for as the policy gets better.
   adaptive  before each pass γ is set to the --gamma-quantile quantile of the current
             policy's margins M on the fresh pairs, so that about that fraction of them
@@ -99,7 +99,7 @@ pairs/dropped (ties, below_gap, too_few), gamma, repo/active_fraction_start (M <
 before the pass), repo/active_fraction (over the pass), margin/p10|p50|p90, loss, steps,
 learning_rate (of the pass's last step).
 iteration-N/ is a checkpoint written atomically after each iteration: state.json,
-samples.jsonl (the scored samples, in 'relupo score''s row layout with output_ids),
+samples.jsonl (the scored samples, in the row layout of 'relupo score', with output_ids),
 and from iteration 1 the policy as a model folder, optimizer.safetensors and pairs.jsonl
 (the pairs trained on, in the princeton-nlp layout 'relupo train' reads). The final
 policy is saved in --output-dir itself. Every random draw depends only on --seed and
@@ -107,7 +107,7 @@ the iteration, so --resume-from-checkpoint latest restarts the iteration that wa
 interrupted and ends with the same weights and metrics as an uninterrupted run.
 
 LoRA: --use-peft trains an adapter on the frozen base instead of every weight, with
-'relupo train''s flags (--lora-r, --lora-alpha, --lora-dropout, --lora-target-modules,
+the flags of 'relupo train' (--lora-r, --lora-alpha, --lora-dropout, --lora-target-modules,
 --use-rslora, --lora-init, --base-dtype: a 2-byte checkpoint stays 2 bytes a weight).
 Sampling runs the base with the adapter; losses with a reference model use the policy
 (base and adapter) of the start of the iteration. The checkpoints and --output-dir hold
