@@ -35,6 +35,8 @@ type DecodeConfig struct {
 	// Log, if not nil, receives a line per timed run:
 	// "run N: prefill Xs, decode Ys".
 	Log io.Writer
+	// CPUProfile, when set, receives a CPU profile of the timed runs.
+	CPUProfile string
 }
 
 // DecodeResult is the outcome of [Decode]. Times are medians over the
@@ -110,6 +112,11 @@ func Decode(ctx context.Context, c DecodeConfig) (DecodeResult, error) {
 	if _, _, err := decodeRun(ctx, d, caches, prompts, T); err != nil { // warm-up
 		return DecodeResult{}, err
 	}
+	stop, err := startCPUProfile(c.CPUProfile)
+	if err != nil {
+		return DecodeResult{}, err
+	}
+	defer stop()
 	var pre, dec []float64
 	for i := range c.Runs {
 		p, dt, err := decodeRun(ctx, d, caches, prompts, T)

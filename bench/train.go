@@ -222,17 +222,11 @@ func Train(ctx context.Context, c TrainConfig) (TrainResult, error) {
 		prof = st.profile()
 		defer st.e.Workspace.Pool.SetProfile(nil)
 	}
-	if c.CPUProfile != "" {
-		f, err := os.Create(c.CPUProfile)
-		if err != nil {
-			return TrainResult{}, fmt.Errorf("bench: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return TrainResult{}, fmt.Errorf("bench: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startCPUProfile(c.CPUProfile)
+	if err != nil {
+		return TrainResult{}, err
 	}
+	defer stop()
 	more := func(done int) bool {
 		if c.Seconds > 0 {
 			return done < 1 || (time.Since(t0).Seconds() < c.Seconds && done < MaxSteps)
@@ -341,6 +335,8 @@ type RealisticConfig struct {
 	Share   bool
 	Compute train.Compute
 	Log     io.Writer
+	// CPUProfile, when set, receives a CPU profile of the timed pass.
+	CPUProfile string
 }
 
 // RealisticResult is what [Realistic] measured.
@@ -378,6 +374,11 @@ func Realistic(ctx context.Context, c RealisticConfig) (RealisticResult, error) 
 	if _, err := st.step(exs[:min(c.Batch, len(exs))], c.Share); err != nil { // warm-up
 		return RealisticResult{}, err
 	}
+	stop, err := startCPUProfile(c.CPUProfile)
+	if err != nil {
+		return RealisticResult{}, err
+	}
+	defer stop()
 	start := time.Now()
 	tokens := 0
 	for lo := 0; lo < len(exs); lo += c.Batch {
@@ -395,5 +396,25 @@ func Realistic(ctx context.Context, c RealisticConfig) (RealisticResult, error) 
 		Mode: "realistic", SharePrompt: c.Share, Pairs: len(exs), BatchPairs: c.Batch, Seconds: secs,
 		PairsPerS: float64(len(exs)) / secs, Tokens: tokens, TokensPerS: float64(tokens) / secs,
 		PeakRSSGB: PeakRSSGB(), Threads: st.e.Workspace.Pool.Workers(), Kernels: kernels.Describe(), Go: runtime.Version(),
+	}, nil
+}
+
+// startCPUProfile starts a CPU profile into the file path (none when path
+// is empty); stop ends it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}, nil
 }

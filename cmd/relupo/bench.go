@@ -81,7 +81,7 @@ object with tokens_per_s, step_s_median, gflops, peak_rss_GB and the config.`,
 	f.BoolVar(&o.sharePrompt, "share-prompt", true, "with --data: run each pair's prompt once for both responses (--share-prompt=false: packed but unshared)")
 	f.IntVar(&o.maxPrompt, "max-prompt-length", 384, "with --data: truncation max_prompt_length")
 	f.StringVar(&o.computeDType, "compute-dtype", "float32", "precision of the matrix products: float32 or bf16 (see relupo train --help)")
-	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps (or decoding runs, or realistic pass) to this file (go tool pprof)")
 	f.BoolVar(&o.profile, "profile", false, "split the timed steps' time into GEMM, attention, elementwise, optimizer and other, with the products' fraction of the measured peak")
 	addLoRABenchFlags(f, &o.lora)
 	return cmd
@@ -123,9 +123,12 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	if loraBenchActive(cmd.Flags()) {
 		return runLoRABench(cmd, o, cfg, T, comp)
 	}
+	if f := cmd.Flags(); (o.mode == "decode" || o.lengthsData != "") && (f.Changed("profile") || f.Changed("seconds")) {
+		return usagef("bench: --profile and --seconds are for timing training steps; --mode decode and --data time a fixed run (--cpuprofile profiles it)")
+	}
 	switch {
 	case o.mode == "decode": // KV-cache decoding
-		res, err := bench.Decode(ctx, bench.DecodeConfig{Model: cfg, Seq: T, Pairs: o.pairs, Runs: o.steps, Threads: o.threads, Precision: prec, Log: log})
+		res, err := bench.Decode(ctx, bench.DecodeConfig{Model: cfg, Seq: T, Pairs: o.pairs, Runs: o.steps, Threads: o.threads, Precision: prec, Log: log, CPUProfile: o.cpuProfile})
 		if err != nil {
 			return err
 		}
@@ -143,7 +146,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 				return err
 			}
 		}
-		res, err := bench.Realistic(ctx, bench.RealisticConfig{Model: cfg, Lengths: lens, Batch: o.pairs, Share: o.sharePrompt, Compute: comp, Log: log})
+		res, err := bench.Realistic(ctx, bench.RealisticConfig{Model: cfg, Lengths: lens, Batch: o.pairs, Share: o.sharePrompt, Compute: comp, Log: log, CPUProfile: o.cpuProfile})
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -11,6 +13,7 @@ import (
 // reports. (No timing is asserted.)
 func TestBenchSmoke(t *testing.T) {
 	shape := []string{"bench", "--shape", "256,64,128,2,4,2", "--seq", "32", "--steps", "1", "--json"}
+	dir := t.TempDir()
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -20,8 +23,8 @@ func TestBenchSmoke(t *testing.T) {
 		{"train-bf16", append(shape, "--compute-dtype", "bf16"), []string{"tokens_per_s", "step_s_median", "gflops", "peak_rss_GB"}},
 		{"ref-forward", append(shape, "--mode", "ref-forward"), []string{"tokens_per_s", "step_s_median"}},
 		{"train-seconds", append(shape, "--seconds", "0.01"), []string{"tokens_per_s", "steps_measured"}},
-		{"decode", append(shape, "--mode", "decode"), []string{"tokens_per_s"}},
-		{"realistic", append(shape, "--data", pairs(t, 6), "--tokenizer", tinyModel), []string{"pairs_per_s", "tokens_per_s"}},
+		{"decode", append(shape, "--mode", "decode", "--cpuprofile", filepath.Join(dir, "decode.prof")), []string{"tokens_per_s"}},
+		{"realistic", append(shape, "--data", pairs(t, 6), "--tokenizer", tinyModel, "--cpuprofile", filepath.Join(dir, "realistic.prof")), []string{"pairs_per_s", "tokens_per_s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := relupo(t, tc.args...)
@@ -39,5 +42,18 @@ func TestBenchSmoke(t *testing.T) {
 				}
 			}
 		})
+	}
+	// --cpuprofile profiles decoding and realistic passes too.
+	for _, name := range []string{"decode.prof", "realistic.prof"} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// What only training steps have is refused elsewhere, not ignored.
+	for _, extra := range [][]string{{"--mode", "decode", "--profile"}, {"--mode", "decode", "--seconds", "1"}, {"--data", pairs(t, 6), "--tokenizer", tinyModel, "--profile"}} {
+		_, stderr, code := relupo(t, append(shape, extra...)...)
+		if code != 2 || !strings.Contains(stderr, "--profile and --seconds are for timing training steps") {
+			t.Errorf("%v: exit %d, %s", extra, code, stderr)
+		}
 	}
 }
