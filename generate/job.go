@@ -235,7 +235,10 @@ func (j Job) load(ctx context.Context, recs []Record) (jobInputs, error) {
 	if in.prompts, err = enc.EncodeAll(ctx, recs); err != nil {
 		return in, fmt.Errorf("generate: %w", err)
 	}
-	if in.model, _, err = model.Load(j.Model); err != nil {
+	// A bfloat16 checkpoint stays bfloat16 (mapped): half the memory, and
+	// decoding reads half the bytes, for the float32 model's logits bit for
+	// bit.
+	if in.model, _, err = model.LoadWith(j.Model, model.LoadOptions{BaseDType: "exact", Map: true}); err != nil {
 		return in, fmt.Errorf("generate: %w", err)
 	}
 	if j.Adapter != "" {

@@ -174,9 +174,12 @@ type LoadOptions struct {
 	// "float32" (every weight float32, as Load), "bf16" (the matrices as
 	// bfloat16 bits, a frozen base: bf16 tensors as they are, fp16 ones
 	// converted to bf16, which keeps their range and drops 3 of their 10
-	// mantissa bits, float32 ones rounded to nearest even), or "auto"
-	// (bf16 when the checkpoint's matrices are all 2-byte, float32
-	// otherwise). Norm weights and biases are float32 in every case.
+	// mantissa bits, float32 ones rounded to nearest even), "auto" (bf16
+	// when the checkpoint's matrices are all 2-byte, float32 otherwise) or
+	// "exact" (bf16 when they are all bfloat16, float32 otherwise: no value
+	// changes, and in the float32 precision the products are those of the
+	// float32 model bit for bit, in half its memory). Norm weights and
+	// biases are float32 in every case.
 	BaseDType string
 	// Map, with a 2-byte base, maps the safetensors files read-only into
 	// memory (on Linux; a plain read elsewhere) and points BF16 matrices
@@ -197,9 +200,9 @@ func LoadWith(dir string, o LoadOptions) (*Model, safetensors.DType, error) {
 	switch o.BaseDType {
 	case "", "float32", "fp32", "f32":
 		return load(dir, o.Trunk)
-	case "bf16", "bfloat16", "auto":
+	case "bf16", "bfloat16", "auto", "exact":
 	default:
-		return nil, "", fmt.Errorf("model: base dtype %q is not one of float32, bf16, auto", o.BaseDType)
+		return nil, "", fmt.Errorf("model: base dtype %q is not one of float32, bf16, auto, exact", o.BaseDType)
 	}
 	cfg, ck, err := openChecked(dir, o.Trunk)
 	if err != nil {
@@ -207,10 +210,11 @@ func LoadWith(dir string, o LoadOptions) (*Model, safetensors.DType, error) {
 	}
 	defer ck.Close()
 	half := o.BaseDType == "bf16" || o.BaseDType == "bfloat16"
-	if o.BaseDType == "auto" {
+	if o.BaseDType == "auto" || o.BaseDType == "exact" {
 		half = true
 		for _, t := range cfg.Tensors() {
-			if info, _ := ck.Info(t.Name); isMatrix(t.Name) && info.DType.Size() != 2 {
+			info, _ := ck.Info(t.Name)
+			if isMatrix(t.Name) && (info.DType.Size() != 2 || o.BaseDType == "exact" && info.DType != safetensors.BF16) {
 				half = false
 			}
 		}

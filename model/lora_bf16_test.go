@@ -130,13 +130,16 @@ func TestLoadWithDTypes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, o := range []LoadOptions{{BaseDType: "bf16"}, {BaseDType: "auto", Map: true}} {
+			opts := []LoadOptions{{BaseDType: "bf16"}, {BaseDType: "auto", Map: true}, {BaseDType: "exact", Map: true}}
+			for _, o := range opts {
 				m, _, err := LoadWith(dir, o)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !m.Params.Frozen {
-					t.Fatalf("%+v: not frozen", o)
+				// "exact" keeps bfloat16 as it is and reads float16 as
+				// float32 (rounding it to bfloat16 would change it).
+				if frozen := o.BaseDType != "exact" || dt == safetensors.BF16; m.Params.Frozen != frozen {
+					t.Fatalf("%+v: frozen %v, want %v", o, m.Params.Frozen, frozen)
 				}
 				want := map[string][]float32{}
 				for _, tn := range full.Params.Tensors() {
@@ -258,5 +261,76 @@ func TestNewFrozenBF16(t *testing.T) {
 	}
 	if len(sums) == 0 || math.IsNaN(sums[0]) || gn == 0 || math.IsNaN(gn) {
 		t.Errorf("LoRA step on a random frozen base: sums %v, gradient norm² %v", sums, gn)
+	}
+}
+
+// A bfloat16 checkpoint loaded "exact" (its matrices kept in 2 bytes)
+// computes what the same checkpoint loaded as float32 computes, bit for
+// bit, in the float32 precision: log-prob sums of a training forward,
+// prefill and decoding logits.
+func TestExactBF16Bitwise(t *testing.T) {
+	dir := t.TempDir()
+	if err := mustLoad(t, travelDir).Save(dir, safetensors.BF16, 0); err != nil {
+		t.Fatal(err)
+	}
+	full, _, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, _, err := LoadWith(dir, LoadOptions{BaseDType: "exact", Map: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !half.Params.Frozen {
+		t.Fatal("the bf16 checkpoint was not kept in bf16")
+	}
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	v := int32(full.Config.VocabSize)
+	var b Batch
+	for s := range 3 {
+		var prompt, resp []int32
+		for i := range 9 + 5*s {
+			prompt = append(prompt, int32(i*7+s)%v)
+		}
+		for i := range 6 + 3*s {
+			resp = append(resp, int32(i*11+3*s)%v)
+		}
+		b.Add(prompt, resp)
+	}
+	want, _, err := full.Forward(&Workspace{Pool: pool}, &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := half.Forward(&Workspace{Pool: pool}, &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Errorf("sequence %d: log-prob sum %v kept in bf16, %v as float32", i, got[i], want[i])
+		}
+	}
+	prompts := [][]int32{{4, 9, 33, 12, 50, 7}, {1, 2, 3}, {8, 8, 8, 8, 8, 8, 8, 8, 8, 8}}
+	df, dh := NewDecoder(full, pool), NewDecoder(half, pool)
+	cf, ch := []*KVCache{df.NewCache(), df.NewCache(), df.NewCache()}, []*KVCache{dh.NewCache(), dh.NewCache(), dh.NewCache()}
+	in := prompts
+	for step := range 4 {
+		lf, err := df.Forward(cf, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lh, err := dh.Forward(ch, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s := range lf {
+			for j := range lf[s] {
+				if math.Float32bits(lf[s][j]) != math.Float32bits(lh[s][j]) {
+					t.Fatalf("step %d, sequence %d, logit %d: %v kept in bf16, %v as float32", step, s, j, lh[s][j], lf[s][j])
+				}
+			}
+		}
+		in = [][]int32{{int32(Argmax(lf[0]))}, {int32(Argmax(lf[1]))}, {int32(Argmax(lf[2]))}}
 	}
 }

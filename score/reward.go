@@ -157,17 +157,7 @@ func loadRewardWeights(dir string, o RewardOptions) (*RewardModel, error) {
 // the products widen them exactly, so the scores are the float32 trunk's
 // bit for bit), anything else is read as float32.
 func loadTrunk(dir string) (*model.Model, error) {
-	ck, err := safetensors.OpenCheckpoint(dir)
-	if err != nil {
-		return nil, err
-	}
-	dtype := ck.DType()
-	ck.Close()
-	o := model.LoadOptions{Trunk: true}
-	if dtype == safetensors.BF16 {
-		o.BaseDType, o.Map = "auto", true // float32 if any matrix is not 2-byte
-	}
-	m, _, err := model.LoadWith(dir, o)
+	m, _, err := model.LoadWith(dir, model.LoadOptions{BaseDType: "exact", Map: true, Trunk: true})
 	return m, err
 }
 
