@@ -303,7 +303,8 @@ func (c Config) attachReference(ctx context.Context, exs []data.Example, policy 
 	}
 	m := adaptersOff(policy) // under LoRA the reference is the base (TRL's null_ref_context)
 	if c.Ref.Model != "" {
-		r, _, err := model.Load(c.Ref.Model)
+		// Only read: a bf16 checkpoint stays bf16 (the same numbers).
+		r, _, err := model.LoadWith(c.Ref.Model, model.LoadOptions{BaseDType: "exact", Map: true})
 		if err != nil {
 			return fmt.Errorf("reference model: %w", err)
 		}
