@@ -131,9 +131,25 @@ func matMulNTGoH(p *Pool, c, a []float32, b []uint16, bias []float32, m, n, k in
 	})
 }
 
-// matMulNTSkinnyH is matMulNTSkinny with each row of B widened into a
-// scratch row before its dot products.
+// matMulNTSkinnyH is matMulNTSkinny with each row of B widened as it is
+// read (dotHFast) or, where that kernel is missing, into a scratch row
+// before its dot products: the same sums either way.
 func matMulNTSkinnyH(p *Pool, c, a []float32, b []uint16, bias []float32, m, n, k int) {
+	if vec512 && k >= 8 { // dotHFast's condition
+		p.ForRange(n, 64, func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				bj := b[j*k : j*k+k]
+				for i := 0; i < m; i++ {
+					s, _ := dotHFast(a[i*k:i*k+k], bj)
+					if bias != nil {
+						s += bias[j]
+					}
+					c[i*n+j] = s
+				}
+			}
+		})
+		return
+	}
 	widen := widenFor(gemmImpl)
 	p.ForRange(n, 64, func(lo, hi int) {
 		rb := getBuf(k)

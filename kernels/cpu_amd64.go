@@ -234,6 +234,9 @@ func transpose16(dst, src []float32, ldd, lds, rows, cols int) {
 func dot512(a, b *float32, n int) float32
 
 //go:noescape
+func dotH512(a *float32, b *uint16, n int) float32
+
+//go:noescape
 func axpy512(y, x *float32, a float32, n int)
 
 //go:noescape
@@ -269,6 +272,16 @@ func dotFast(a, b []float32) (float32, bool) {
 	}
 	_ = b[len(a)-1]
 	return dot512(&a[0], &b[0], len(a)), true
+}
+
+// dotHFast computes Dot(a, widened b) with AVX-512 when that path is in
+// use: the same result as dotFast on the widened b, bit for bit.
+func dotHFast(a []float32, b []uint16) (float32, bool) {
+	if !vec512 || len(a) < 8 {
+		return 0, false
+	}
+	_ = b[len(a)-1]
+	return dotH512(&a[0], &b[0], len(a)), true
 }
 
 // axpyFast computes Axpy with AVX-512 when that path is in use.

@@ -7,6 +7,7 @@ package kernels
 func gemmPaths() []*gemmPath { return nil }
 
 func dotFast(a, b []float32) (float32, bool)            { return 0, false }
+func dotHFast(a []float32, b []uint16) (float32, bool)  { return 0, false }
 func axpyFast(y []float32, a float32, x []float32) bool { return false }
 func scalFast(x []float32, a float32) bool              { return false }
 func softmaxBwdFast(dr, p []float32, d, s float32) bool { return false }
