@@ -37,6 +37,9 @@ type DecodeConfig struct {
 	Log io.Writer
 	// CPUProfile, when set, receives a CPU profile of the timed runs.
 	CPUProfile string
+	// BF16Weights holds the weight matrices as bfloat16 (a frozen base,
+	// model.NewFrozenBF16), as generate holds a bf16 checkpoint.
+	BF16Weights bool
 }
 
 // DecodeResult is the outcome of [Decode]. Times are medians over the
@@ -74,6 +77,8 @@ type DecodeResult struct {
 	// the Go version (runtime.Version).
 	Kernels string `json:"kernels"`
 	Go      string `json:"go"`
+	// WeightsDType is how the weight matrices were held: float32 or bf16.
+	WeightsDType string `json:"weights_dtype"`
 }
 
 // Decode times KV-cache decoding: 2·c.Pairs sequences of a randomly
@@ -94,8 +99,13 @@ func Decode(ctx context.Context, c DecodeConfig) (DecodeResult, error) {
 	pool := kernels.NewPool(c.Threads)
 	defer pool.Close()
 	pool.SetPrecision(c.Precision)
-	m := model.New(cfg)
-	m.Params.Init(0, 0.02)
+	var m *model.Model
+	if c.BF16Weights {
+		m = model.NewFrozenBF16(cfg, 0)
+	} else {
+		m = model.New(cfg)
+		m.Params.Init(0, 0.02)
+	}
 	B, P, T := 2*c.Pairs, max(c.Seq/4, 1), max(c.Seq/4, 1)
 	r := rand.New(rand.NewPCG(0, 0))
 	prompts := make([][]int32, B)
@@ -136,7 +146,7 @@ func Decode(ctx context.Context, c DecodeConfig) (DecodeResult, error) {
 		ParamsTotal: cfg.NumParams(), RunsMeasured: len(dec),
 		DecodeSeconds: medD, TokensPerSecond: float64(B*T) / medD, StepMillis: 1000 * medD / float64(T),
 		PrefillSeconds: medP, PrefillTokensPerSecond: float64(B*P) / medP,
-		PeakRSSGB: PeakRSSGB(), Kernels: kernels.Describe(), Go: runtime.Version(),
+		PeakRSSGB: PeakRSSGB(), Kernels: kernels.Describe(), Go: runtime.Version(), WeightsDType: map[bool]string{false: "float32", true: "bf16"}[c.BF16Weights],
 	}, nil
 }
 

@@ -128,7 +128,18 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	}
 	switch {
 	case o.mode == "decode": // KV-cache decoding
-		res, err := bench.Decode(ctx, bench.DecodeConfig{Model: cfg, Seq: T, Pairs: o.pairs, Runs: o.steps, Threads: o.threads, Precision: prec, Log: log, CPUProfile: o.cpuProfile})
+		bf16 := false // the random weights in float32 unless --base-dtype bf16 is given
+		if cmd.Flags().Changed("base-dtype") {
+			switch o.lora.baseDType {
+			case "bf16":
+				bf16 = true
+			case "float32":
+			default:
+				return usagef("bench: --base-dtype %q: bf16 or float32", o.lora.baseDType)
+			}
+		}
+		res, err := bench.Decode(ctx, bench.DecodeConfig{Model: cfg, Seq: T, Pairs: o.pairs, Runs: o.steps, Threads: o.threads, Precision: prec, Log: log,
+			CPUProfile: o.cpuProfile, BF16Weights: bf16})
 		if err != nil {
 			return err
 		}
@@ -218,8 +229,8 @@ func printDecodeBench(cmd *cobra.Command, preset string, res bench.DecodeResult,
 	if jsonOut {
 		return json.NewEncoder(out).Encode(withPreset{preset, res})
 	}
-	_, err := fmt.Fprintf(out, "%s decode: %.0f tokens/s (%d sequences × %d new tokens after %d-token prompts, %.1f ms/step, median of %d); prefill %.0f tokens/s; peak RSS %.2f GB\n",
-		preset, res.TokensPerSecond, res.Sequences, res.NewTokens, res.PromptTokens, res.StepMillis, res.RunsMeasured, res.PrefillTokensPerSecond, res.PeakRSSGB)
+	_, err := fmt.Fprintf(out, "%s decode (%s weights): %.0f tokens/s (%d sequences × %d new tokens after %d-token prompts, %.1f ms/step, median of %d); prefill %.0f tokens/s; peak RSS %.2f GB\n",
+		preset, res.WeightsDType, res.TokensPerSecond, res.Sequences, res.NewTokens, res.PromptTokens, res.StepMillis, res.RunsMeasured, res.PrefillTokensPerSecond, res.PeakRSSGB)
 	return err
 }
 

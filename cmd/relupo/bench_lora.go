@@ -36,7 +36,7 @@ type loraBenchOptions struct {
 func addLoRABenchFlags(f *pflag.FlagSet, o *loraBenchOptions) {
 	f.BoolVar(&o.usePEFT, "use-peft", false, "time issue 15's LoRA training step: the base frozen, adapters on every linear layer trained, one pair a step unless --pairs is given (--use-peft=false: the same step fully fine-tuned)")
 	f.BoolVar(&o.checkpointing, "gradient-checkpointing", false, "time the training step with gradient checkpointing (each layer recomputed in backward)")
-	f.StringVar(&o.baseDType, "base-dtype", "bf16", "with --use-peft: the frozen base's dtype, bf16 or float32")
+	f.StringVar(&o.baseDType, "base-dtype", "bf16", "with --use-peft: the frozen base's dtype, bf16 or float32; with --mode decode, bf16 holds the weights as generate holds a bf16 checkpoint (default there: float32)")
 	f.IntVar(&o.r, "lora-r", 16, "with --use-peft: the adapters' rank")
 	f.Float64Var(&o.alpha, "lora-alpha", 32, "with --use-peft: the adapters' α (scale α/r)")
 	f.StringVar(&o.sideBySide, "side-by-side", "", "run these rows, each side in a process of its own, relupo and PyTorch (bench/lora_bench.py) alternating: comma-separated among "+strings.Join(bench.LoRARowNames, ", ")+" (lora: bf16 base; one pair a step unless --pairs is given)")

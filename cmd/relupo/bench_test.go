@@ -24,6 +24,7 @@ func TestBenchSmoke(t *testing.T) {
 		{"ref-forward", append(shape, "--mode", "ref-forward"), []string{"tokens_per_s", "step_s_median"}},
 		{"train-seconds", append(shape, "--seconds", "0.01"), []string{"tokens_per_s", "steps_measured"}},
 		{"decode", append(shape, "--mode", "decode", "--cpuprofile", filepath.Join(dir, "decode.prof")), []string{"tokens_per_s"}},
+		{"decode-bf16", append(shape, "--mode", "decode", "--base-dtype", "bf16"), []string{"tokens_per_s"}},
 		{"realistic", append(shape, "--data", pairs(t, 6), "--tokenizer", tinyModel, "--cpuprofile", filepath.Join(dir, "realistic.prof")), []string{"pairs_per_s", "tokens_per_s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -40,6 +41,9 @@ func TestBenchSmoke(t *testing.T) {
 				if v, ok := r[f].(float64); !ok || !(v > 0) {
 					t.Errorf("%s = %v", f, r[f])
 				}
+			}
+			if want := map[string]string{"decode": "float32", "decode-bf16": "bf16"}[tc.name]; want != "" && r["weights_dtype"] != want {
+				t.Errorf("weights_dtype = %v, want %s", r["weights_dtype"], want)
 			}
 		})
 	}
