@@ -115,5 +115,6 @@ print(json.dumps({
     "preset": preset, "mode": "decode", "threads": threads, "sequences": B, "prompt_tokens": P, "new_tokens": N,
     "runs_measured": runs, "decode_s_median": dec, "tokens_per_s": B * N / dec, "step_ms_median": 1e3 * step,
     "prefill_s_median": pre, "prefill_tokens_per_s": B * P / pre,
-    "peak_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "torch": torch.__version__,
+    "peak_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "weights_dtype": "float32",
+    "torch": torch.__version__,
 }))

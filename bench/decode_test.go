@@ -69,7 +69,7 @@ func TestDecodeResultJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"decode_s_median", "go", "kernels", "mode", "new_tokens", "params_total", "peak_rss_GB", "prefill_s_median",
-		"prefill_tokens_per_s", "prompt_tokens", "runs_measured", "sequences", "step_ms_median", "threads", "tokens_per_s"}
+		"prefill_tokens_per_s", "prompt_tokens", "runs_measured", "sequences", "step_ms_median", "threads", "tokens_per_s", "weights_dtype"}
 	if got := slices.Sorted(maps.Keys(m)); !slices.Equal(got, want) {
 		t.Errorf("keys %v, want %v", got, want)
 	}

@@ -40,14 +40,14 @@ func TestLabelWriter(t *testing.T) {
 
 func TestPrintDecodeBench(t *testing.T) {
 	res := bench.DecodeResult{Mode: "decode", Sequences: 4, PromptTokens: 8, NewTokens: 8, RunsMeasured: 3,
-		TokensPerSecond: 1234.4, StepMillis: 2.5, PrefillTokensPerSecond: 5000, PeakRSSGB: 0.5}
+		TokensPerSecond: 1234.4, StepMillis: 2.5, PrefillTokensPerSecond: 5000, PeakRSSGB: 0.5, WeightsDType: "bf16"}
 	var out bytes.Buffer
 	cmd := &cobra.Command{}
 	cmd.SetOut(&out)
 	if err := printDecodeBench(cmd, "135m", res, false); err != nil {
 		t.Fatal(err)
 	}
-	if want := "135m decode: 1234 tokens/s (4 sequences × 8 new tokens after 8-token prompts, 2.5 ms/step, median of 3); prefill 5000 tokens/s; peak RSS 0.50 GB\n"; out.String() != want {
+	if want := "135m decode (bf16 weights): 1234 tokens/s (4 sequences × 8 new tokens after 8-token prompts, 2.5 ms/step, median of 3); prefill 5000 tokens/s; peak RSS 0.50 GB\n"; out.String() != want {
 		t.Errorf("got %q, want %q", out.String(), want)
 	}
 	out.Reset()
@@ -59,8 +59,8 @@ func TestPrintDecodeBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"decode_s_median", "go", "kernels", "mode", "new_tokens", "params_total", "peak_rss_GB", "prefill_s_median",
-		"prefill_tokens_per_s", "preset", "prompt_tokens", "runs_measured", "sequences", "step_ms_median", "threads", "tokens_per_s"}
-	if got := slices.Sorted(maps.Keys(m)); !slices.Equal(got, want) || m["preset"] != "135m" || m["new_tokens"] != 8.0 {
+		"prefill_tokens_per_s", "preset", "prompt_tokens", "runs_measured", "sequences", "step_ms_median", "threads", "tokens_per_s", "weights_dtype"}
+	if got := slices.Sorted(maps.Keys(m)); !slices.Equal(got, want) || m["preset"] != "135m" || m["new_tokens"] != 8.0 || m["weights_dtype"] != "bf16" {
 		t.Errorf("JSON %v, want the keys %v", m, want)
 	}
 }
