@@ -167,10 +167,13 @@ func (m *Model) Save(dir string, dtype safetensors.DType, maxShardBytes int64) e
 	if err := safetensors.WriteCheckpoint(dir, ts, map[string]string{"format": "pt"}, maxShardBytes); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
-	return m.Config.save(filepath.Join(dir, "config.json"), dtype)
+	return m.Config.Save(filepath.Join(dir, "config.json"), dtype)
 }
 
-func (c Config) save(path string, dtype safetensors.DType) error {
+// Save writes c's config.json (Raw, as read) to path, replaced atomically,
+// with its dtype key set to dtype: "dtype" when Raw has it (transformers 5),
+// else "torch_dtype".
+func (c Config) Save(path string, dtype safetensors.DType) error {
 	raw := map[string]any{}
 	for k, v := range c.Raw {
 		raw[k] = v

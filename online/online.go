@@ -809,7 +809,7 @@ func (r *runner) saveModel(dir string, final bool) error {
 		if dt == "" {
 			dt = safetensors.F32
 		}
-		err := peft.MergeFolder(c.Base, c.Policy.LoRA, dir, dt, pool)
+		err := peft.MergeFolder(c.Base, c.Policy.LoRA, dir, dt, 0, pool)
 		pool.Close()
 		if err != nil {
 			return err

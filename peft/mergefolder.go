@@ -1,33 +1,27 @@
 package peft
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
+	"cmp"
 	"fmt"
-	"io"
-	"math"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 
-	"github.com/relupo/relupo/internal/atomicfile"
 	"github.com/relupo/relupo/kernels"
 	"github.com/relupo/relupo/model"
 	"github.com/relupo/relupo/safetensors"
 )
 
 // MergeFolder writes the base model folder baseDir with adapter a merged
-// in, as outDir/model.safetensors (one file, in dtype: F32, F16 or BF16)
-// and outDir/config.json (the base's, with its dtype key set to dtype). It
-// streams one tensor at a time: each is read from the base's files
-// (widened exactly to float32), an adapted weight gets scale·(B·A) added
-// in float32 (the product on pool, which must compute in float32), and the
-// sum is rounded to dtype once. Memory is the largest tensor in float32,
-// not the model, so a base held frozen in bfloat16 for training can be
-// merged beside it.
-func MergeFolder(baseDir string, a *model.Adapter, outDir string, dtype safetensors.DType, pool *kernels.Pool) error {
+// in, into outDir as Hugging Face's save_pretrained does: model.safetensors,
+// or shards of at most maxShardBytes (0 for save_pretrained's 5 GB) with
+// model.safetensors.index.json, all in dtype (F32, F16 or BF16), and
+// config.json (the base's, with its dtype key set to dtype). It streams one
+// tensor at a time: each is read from the base's files (widened exactly to
+// float32), an adapted weight gets scale·(B·A) added in float32 (the
+// product on pool, which must compute in float32), and the sum is rounded
+// to dtype once. Memory is the largest tensor in float32, not the model, so
+// a base held frozen in bfloat16 for training can be merged beside it.
+func MergeFolder(baseDir string, a *model.Adapter, outDir string, dtype safetensors.DType, maxShardBytes int64, pool *kernels.Pool) error {
 	switch dtype {
 	case safetensors.F32, safetensors.F16, safetensors.BF16:
 	default:
@@ -58,141 +52,39 @@ func MergeFolder(baseDir string, a *model.Adapter, outDir string, dtype safetens
 			}
 		}
 	}
-	tensors := cfg.Tensors()
-	slices.SortFunc(tensors, func(x, y model.Tensor) int {
-		if x.Name < y.Name {
-			return -1
-		}
-		if x.Name > y.Name {
-			return 1
-		}
-		return 0
-	})
-	for _, t := range tensors {
+	scale := a.Config.Scale()
+	var delta []float32 // B·A, reused: the writer holds one tensor at a time
+	var srcs []safetensors.Source
+	for _, t := range cfg.Tensors() {
 		info, ok := ck.Info(t.Name)
 		if !ok || !slices.Equal(info.Shape, t.Shape) {
 			return fmt.Errorf("peft: merge: %s: tensor %q is missing or has another shape than config.json implies", baseDir, t.Name)
 		}
-		if lo := adapted[t.Name]; lo != nil && (t.Shape[0] != lo.Out || t.Shape[1] != lo.In) {
+		lo := adapted[t.Name]
+		if lo != nil && (t.Shape[0] != lo.Out || t.Shape[1] != lo.In) {
 			return fmt.Errorf("peft: merge: %s: tensor %q has shape %v, the adapter's product [%d %d]", baseDir, t.Name, t.Shape, lo.Out, lo.In)
 		}
-	}
-	hdr, err := header(tensors, dtype)
-	if err != nil {
-		return fmt.Errorf("peft: merge: %w", err)
-	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return fmt.Errorf("peft: merge: %w", err)
-	}
-	scale := a.Config.Scale()
-	err = atomicfile.Write(filepath.Join(outDir, safetensors.SingleFileName), func(w io.Writer) error {
-		if _, err := w.Write(hdr); err != nil {
-			return err
-		}
-		var delta []float32
-		buf := make([]byte, 0, 1<<16)
-		for _, t := range tensors {
+		srcs = append(srcs, safetensors.Source{Name: t.Name, DType: dtype, Shape: t.Shape, Data: func() ([]float32, error) {
 			data, err := ck.Float32(t.Name)
-			if err != nil {
-				return err
+			if err != nil || lo == nil {
+				return data, err
 			}
-			if lo := adapted[t.Name]; lo != nil {
-				if cap(delta) < len(data) {
-					delta = make([]float32, len(data))
-				}
-				d := delta[:len(data)]
-				kernels.MatMulNN(pool, d, lo.B, lo.A, lo.Out, lo.In, a.Config.R)
-				for i, v := range d {
-					data[i] += v * scale
-				}
+			if cap(delta) < len(data) {
+				delta = make([]float32, len(data))
 			}
-			for len(data) > 0 {
-				n := min(len(data), cap(buf)/dtype.Size())
-				buf = encode(buf[:0], dtype, data[:n])
-				if _, err := w.Write(buf); err != nil {
-					return err
-				}
-				data = data[n:]
+			d := delta[:len(data)]
+			kernels.MatMulNN(pool, d, lo.B, lo.A, lo.Out, lo.In, a.Config.R)
+			for i, v := range d {
+				data[i] += v * scale
 			}
-		}
-		return nil
-	})
-	if err != nil {
+			return data, nil
+		}})
+	}
+	if err := safetensors.WriteCheckpointFrom(outDir, srcs, map[string]string{"format": "pt"}, cmp.Or(maxShardBytes, model.DefaultMaxShardBytes)); err != nil {
 		return fmt.Errorf("peft: merge: %w", err)
 	}
-	return writeConfig(baseDir, outDir, dtype)
-}
-
-// header is a safetensors header (length prefix included) for tensors, in
-// their order, all in dtype, with PyTorch's format metadata.
-func header(tensors []model.Tensor, dtype safetensors.DType) ([]byte, error) {
-	var h bytes.Buffer
-	h.WriteString(`{"__metadata__":{"format":"pt"}`)
-	var off int64
-	for _, t := range tensors {
-		n := int64(dtype.Size())
-		for _, d := range t.Shape {
-			n *= int64(d)
-		}
-		name, err := json.Marshal(t.Name)
-		if err != nil {
-			return nil, err
-		}
-		h.WriteByte(',')
-		h.Write(name)
-		h.WriteString(`:{"dtype":"` + string(dtype) + `","shape":[`)
-		for j, d := range t.Shape {
-			if j > 0 {
-				h.WriteByte(',')
-			}
-			h.WriteString(strconv.Itoa(d))
-		}
-		fmt.Fprintf(&h, `],"data_offsets":[%d,%d]}`, off, off+n)
-		off += n
-	}
-	h.WriteByte('}')
-	for h.Len()%8 != 0 {
-		h.WriteByte(' ')
-	}
-	out := binary.LittleEndian.AppendUint64(nil, uint64(h.Len()))
-	return append(out, h.Bytes()...), nil
-}
-
-// encode appends vals in dtype, little-endian, rounding to nearest even.
-func encode(buf []byte, dtype safetensors.DType, vals []float32) []byte {
-	for _, v := range vals {
-		switch dtype {
-		case safetensors.F32:
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-		case safetensors.BF16:
-			buf = binary.LittleEndian.AppendUint16(buf, safetensors.F32ToBF16(v))
-		case safetensors.F16:
-			buf = binary.LittleEndian.AppendUint16(buf, safetensors.F32ToF16(v))
-		}
-	}
-	return buf
-}
-
-// writeConfig copies baseDir's config.json into outDir with its dtype key
-// (dtype in transformers 5, else torch_dtype) set to dtype.
-func writeConfig(baseDir, outDir string, dtype safetensors.DType) error {
-	b, err := os.ReadFile(filepath.Join(baseDir, "config.json"))
-	if err != nil {
+	if err := cfg.Save(filepath.Join(outDir, "config.json"), dtype); err != nil {
 		return fmt.Errorf("peft: merge: %w", err)
 	}
-	var raw map[string]any
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return fmt.Errorf("peft: merge: %s: %w", filepath.Join(baseDir, "config.json"), err)
-	}
-	name := map[safetensors.DType]string{safetensors.F32: "float32", safetensors.F16: "float16", safetensors.BF16: "bfloat16"}[dtype]
-	if _, v5 := raw["dtype"]; v5 {
-		raw["dtype"] = name
-	} else {
-		raw["torch_dtype"] = name
-	}
-	out, err := json.MarshalIndent(raw, "", "  ")
-	if err != nil {
-		return fmt.Errorf("peft: merge: %w", err)
-	}
-	return atomicfile.WriteFile(filepath.Join(outDir, "config.json"), append(out, '\n'))
+	return nil
 }

@@ -346,3 +346,64 @@ func TestMerge(t *testing.T) {
 		t.Error("merging a 2-layer adapter into a 3-layer model: no error")
 	}
 }
+
+// TestMergeFolder checks the streamed merge against Merge in memory, bit
+// for bit (both compute W + scale·B·A in float32 with the same product),
+// unsharded and in shards as save_pretrained writes them, in float32 and
+// rounded once to bfloat16.
+func TestMergeFolder(t *testing.T) {
+	c := tinyConfig(t)
+	a := randomAdapter(t, c, model.LoRAConfig{R: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "up_proj", "down_proj"}}, 3)
+	m := model.New(c)
+	m.Params.Init(2, 0.5)
+	base := t.TempDir()
+	if err := m.Save(base, safetensors.F32, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := Merge(m, a, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The tiny model's weights are 5,024 bytes in float32, 2,512 in bfloat16.
+	for _, tc := range []struct {
+		dtype    safetensors.DType
+		maxShard int64
+		files    []string
+		config   string
+	}{
+		{safetensors.F32, 0, []string{"config.json", safetensors.SingleFileName}, "float32"},
+		{safetensors.F32, 2000, []string{"config.json", "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+			"model-00003-of-00003.safetensors", safetensors.IndexFileName}, "float32"},
+		{safetensors.BF16, 1000, []string{"config.json", "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+			"model-00003-of-00003.safetensors", safetensors.IndexFileName}, "bfloat16"},
+	} {
+		t.Run(fmt.Sprint(tc.dtype, " ", tc.maxShard), func(t *testing.T) {
+			out := t.TempDir()
+			if err := MergeFolder(base, a, out, tc.dtype, tc.maxShard, nil); err != nil {
+				t.Fatal(err)
+			}
+			entries, _ := os.ReadDir(out)
+			var files []string
+			for _, e := range entries {
+				files = append(files, e.Name())
+			}
+			if !slices.Equal(files, tc.files) {
+				t.Errorf("files %q, want %q", files, tc.files)
+			}
+			got, dtype, err := model.Load(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dtype != tc.dtype || got.Config.Raw["torch_dtype"] != tc.config {
+				t.Errorf("saved as %s, config torch_dtype %v", dtype, got.Config.Raw["torch_dtype"])
+			}
+			for i, w := range m.Params.Mem {
+				if tc.dtype == safetensors.BF16 {
+					w = safetensors.BF16ToF32(safetensors.F32ToBF16(w))
+				}
+				if got.Params.Mem[i] != w {
+					t.Fatalf("weight %d = %v, want %v", i, got.Params.Mem[i], w)
+				}
+			}
+		})
+	}
+}

@@ -1,7 +1,10 @@
 package safetensors
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -353,5 +356,91 @@ func TestCheckpointDType(t *testing.T) {
 	}
 	if got := c.Files(); len(got) != 1 || filepath.Base(got[0]) != SingleFileName {
 		t.Errorf("Files() = %q", got)
+	}
+}
+
+// WriteCheckpointFrom writes the bytes WriteCheckpoint writes, calling each
+// source once; a source that fails, or returns the wrong number of elements,
+// leaves the earlier save as it was.
+func TestWriteCheckpointFrom(t *testing.T) {
+	meta := map[string]string{"format": "pt"}
+	tensors := modelTensors(BF16)
+	for _, maxShard := range []int64{0, 600} {
+		t.Run(fmt.Sprint("maxShard ", maxShard), func(t *testing.T) {
+			want, got := t.TempDir(), t.TempDir()
+			if err := WriteCheckpoint(want, tensors, meta, maxShard); err != nil {
+				t.Fatal(err)
+			}
+			calls := map[string]int{}
+			srcs := make([]Source, len(tensors))
+			for i, tensor := range tensors {
+				srcs[i] = Source{Name: tensor.Name, DType: tensor.DType, Shape: tensor.Shape, Data: func() ([]float32, error) {
+					calls[tensor.Name]++
+					return slices.Clone(tensor.Data), nil
+				}}
+			}
+			if err := WriteCheckpointFrom(got, srcs, meta, maxShard); err != nil {
+				t.Fatal(err)
+			}
+			for _, tensor := range tensors {
+				if calls[tensor.Name] != 1 {
+					t.Errorf("Data of %q called %d times, want once", tensor.Name, calls[tensor.Name])
+				}
+			}
+			names := checkpointFiles(t, want)
+			if g := checkpointFiles(t, got); !slices.Equal(g, names) {
+				t.Fatalf("files = %q, want %q", g, names)
+			}
+			for _, name := range names {
+				a, _ := os.ReadFile(filepath.Join(want, name))
+				b, _ := os.ReadFile(filepath.Join(got, name))
+				if !bytes.Equal(a, b) {
+					t.Errorf("%s differs from WriteCheckpoint's", name)
+				}
+			}
+		})
+	}
+
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name string
+		data func() ([]float32, error)
+		want string
+	}{
+		{"data fails", func() ([]float32, error) { return nil, boom }, `tensor "model.norm.weight": boom`},
+		{"short data", func() ([]float32, error) { return make([]float32, 7), nil }, `tensor "model.norm.weight": shape [8] needs 8 elements but its data has 7`},
+		{"no data function", nil, `tensor "model.norm.weight": no Data function`},
+	} {
+		for _, maxShard := range []int64{0, 600} {
+			t.Run(fmt.Sprint(tc.name, " maxShard ", maxShard), func(t *testing.T) {
+				dir := t.TempDir()
+				good := modelTensors(F32)
+				if err := WriteCheckpoint(dir, good, meta, 0); err != nil {
+					t.Fatal(err)
+				}
+				srcs, err := sources(modelTensors(BF16))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range srcs {
+					if srcs[i].Name == "model.norm.weight" {
+						srcs[i].Data = tc.data
+					}
+				}
+				err = WriteCheckpointFrom(dir, srcs, meta, maxShard)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("error = %v, want %q", err, tc.want)
+				}
+				// Shards written before the failure may remain, but the
+				// index, written last, is not, so the earlier save is
+				// what a loader finds; no temporary file is left.
+				for _, f := range checkpointFiles(t, dir) {
+					if f != SingleFileName && !shardName.MatchString(f) {
+						t.Errorf("left %s behind", f)
+					}
+				}
+				checkCheckpoint(t, dir, good)
+			})
+		}
 	}
 }

@@ -10,11 +10,14 @@ import (
 // must be self-consistent.
 func FuzzOpen(f *testing.F) {
 	var valid bytes.Buffer
-	err := encode(&valid, []Tensor{
+	srcs, err := sources([]Tensor{
 		{Name: "a", DType: F32, Shape: []int{2, 2}, Data: []float32{1, 2, 3, 4}},
 		{Name: "b", DType: F16, Shape: []int{3}, Data: []float32{1, -2, 65504}},
 		{Name: "c", DType: BF16, Shape: []int{}, Data: []float32{0.5}},
-	}, map[string]string{"format": "pt"})
+	})
+	if err == nil {
+		err = encode(&valid, srcs, map[string]string{"format": "pt"})
+	}
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -40,41 +40,77 @@ const (
 // shardName matches the shard files WriteCheckpoint writes.
 var shardName = regexp.MustCompile(`^model-[0-9]{5}-of-[0-9]{5}\.safetensors$`)
 
-// byteSize checks t and returns the number of bytes its data takes on disk.
-func (t *Tensor) byteSize() (int64, error) {
-	if t.Name == metadataKey {
-		return 0, fmt.Errorf("tensor name %q is reserved for metadata", t.Name)
+// A Source is a tensor to write whose data is produced only when its bytes
+// are written, so that a checkpoint larger than memory can be written one
+// tensor at a time (WriteCheckpointFrom).
+type Source struct {
+	Name  string
+	DType DType // F32, F16, BF16 or F64
+	Shape []int
+	// Data returns the elements in row-major order as float32. It is called
+	// once, when the tensor's bytes are written, and the slice is not kept.
+	Data func() ([]float32, error)
+}
+
+// source is t as a Source whose data is t.Data.
+func (t *Tensor) source() Source {
+	data := t.Data
+	return Source{Name: t.Name, DType: t.DType, Shape: t.Shape, Data: func() ([]float32, error) { return data, nil }}
+}
+
+// elements checks s's name, dtype and shape and returns its element count.
+func (s *Source) elements() (int, error) {
+	if s.Name == metadataKey {
+		return 0, fmt.Errorf("tensor name %q is reserved for metadata", s.Name)
 	}
-	if !utf8.ValidString(t.Name) {
-		return 0, fmt.Errorf("tensor name %q is not valid UTF-8", t.Name)
+	if !utf8.ValidString(s.Name) {
+		return 0, fmt.Errorf("tensor name %q is not valid UTF-8", s.Name)
 	}
-	if !t.DType.IsFloat() {
-		return 0, fmt.Errorf("tensor %q: cannot write dtype %q from float32 data (want F32, F16, BF16 or F64)", t.Name, t.DType)
+	if !s.DType.IsFloat() {
+		return 0, fmt.Errorf("tensor %q: cannot write dtype %q from float32 data (want F32, F16, BF16 or F64)", s.Name, s.DType)
+	}
+	if s.Data == nil {
+		return 0, fmt.Errorf("tensor %q: no Data function", s.Name)
 	}
 	n := 1
-	for _, d := range t.Shape {
+	for _, d := range s.Shape {
 		if d < 0 {
-			return 0, fmt.Errorf("tensor %q: shape %v has a negative dimension", t.Name, t.Shape)
+			return 0, fmt.Errorf("tensor %q: shape %v has a negative dimension", s.Name, s.Shape)
 		}
 		if d != 0 && n > math.MaxInt/d {
-			return 0, fmt.Errorf("tensor %q: shape %v has too many elements", t.Name, t.Shape)
+			return 0, fmt.Errorf("tensor %q: shape %v has too many elements", s.Name, s.Shape)
 		}
 		n *= d
 	}
-	if n != len(t.Data) {
-		return 0, fmt.Errorf("tensor %q: shape %v needs %d elements but Data has %d", t.Name, t.Shape, n, len(t.Data))
-	}
-	return int64(n) * int64(t.DType.Size()), nil
+	return n, nil
 }
 
-// encode writes tensors, sorted by name, and metadata as a safetensors file
-// to w.
-func encode(w io.Writer, tensors []Tensor, metadata map[string]string) error {
-	sorted := make([]*Tensor, len(tensors))
+// sources checks tensors, each against its own data, and returns them as
+// Sources.
+func sources(tensors []Tensor) ([]Source, error) {
+	srcs := make([]Source, len(tensors))
 	for i := range tensors {
-		sorted[i] = &tensors[i]
+		srcs[i] = tensors[i].source()
+		n, err := srcs[i].elements()
+		if err != nil {
+			return nil, err
+		}
+		if n != len(tensors[i].Data) {
+			t := &tensors[i]
+			return nil, fmt.Errorf("tensor %q: shape %v needs %d elements but Data has %d", t.Name, t.Shape, n, len(t.Data))
+		}
 	}
-	slices.SortFunc(sorted, func(a, b *Tensor) int { return cmp.Compare(a.Name, b.Name) })
+	return srcs, nil
+}
+
+// encode writes srcs, sorted by name, and metadata as a safetensors file to
+// w, calling each source's Data once, in the order of the file.
+func encode(w io.Writer, srcs []Source, metadata map[string]string) error {
+	sorted := make([]*Source, len(srcs))
+	for i := range srcs {
+		sorted[i] = &srcs[i]
+	}
+	slices.SortFunc(sorted, func(a, b *Source) int { return cmp.Compare(a.Name, b.Name) })
 
 	var hdr bytes.Buffer
 	hdr.WriteByte('{')
@@ -86,15 +122,18 @@ func encode(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 		hdr.WriteString(`"__metadata__":`)
 		hdr.Write(m)
 	}
+	counts := make([]int, len(sorted))
 	var off int64
 	for i, t := range sorted {
 		if i > 0 && t.Name == sorted[i-1].Name {
 			return fmt.Errorf("tensor %q appears twice", t.Name)
 		}
-		size, err := t.byteSize()
+		n, err := t.elements()
 		if err != nil {
 			return err
 		}
+		counts[i] = n
+		size := int64(n) * int64(t.DType.Size())
 		if hdr.Len() > 1 {
 			hdr.WriteByte(',')
 		}
@@ -130,8 +169,15 @@ func encode(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 		return err
 	}
 	buf := make([]byte, 0, 64<<10)
-	for _, t := range sorted {
-		for data := t.Data; len(data) > 0; {
+	for i, t := range sorted {
+		data, err := t.Data()
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", t.Name, err)
+		}
+		if len(data) != counts[i] {
+			return fmt.Errorf("tensor %q: shape %v needs %d elements but its data has %d", t.Name, t.Shape, counts[i], len(data))
+		}
+		for len(data) > 0 {
 			n := min(len(data), cap(buf)/t.DType.Size())
 			buf = appendData(buf[:0], t.DType, data[:n])
 			if _, err := w.Write(buf); err != nil {
@@ -173,7 +219,16 @@ func appendData(buf []byte, dtype DType, vals []float32) []byte {
 // temporary file in the same folder, which is synced and renamed over path,
 // and then the folder is synced. On error path is left as it was.
 func Write(path string, tensors []Tensor, metadata map[string]string) error {
-	err := atomicfile.Write(path, func(w io.Writer) error { return encode(w, tensors, metadata) })
+	srcs, err := sources(tensors)
+	if err != nil {
+		return fmt.Errorf("safetensors: %s: %w", path, err)
+	}
+	return writeFile(path, srcs, metadata)
+}
+
+// writeFile is Write for sources.
+func writeFile(path string, srcs []Source, metadata map[string]string) error {
+	err := atomicfile.Write(path, func(w io.Writer) error { return encode(w, srcs, metadata) })
 	if err != nil {
 		return fmt.Errorf("safetensors: %w", err) // atomicfile names the path
 	}
@@ -200,35 +255,47 @@ type index struct {
 // the index, model-*-of-*.safetensors shards) are removed, so loaders never
 // mix two saves.
 func WriteCheckpoint(dir string, tensors []Tensor, metadata map[string]string, maxShardBytes int64) error {
+	srcs, err := sources(tensors)
+	if err != nil {
+		return fmt.Errorf("safetensors: %s: %w", cmp.Or(dir, "."), err)
+	}
+	return WriteCheckpointFrom(dir, srcs, metadata, maxShardBytes)
+}
+
+// WriteCheckpointFrom is WriteCheckpoint for tensors whose data is produced
+// as it is written: each source's Data is called once, while its shard is
+// written, so memory holds one tensor's data at a time, not the checkpoint.
+// An error from Data leaves the file being written as it was.
+func WriteCheckpointFrom(dir string, srcs []Source, metadata map[string]string, maxShardBytes int64) error {
 	if dir == "" {
 		dir = "."
 	}
 	fail := func(err error) error { return fmt.Errorf("safetensors: %s: %w", dir, err) }
-	sizes := make([]int64, len(tensors))
+	sizes := make([]int64, len(srcs))
 	var total int64
-	seen := make(map[string]bool, len(tensors))
-	for i := range tensors {
-		t := &tensors[i]
+	seen := make(map[string]bool, len(srcs))
+	for i := range srcs {
+		t := &srcs[i]
 		if seen[t.Name] {
 			return fail(fmt.Errorf("tensor %q appears twice", t.Name))
 		}
 		seen[t.Name] = true
-		size, err := t.byteSize()
+		n, err := t.elements()
 		if err != nil {
 			return fail(err)
 		}
-		sizes[i] = size
-		total += size
+		sizes[i] = int64(n) * int64(t.DType.Size())
+		total += sizes[i]
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(err)
 	}
 
-	var shards [][]Tensor
+	var shards [][]Source
 	if maxShardBytes > 0 && total > maxShardBytes {
-		var cur []Tensor
+		var cur []Source
 		var curSize int64
-		for i, t := range tensors {
+		for i, t := range srcs {
 			if len(cur) > 0 && curSize+sizes[i] > maxShardBytes {
 				shards = append(shards, cur)
 				cur, curSize = nil, 0
@@ -244,15 +311,15 @@ func WriteCheckpoint(dir string, tensors []Tensor, metadata map[string]string, m
 
 	keep := make(map[string]bool)
 	if shards == nil {
-		if err := Write(filepath.Join(dir, SingleFileName), tensors, metadata); err != nil {
+		if err := writeFile(filepath.Join(dir, SingleFileName), srcs, metadata); err != nil {
 			return err
 		}
 		keep[SingleFileName] = true
 	} else {
-		idx := index{Metadata: map[string]any{"total_size": total}, WeightMap: make(map[string]string, len(tensors))}
+		idx := index{Metadata: map[string]any{"total_size": total}, WeightMap: make(map[string]string, len(srcs))}
 		for k, shard := range shards {
 			name := fmt.Sprintf("model-%05d-of-%05d.safetensors", k+1, len(shards))
-			if err := Write(filepath.Join(dir, name), shard, metadata); err != nil {
+			if err := writeFile(filepath.Join(dir, name), shard, metadata); err != nil {
 				return err
 			}
 			keep[name] = true

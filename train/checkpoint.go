@@ -333,7 +333,7 @@ func (t *Trainer) saveFinalWeights(dir string) error {
 	}
 	pool := kernels.NewPool(t.Config.Compute.Threads) // float32 products, whatever the run's precision
 	defer pool.Close()
-	return peft.MergeFolder(t.Config.Model, a, dir, t.SaveDType, pool)
+	return peft.MergeFolder(t.Config.Model, a, dir, t.SaveDType, 0, pool)
 }
 
 // saveTemplate writes the chat template the run trained with, when it

@@ -98,7 +98,7 @@ func Merge(o MergeOptions) error {
 	}
 	keepAdapter := sameFolder(o.Adapter, o.OutputDir)
 	return writeFinal(o.OutputDir, func(dir string) error {
-		if err := peft.MergeFolder(o.Model, a, dir, out, pool); err != nil {
+		if err := peft.MergeFolder(o.Model, a, dir, out, 0, pool); err != nil {
 			return err
 		}
 		if keepAdapter { // the adapter's own files stay beside the merged model
