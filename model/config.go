@@ -7,12 +7,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/relupo/relupo/internal/textsafe"
 )
 
 // Config is the architecture of a Llama-family decoder, read from a Hugging
-// Face config.json. Llama, Mistral, Qwen2, Qwen3, Gemma-2 and Gemma-3 (text)
+// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, Gemma-2 and Gemma-3 (text)
 // share one forward pass and differ only in the flags below.
 type Config struct {
 	ModelType             string
@@ -36,10 +37,13 @@ type Config struct {
 	// marks (every layer when SlidingLayers is nil: Mistral).
 	SlidingWindow int
 	SlidingLayers []bool // per layer, or nil
-	BOSTokenID    int    // -1 when absent
-	EOSTokenIDs   []int
-	PadTokenID    int    // -1 when absent
-	DType         string // torch_dtype of the checkpoint ("float32", "float16", "bfloat16")
+	// NoRope marks the layers that apply no rotary embedding (SmolLM3's
+	// NoPE layers: no_rope_layers 0); nil when every layer applies it.
+	NoRope      []bool
+	BOSTokenID  int // -1 when absent
+	EOSTokenIDs []int
+	PadTokenID  int    // -1 when absent
+	DType       string // torch_dtype of the checkpoint ("float32", "float16", "bfloat16")
 
 	// Gemma-2 and Gemma-3: RMSNorm weights act as (1 + w), the embeddings
 	// are scaled by √hidden_size, each layer also normalizes the attention
@@ -104,7 +108,7 @@ func ParseConfig(b []byte) (Config, error) {
 	f := fields{raw: raw}
 	c.ModelType = f.str("model_type", "")
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text":
+	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3_text":
 	case "":
 		return Config{}, fmt.Errorf(`missing "model_type" (supported: %s)`, SupportedList)
 	case "gemma3":
@@ -126,8 +130,8 @@ func ParseConfig(b []byte) (Config, error) {
 	}
 	c.NumHeads = f.posInt("num_attention_heads")
 	c.NumKVHeads = c.NumHeads
-	if c.Gemma {
-		c.NumKVHeads = 4 // Gemma2Config's and Gemma3TextConfig's default
+	if c.Gemma || c.ModelType == "smollm3" {
+		c.NumKVHeads = 4 // Gemma2Config's, Gemma3TextConfig's and SmolLM3Config's default
 	}
 	if f.has("num_key_value_heads") {
 		c.NumKVHeads = f.posInt("num_key_value_heads")
@@ -142,7 +146,7 @@ func ParseConfig(b []byte) (Config, error) {
 	}
 	c.RMSNormEps = f.num("rms_norm_eps", 1e-6)
 	c.MaxPositionEmbeddings = int(f.num("max_position_embeddings", 0))
-	c.TieWordEmbeddings = f.boolean("tie_word_embeddings", c.Gemma) // Gemma's configs default to tied
+	c.TieWordEmbeddings = f.boolean("tie_word_embeddings", c.Gemma || c.ModelType == "smollm3") // Gemma's and SmolLM3's configs default to tied
 	c.DType = f.str("torch_dtype", f.str("dtype", "float32"))
 	if c.Gemma {
 		c.parseGemma(&f)
@@ -159,7 +163,7 @@ func ParseConfig(b []byte) (Config, error) {
 	case "qwen3":
 		c.QKNorm = true
 		c.QKVBias, c.OBias = attnBias, attnBias
-	case "llama", "gemma2", "gemma3_text":
+	case "llama", "smollm3", "gemma2", "gemma3_text":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.QKNorm = c.ModelType == "gemma3_text"
 	}
@@ -167,9 +171,12 @@ func ParseConfig(b []byte) (Config, error) {
 	c.parseRoPE(&f)
 
 	// Sliding windows: Qwen's is active only with use_sliding_window (not
-	// supported); Mistral's whenever sliding_window is a number, on every
-	// layer; Gemma's on the layers parseGemma marked.
-	if c.ModelType == "qwen2" || c.ModelType == "qwen3" {
+	// supported); SmolLM3's only with use_sliding_window, on the layers
+	// parseSmolLM3 marked; Mistral's whenever sliding_window is a number,
+	// on every layer; Gemma's on the layers parseGemma marked.
+	if c.ModelType == "smollm3" {
+		c.parseSmolLM3(&f)
+	} else if c.ModelType == "qwen2" || c.ModelType == "qwen3" {
 		if f.boolean("use_sliding_window", false) {
 			f.fail("use_sliding_window true is not supported")
 		}
@@ -197,6 +204,9 @@ func ParseConfig(b []byte) (Config, error) {
 // Gemma-3), and rope_scaling.
 func (c *Config) parseRoPE(f *fields) {
 	defTheta := 10000.0
+	if c.ModelType == "smollm3" {
+		defTheta = 2_000_000 // SmolLM3Config's default
+	}
 	if c.ModelType == "gemma3_text" {
 		defTheta = 1_000_000 // Gemma3TextConfig's default
 		c.RopeLocalTheta = f.num("rope_local_base_freq", 10000)
@@ -317,7 +327,82 @@ func describe(v any) string {
 }
 
 // SupportedList names the model_type values relupo supports, for messages.
-const SupportedList = "llama, mistral, qwen2, qwen3, gemma2, gemma3_text"
+const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, gemma2, gemma3_text"
+
+// parseSmolLM3 reads SmolLM3's NoPE layers and sliding windows, with the
+// defaults of transformers' SmolLM3Config: no_rope_layers (1: the layer
+// applies RoPE, 0: it does not; at least one entry per layer), else a NoPE
+// layer every no_rope_layer_interval (4) layers. With use_sliding_window
+// and a sliding_window, the layers layer_types marks "sliding_attention"
+// slide, and without layer_types the NoPE layers do.
+func (c *Config) parseSmolLM3(f *fields) {
+	n := c.NumLayers
+	c.NoRope = make([]bool, n)
+	if v, ok := f.raw["no_rope_layers"]; ok && v != nil {
+		list, isList := v.([]any)
+		if !isList || len(list) < n {
+			f.fail("no_rope_layers: want a list of 0s and 1s with an entry per layer (%d), got %s", n, describe(v))
+			return
+		}
+		for i := range n {
+			switch list[i] {
+			case 0.0, false:
+				c.NoRope[i] = true
+			case 1.0, true:
+			default:
+				f.fail("no_rope_layers[%d]: want 0 (no RoPE) or 1 (RoPE), got %s", i, describe(list[i]))
+				return
+			}
+		}
+	} else {
+		every := 4
+		if f.has("no_rope_layer_interval") && f.raw["no_rope_layer_interval"] != nil {
+			every = f.posInt("no_rope_layer_interval")
+		}
+		for i := range n {
+			c.NoRope[i] = (i+1)%max(every, 1) == 0
+		}
+	}
+	if !f.boolean("use_sliding_window", false) || f.raw["sliding_window"] == nil {
+		return
+	}
+	c.SlidingWindow = f.posInt("sliding_window")
+	if sliding, given := f.layerTypes(n); given {
+		c.SlidingLayers = sliding
+		return
+	}
+	c.SlidingLayers = slices.Clone(c.NoRope)
+}
+
+// layerTypes reads layer_types, n entries of "sliding_attention" or
+// "full_attention", as which layers slide; given is false when the key is
+// absent or null. A malformed list is reported to f.
+func (f *fields) layerTypes(n int) (sliding []bool, given bool) {
+	v := f.raw["layer_types"]
+	if v == nil {
+		return nil, false
+	}
+	lt, ok := v.([]any)
+	if !ok {
+		f.fail("layer_types: want a list")
+		return nil, true
+	}
+	if len(lt) != n {
+		f.fail("layer_types has %d entries for %d layers", len(lt), n)
+		return nil, true
+	}
+	sliding = make([]bool, n)
+	for i, v := range lt {
+		switch v {
+		case "sliding_attention":
+			sliding[i] = true
+		case "full_attention":
+		default:
+			f.fail("layer_types[%d]: %v is not sliding_attention or full_attention", i, v)
+		}
+	}
+	return sliding, true
+}
 
 // parseGemma reads the Gemma-2 and Gemma-3 fields, with the defaults of
 // transformers' Gemma2Config and Gemma3TextConfig.
@@ -361,27 +446,11 @@ func (c *Config) parseGemma(f *fields) {
 	}
 	// Sliding layers: layer_types when given; otherwise Gemma-2 slides on
 	// even layers and Gemma-3 on all but every sliding_window_pattern-th.
-	n := c.NumLayers
-	c.SlidingLayers = make([]bool, n)
-	if lt, ok := f.raw["layer_types"].([]any); ok {
-		if len(lt) != n {
-			f.fail("layer_types has %d entries for %d layers", len(lt), n)
-			return
-		}
-		for i, v := range lt {
-			switch v {
-			case "sliding_attention":
-				c.SlidingLayers[i] = true
-			case "full_attention":
-			default:
-				f.fail("layer_types[%d]: %v is not sliding_attention or full_attention", i, v)
-			}
-		}
-		return
-	} else if f.raw["layer_types"] != nil {
-		f.fail("layer_types: want a list")
+	if sliding, given := f.layerTypes(c.NumLayers); given {
+		c.SlidingLayers = sliding
 		return
 	}
+	c.SlidingLayers = make([]bool, c.NumLayers)
 	pattern := 2
 	if c.ModelType == "gemma3_text" {
 		pattern = 6

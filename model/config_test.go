@@ -29,6 +29,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"act", `{"model_type": "llama", ` + base + `, "hidden_act": "gelu"}`, `hidden_act "gelu"`},
 		{"mlp bias", `{"model_type": "llama", ` + base + `, "mlp_bias": true}`, "mlp_bias"},
 		{"gqa", `{"model_type": "llama", ` + base + `, "num_key_value_heads": 3}`, "not a multiple"},
+		{"smollm3 short no_rope_layers", `{"model_type": "smollm3", ` + strings.Replace(base, `"num_hidden_layers": 1`, `"num_hidden_layers": 3`, 1) + `, "num_key_value_heads": 2, "no_rope_layers": [1, 0]}`, "no_rope_layers: want a list of 0s and 1s with an entry per layer (3), got a list"},
+		{"smollm3 no_rope_layers entry", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "no_rope_layers": [2]}`, "no_rope_layers[0]: want 0 (no RoPE) or 1 (RoPE), got 2"},
+		{"smollm3 no_rope_layers string", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "no_rope_layers": "1,0"}`, `got the string "1,0"`},
+		{"smollm3 interval", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "no_rope_layer_interval": 0}`, "no_rope_layer_interval: want a positive integer"},
+		{"smollm3 layer types", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "use_sliding_window": true, "sliding_window": 8, "layer_types": ["full_attention", "full_attention"]}`, "layer_types has 2 entries for 1 layers"},
+		{"smollm3 act", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "hidden_act": "gelu"}`, `hidden_act "gelu"`},
 		{"huge", `{"model_type": "llama", "vocab_size": 2000000000, "hidden_size": 2000000000, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}`, "beyond what relupo can hold"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,6 +59,7 @@ func TestParseConfigArchitectures(t *testing.T) {
 		{"qwen3", `{"model_type": "qwen3", ` + base + `, "head_dim": 16, "num_key_value_heads": 1, "eos_token_id": 5}`, false, false, true, 0, 16, 1, 5},
 		{"mistral", `{"model_type": "mistral", ` + base + `, "sliding_window": 4096, "eos_token_id": 2}`, false, false, false, 4096, 4, 2, 2},
 		{"mistral null window", `{"model_type": "mistral", ` + base + `, "sliding_window": null, "eos_token_id": 2}`, false, false, false, 0, 4, 2, 2},
+		{"smollm3", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "attention_bias": true, "use_sliding_window": false, "sliding_window": 64, "eos_token_id": 128012}`, true, true, false, 0, 4, 2, 128012},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.json))
@@ -108,6 +115,49 @@ func TestBatchValidation(t *testing.T) {
 			_, _, err := m.Forward(&Workspace{}, tc.b)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// SmolLM3's NoPE layers and windows as SmolLM3Config derives them, and its
+// defaults (tied embeddings, 4 KV heads, rope_theta 2e6).
+func TestParseSmolLM3Config(t *testing.T) {
+	const base = `"model_type": "smollm3", "vocab_size": 10, "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 8, "num_attention_heads": 4`
+	for _, tc := range []struct {
+		name, extra    string
+		noRope, slides string // per layer: 1 where NoRope / SlidingLayers is set
+		window         int
+	}{
+		{"defaults", ``, "00010001", "", 0},
+		{"interval", `, "no_rope_layer_interval": 3`, "00100100", "", 0},
+		{"list", `, "no_rope_layers": [1, 0, 1, 1, 0, 1, 1, 1, 0]`, "01001000", "", 0},
+		{"booleans", `, "no_rope_layers": [true, false, true, true, true, true, true, true]`, "01000000", "", 0},
+		{"window on NoPE layers", `, "use_sliding_window": true, "sliding_window": 32`, "00010001", "00010001", 32},
+		{"window by layer_types", `, "use_sliding_window": true, "sliding_window": 32, "layer_types": ["sliding_attention", "full_attention", "full_attention", "full_attention", "full_attention", "full_attention", "full_attention", "full_attention"]`, "00010001", "10000000", 32},
+		{"window off", `, "use_sliding_window": false, "sliding_window": 32`, "00010001", "", 0},
+		{"null window", `, "use_sliding_window": true, "sliding_window": null`, "00010001", "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(`{` + base + tc.extra + `}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.TieWordEmbeddings || c.NumKVHeads != 4 || c.RopeTheta != 2e6 {
+				t.Errorf("defaults: tied %v, kv heads %d, rope_theta %g; want tied, 4, 2e6", c.TieWordEmbeddings, c.NumKVHeads, c.RopeTheta)
+			}
+			bits := func(b []bool) string {
+				s := ""
+				for _, x := range b {
+					s += map[bool]string{false: "0", true: "1"}[x]
+				}
+				return s
+			}
+			if got := bits(c.NoRope); got != tc.noRope {
+				t.Errorf("NoRope %s, want %s", got, tc.noRope)
+			}
+			if got := bits(c.SlidingLayers); got != tc.slides || c.SlidingWindow != tc.window {
+				t.Errorf("SlidingLayers %s window %d, want %s window %d", got, c.SlidingWindow, tc.slides, tc.window)
 			}
 		})
 	}

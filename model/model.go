@@ -1,5 +1,5 @@
 // Package model is relupo's Llama-family decoder (Llama, Mistral, Qwen2,
-// Qwen3, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
+// Qwen3, SmolLM3, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
 // sequences that saves its activations, and a hand-written backward pass from
 // per-sequence log-probability gradients to every parameter.
 //
@@ -466,9 +466,13 @@ func (m *Model) ensureRope(ws *Workspace, positions int) {
 	ws.maxPos = positions
 }
 
-// rope returns the RoPE tables of layer l: Gemma-3's local ones on its
-// sliding layers, the global ones otherwise.
+// rope returns the RoPE tables of layer l: none (nil) on SmolLM3's NoPE
+// layers, Gemma-3's local ones on its sliding layers, the global ones
+// otherwise.
 func (m *Model) rope(l int, cos, sin, cosL, sinL []float32) ([]float32, []float32) {
+	if m.Config.NoRope != nil && m.Config.NoRope[l] {
+		return nil, nil
+	}
 	if m.Config.localRope(l) {
 		return cosL, sinL
 	}
@@ -650,7 +654,8 @@ func (m *Model) layerForward(ws *Workspace, b *Batch, l int, a layerActs, out []
 
 // attnInputs starts a layer's attention block for N rows of x: xn = the
 // input RMSNorm of x (rstd saved), q, k and v = its projections, the
-// per-head norms of q and k (Qwen3, Gemma-3), then RoPE at positions pos.
+// per-head norms of q and k (Qwen3, Gemma-3), then RoPE at positions pos
+// (none when cos is nil: a NoPE layer).
 // With qPre and kPre (training), q and k before the head norms are kept
 // there for the backward pass; qRstd and kRstd receive the head norms' rstd.
 //
@@ -677,8 +682,10 @@ func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *a
 		kernels.RMSNormForward(p, q, qRstd, qIn, n.q, N*H, hd, eps)
 		kernels.RMSNormForward(p, k, kRstd, kIn, n.k, N*KV, hd, eps)
 	}
-	kernels.RopeForward(p, q, pos, cos, sin, N, H, hd)
-	kernels.RopeForward(p, k, pos, cos, sin, N, KV, hd)
+	if cos != nil {
+		kernels.RopeForward(p, q, pos, cos, sin, N, H, hd)
+		kernels.RopeForward(p, k, pos, cos, sin, N, KV, hd)
+	}
 }
 
 // attnOutput ends a layer's attention block for N rows: x2 = x + att·W_oᵀ
@@ -911,9 +918,10 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		clear(ws.dk)
 		clear(ws.dv)
 		kernels.AttentionBackwardBlocked(p, ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse, c.attnShape(l, b.Offsets, b.Prefix))
-		cos, sin := m.rope(l, ws.cos, ws.sin, ws.cosL, ws.sinL)
-		kernels.RopeBackward(p, ws.dq, ws.pos, cos, sin, N, H, hd)
-		kernels.RopeBackward(p, ws.dk, ws.pos, cos, sin, N, KV, hd)
+		if cos, sin := m.rope(l, ws.cos, ws.sin, ws.cosL, ws.sinL); cos != nil {
+			kernels.RopeBackward(p, ws.dq, ws.pos, cos, sin, N, H, hd)
+			kernels.RopeBackward(p, ws.dk, ws.pos, cos, sin, N, KV, hd)
+		}
 		dq, dk := ws.dq, ws.dk
 		if c.QKNorm {
 			// reuse the MLP scratch for the pre-norm gradients

@@ -2,10 +2,14 @@
 """Generate reference values for relupo's model tests on architectures the
 shared golden set does not cover: GQA with tied embeddings and another
 rope_theta, Llama 3.1 "llama3" RoPE scaling, Qwen2 (q/k/v biases), Qwen3
-(per-head q/k RMSNorm, explicit head_dim) and Mistral.
+(per-head q/k RMSNorm, explicit head_dim), Mistral and SmolLM3 (NoPE layers:
+no_rope_layers, or one every no_rope_layer_interval layers; with
+use_sliding_window, sliding windows on the layers layer_types marks, by
+default the NoPE layers, as SmolLM3Config derives them).
 
 The PyTorch model below follows Hugging Face transformers' eager code paths
-(LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM)
+(LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM,
+SmolLM3ForCausalLM)
 and reuses the shared reference implementation (../shared/reference/llama_ref.py)
 for safetensors I/O and RoPE helpers.
 
@@ -44,9 +48,24 @@ def llama3_inv_freq(cfg, head_dim):
     return torch.where(medium, smoothed, inv_l)
 
 
+def smollm3_layers(cfg):
+    """SmolLM3Config.__post_init__: per layer, (applies RoPE, slides)."""
+    n = cfg["num_hidden_layers"]
+    rope = cfg.get("no_rope_layers")
+    if rope is None:
+        rope = [int((i + 1) % cfg.get("no_rope_layer_interval", 4) != 0) for i in range(n)]
+    types = cfg.get("layer_types")
+    if types is None:
+        types = ["sliding_attention" if cfg.get("use_sliding_window") and cfg.get("sliding_window") is not None
+                 and not rope[i] else "full_attention" for i in range(n)]
+    slide = [bool(cfg.get("use_sliding_window")) and types[i] == "sliding_attention" for i in range(n)]
+    return [bool(r) for r in rope[:n]], slide
+
+
 class Attn(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, use_rope=True):
         super().__init__()
+        self.use_rope = use_rope
         D, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
         hd = cfg.get("head_dim") or D // H
         self.H, self.KV, self.hd = H, KV, hd
@@ -69,7 +88,8 @@ class Attn(nn.Module):
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = q.transpose(1, 2), k.transpose(1, 2)
-        q, k = L.apply_rotary_pos_emb(q, k, cos, sin)
+        if self.use_rope:
+            q, k = L.apply_rotary_pos_emb(q, k, cos, sin)
         k, v = L.repeat_kv(k, self.H // self.KV), L.repeat_kv(v, self.H // self.KV)
         a = torch.matmul(q, k.transpose(2, 3)) * self.hd ** -0.5 + mask
         a = F.softmax(a, dim=-1, dtype=torch.float32).to(q.dtype)
@@ -77,9 +97,10 @@ class Attn(nn.Module):
 
 
 class Layer(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, use_rope=True, window=None):
         super().__init__()
-        self.self_attn = Attn(cfg)
+        self.window = window
+        self.self_attn = Attn(cfg, use_rope)
         self.mlp = L.LlamaMLP(cfg)
         self.input_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
         self.post_attention_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
@@ -93,7 +114,10 @@ class Inner(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
-        self.layers = nn.ModuleList([Layer(cfg) for _ in range(cfg["num_hidden_layers"])])
+        n = cfg["num_hidden_layers"]
+        rope, slide = smollm3_layers(cfg) if cfg["model_type"] == "smollm3" else ([True] * n, [False] * n)
+        self.layers = nn.ModuleList([Layer(cfg, rope[i], cfg["sliding_window"] if slide[i] else None)
+                                     for i in range(n)])
         self.norm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
 
 
@@ -117,7 +141,12 @@ class CausalLM(nn.Module):
         mask = L.build_mask(None, t, torch.float32)
         x = self.model.embed_tokens(ids)
         for layer in self.model.layers:
-            x = layer(x, cos, sin, mask)
+            m = mask
+            if layer.window is not None:  # key j visible from query i when i - window < j <= i
+                i = torch.arange(t)[:, None]
+                j = torch.arange(t)[None, :]
+                m = mask.masked_fill(j <= i - layer.window, torch.finfo(torch.float32).min)
+            x = layer(x, cos, sin, m)
         return self.lm_head(self.model.norm(x))
 
     def hf_state_dict(self):
@@ -145,6 +174,12 @@ CASES = {
                   num_key_value_heads=2, tie_word_embeddings=True, attention_bias=False, use_sliding_window=False),
     "mistral": base(model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=4096,
                     num_attention_heads=4, num_key_value_heads=4),
+    "smollm3": base(model_type="smollm3", architectures=["SmolLM3ForCausalLM"], num_hidden_layers=4,
+                    no_rope_layers=[1, 0, 1, 0], rope_theta=5000000.0, tie_word_embeddings=True,
+                    use_sliding_window=False, sliding_window=None),
+    "smollm3-sliding": base(model_type="smollm3", architectures=["SmolLM3ForCausalLM"], num_hidden_layers=3,
+                            no_rope_layer_interval=2, rope_theta=2000000.0, use_sliding_window=True,
+                            sliding_window=5),
 }
 for c in CASES.values():
     c.pop("attention_bias", None) if c["model_type"] in ("qwen2", "mistral") else None
