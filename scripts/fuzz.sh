@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10m}
 pkgs=("$@")
-[ ${#pkgs[@]} -gt 0 ] || pkgs=(./safetensors ./tokenizer ./chat ./data)
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(./safetensors ./tokenizer ./chat ./data ./model)
 failed=()
 for pkg in "${pkgs[@]}"; do
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
