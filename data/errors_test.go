@@ -181,11 +181,22 @@ func TestRecordErrors(t *testing.T) {
 	}
 }
 
-// A folder given as a data file is named as one, not as a failed read.
+// A folder given as a data file is named as one, not as a failed read, with
+// the data files inside it (a datasets save_to_disk folder) listed.
 func TestOpenFolder(t *testing.T) {
 	dir := t.TempDir()
 	_, err := Open(dir, Options{})
 	if want := "data: " + dir + " is a folder; give the data files inside it"; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
+	}
+	for _, name := range []string{"data-00001-of-00002.arrow", "data-00000-of-00002.arrow", "state.json", "dataset_info.json"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = Open(dir, Options{})
+	want := "data: " + dir + " is a folder; give the data files inside it: " + filepath.Join(dir, "data-00000-of-00002.arrow") + "," + filepath.Join(dir, "data-00001-of-00002.arrow")
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
 	}
 }

@@ -252,11 +252,11 @@ func Load(ctx context.Context, c LoadConfig) ([]Example, error) {
 		st, err := os.Stat(s.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("data: %s: no such file (relupo reads local JSON, JSONL and Parquet files; for a Hub dataset, download its files and give their paths)", s.Path)
+			return nil, fmt.Errorf("data: %s: no such file (relupo reads local JSON, JSONL, Parquet and Arrow files; for a Hub dataset, download its files and give their paths)", s.Path)
 		case err != nil:
 			return nil, fmt.Errorf("data: %w", err)
 		case st.IsDir():
-			return nil, fmt.Errorf("data: %s is a folder; give the data files inside it", s.Path)
+			return nil, folderError(s.Path)
 		}
 	}
 	enc, err := c.NewEncoder()

@@ -15,6 +15,13 @@
 //     time. The Hugging Face Hub's exports (for example
 //     HuggingFaceH4/ultrafeedback_binarized and
 //     princeton-nlp/llama3-ultrafeedback-armorm) load as they are.
+//   - Arrow IPC, in the stream format (what Hugging Face datasets writes
+//     with save_to_disk, data-00000-of-0000N.arrow, and keeps in its cache)
+//     or the file format ("ARROW1"), recognized by its first bytes and read
+//     one record batch at a time by relupo's own bounds-checked reader.
+//     Dictionary-encoded columns, compressed batches, big-endian data,
+//     unions and the view and run-end layouts are refused with an error
+//     that says so.
 //
 // A leading UTF-8 byte order mark is ignored. Text must be valid UTF-8.
 //
@@ -43,7 +50,7 @@
 //
 // Problems with a record are reported as a [*RecordError] that names the file
 // and the record: "file.jsonl:12" (1-based line), "file.json:record 3" or
-// "file.parquet:row 3" (0-based index). Two kinds of problem are told apart:
+// "file.parquet:row 3" and "file.arrow:row 3" (0-based index). Two kinds of problem are told apart:
 //
 //   - Malformed records (invalid JSON or UTF-8, a missing field, a value of
 //     the wrong type, an unsupported role, a conversation that does not end

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -54,7 +57,8 @@ type recordSource interface {
 }
 
 // Open opens the file at path for reading Pairs. The file kind (Parquet,
-// gzip, JSON array or JSON Lines) is recognized from its first bytes.
+// Arrow IPC, gzip, JSON array or JSON Lines) is recognized from its first
+// bytes.
 func Open(path string, opts Options) (*Reader, error) {
 	if opts.Format == "" {
 		opts.Format = FormatAuto
@@ -72,22 +76,25 @@ func Open(path string, opts Options) (*Reader, error) {
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		f.Close()
 		if st, serr := os.Stat(path); serr == nil && st.IsDir() {
-			return nil, fmt.Errorf("data: %s is a folder; give the data files inside it", path)
+			return nil, folderError(path)
 		}
 		return nil, fmt.Errorf("data: %s: %w", path, err)
 	}
-	if n == 4 && string(magic[:]) == "PAR1" {
+	if n == 4 && (string(magic[:]) == "PAR1" || isArrow(magic[:])) {
 		st, err := f.Stat()
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("data: %w", err)
 		}
-		pq, err := openParquet(f, st.Size(), path)
+		if string(magic[:]) == "PAR1" {
+			r.src, err = openParquet(f, st.Size(), path)
+		} else {
+			r.src, err = openArrow(f, st.Size(), path)
+		}
 		if err != nil {
 			f.Close()
 			return nil, err
 		}
-		r.src = pq
 		return r, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -102,7 +109,7 @@ func Open(path string, opts Options) (*Reader, error) {
 }
 
 // NewReader reads Pairs from JSON, JSON Lines or gzip-compressed data in rd
-// (Parquet needs Open); name names it in errors and Pair.Source. Close
+// (Parquet and Arrow need Open); name names it in errors and Pair.Source. Close
 // releases only what NewReader itself allocated.
 func NewReader(rd io.Reader, name string, opts Options) (*Reader, error) {
 	if opts.Format == "" {
@@ -130,8 +137,8 @@ func (r *Reader) initText(rd io.Reader) error {
 		}
 		r.closers = append(r.closers, zr)
 		br = bufio.NewReaderSize(zr, 1<<16)
-		if b, _ := br.Peek(4); string(b) == "PAR1" {
-			return fmt.Errorf("data: %s: gzip-compressed Parquet is not supported; decompress it first", r.name)
+		if b, _ := br.Peek(4); string(b) == "PAR1" || isArrow(b) {
+			return fmt.Errorf("data: %s: gzip-compressed Parquet or Arrow is not supported; decompress it first", r.name)
 		}
 	}
 	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
@@ -383,4 +390,25 @@ func jsonErr(t json.Token, err error) any {
 		return err
 	}
 	return fmt.Sprintf("unexpected %v", t)
+}
+
+// folderError says that dir, given as a data file, is a folder, and names
+// the data files in it when there are some (a datasets save_to_disk folder
+// holds data-0000K-of-0000N.arrow files beside its JSON metadata), as a
+// list --data takes.
+func folderError(dir string) error {
+	var files []string
+	for _, pattern := range []string{"*.arrow", "*.parquet", "*.jsonl", "*.jsonl.gz", "*.json.gz"} {
+		m, _ := filepath.Glob(filepath.Join(dir, pattern))
+		files = append(files, m...)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("data: %s is a folder; give the data files inside it", dir)
+	}
+	slices.Sort(files)
+	list := strings.Join(files, ",")
+	if len(files) > 8 {
+		list = strings.Join(files[:8], ",") + fmt.Sprintf(",… (%d files)", len(files))
+	}
+	return fmt.Errorf("data: %s is a folder; give the data files inside it: %s", dir, list)
 }

@@ -12,7 +12,7 @@ import "math"
 type Options struct {
 	Model          string             `key:"model_name_or_path" flag:"model" alias:"model-name-or-path" help:"policy model folder (config.json, *.safetensors, tokenizer files)"`
 	Tokenizer      string             `key:"tokenizer" help:"folder of the tokenizer files and chat template that encode text data (default: the model folder); pre-tokenized data needs none"`
-	Data           []string           `key:"data" help:"training data files, each optionally with a fraction: a.jsonl,b.parquet:0.5"`
+	Data           []string           `key:"data" help:"training data files (JSON, JSONL, .gz, Parquet, Arrow), each optionally with a fraction: a.jsonl,b.parquet:0.5"`
 	DatasetMixer   map[string]float64 `key:"dataset_mixer" flag:"-" help:"recipe form of data: {path: fraction}"`
 	DataFormat     string             `key:"data_format" help:"record format: auto, trl-standard, trl-conversational, implicit-prompt, hh, sharegpt, tokenized"`
 	EvalData       []string           `key:"eval_data" help:"held-out evaluation files"`

@@ -1,0 +1,124 @@
+package data
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The fixtures in testdata/arrow were written by Apache Arrow's Go
+// implementation (scripts/goldens/arrowgen), each beside a JSON Lines file
+// of the same rows: relupo must read the two the same.
+func TestArrowMatchesJSONL(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		format Format
+	}{
+		{"standard", FormatStandard},             // two batches; string, large string, float, timestamp columns; nulls
+		{"conversational", FormatConversational}, // lists of {content, role} structs; a null list in an unread column
+		{"tokenized", FormatTokenized},           // the file format; int32, int64, uint16 lists, 64-bit offsets; float32 log-probs
+		{"sharegpt", FormatShareGPT},             // struct columns
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := filepath.Join("testdata", "arrow", tc.name)
+			want, _, err := readAll(t, base+".jsonl", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := readAll(t, base+".arrow", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == 0 || got[0].Format != tc.format {
+				t.Fatalf("read %d pairs as %v, want %v", len(got), got, tc.format)
+			}
+			for i := range want {
+				want[i].Source = fmt.Sprintf("%s.arrow:row %d", base, i)
+			}
+			comparePairs(t, got, want)
+		})
+	}
+}
+
+func TestArrowRefused(t *testing.T) {
+	dir := t.TempDir()
+	std, err := os.ReadFile(filepath.Join("testdata", "arrow", "standard.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join("testdata", "arrow", "dictionary.arrow"), `column "prompt" is dictionary-encoded, which is not supported`},
+		{filepath.Join("testdata", "arrow", "lz4.arrow"), "compressed record batches (LZ4 or ZSTD) are not supported"},
+		{write("empty-stream.arrow", []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}), "the stream does not start with a schema"},
+		{write("truncated.arrow", std[:len(std)/2]), "invalid Arrow IPC file"},
+		{write("file-truncated.arrow", []byte("ARROW1\x00\x00 and then nothing of a footer")), "the file does not end with ARROW1 (truncated?)"},
+		{write("legacy.arrow", append([]byte{0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0}, make([]byte, 16)...)), "invalid Arrow IPC file (at byte 0): damaged metadata"},
+	} {
+		t.Run(filepath.Base(tc.path), func(t *testing.T) {
+			_, _, err := readAll(t, tc.path, Options{})
+			if err == nil || !strings.HasPrefix(err.Error(), "data: "+tc.path) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error naming %s and saying %q", err, tc.path, tc.want)
+			}
+		})
+	}
+}
+
+// readArrowBytes reads every record of an Arrow IPC file held in b, as
+// Open would; it returns the records read and the error that ended them.
+func readArrowBytes(b []byte) (int, error) {
+	s, err := openArrow(bytes.NewReader(b), int64(len(b)), "f.arrow")
+	if err != nil {
+		return 0, err
+	}
+	for n := 0; ; n++ {
+		if _, _, err := s.next(); err != nil {
+			return n, err
+		}
+	}
+}
+
+// Every prefix and thousands of byte flips of each fixture: an error that
+// names the file (or, for a flip in the text itself, records), never a
+// panic. FuzzArrow goes further.
+func TestArrowDamaged(t *testing.T) {
+	names, _ := filepath.Glob(filepath.Join("testdata", "arrow", "*.arrow"))
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, path := range names {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(what string, c []byte) {
+			t.Helper()
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("%s, %s: panic %v", path, what, p)
+				}
+			}()
+			if _, err := readArrowBytes(c); err != io.EOF && (err == nil || !strings.HasPrefix(err.Error(), "data: f.arrow")) {
+				t.Fatalf("%s, %s: error %v does not name the file", path, what, err)
+			}
+		}
+		for n := range len(b) {
+			check(fmt.Sprint("cut at ", n), b[:n])
+		}
+		for range 3000 {
+			c := bytes.Clone(b)
+			i := r.IntN(len(c))
+			c[i] ^= byte(1 + r.IntN(255))
+			check(fmt.Sprint("flip at ", i), c)
+		}
+	}
+}
