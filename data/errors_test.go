@@ -199,4 +199,19 @@ func TestOpenFolder(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
+	// A saved DatasetDict: a folder per split.
+	dict := t.TempDir()
+	for _, split := range []string{"train", "test"} {
+		if err := os.MkdirAll(filepath.Join(dict, split), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dict, split, "data-00000-of-00001.arrow"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = Open(dict, Options{})
+	want = "data: " + dict + " is a folder; give the data files inside it, one split's (test: " + filepath.Join(dict, "test", "data-00000-of-00001.arrow") + "; train: " + filepath.Join(dict, "train", "data-00000-of-00001.arrow") + ")"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
 }

@@ -393,22 +393,42 @@ func jsonErr(t json.Token, err error) any {
 }
 
 // folderError says that dir, given as a data file, is a folder, and names
-// the data files in it when there are some (a datasets save_to_disk folder
-// holds data-0000K-of-0000N.arrow files beside its JSON metadata), as a
-// list --data takes.
+// the data files in it when there are some, as a list --data takes: a
+// datasets save_to_disk folder holds data-0000K-of-0000N.arrow files beside
+// its JSON metadata, and a saved DatasetDict one such folder per split.
 func folderError(dir string) error {
+	msg := fmt.Sprintf("data: %s is a folder; give the data files inside it", dir)
+	if files := dataFiles(dir); len(files) > 0 {
+		return fmt.Errorf("%s: %s", msg, listFiles(files))
+	}
+	subs, _ := os.ReadDir(dir)
+	var splits []string
+	for _, e := range subs {
+		if files := dataFiles(filepath.Join(dir, e.Name())); e.IsDir() && len(files) > 0 {
+			splits = append(splits, e.Name()+": "+listFiles(files))
+		}
+	}
+	if len(splits) > 0 {
+		return fmt.Errorf("%s, one split's (%s)", msg, strings.Join(splits, "; "))
+	}
+	return errors.New(msg)
+}
+
+// dataFiles lists the data files directly inside dir, sorted.
+func dataFiles(dir string) []string {
 	var files []string
 	for _, pattern := range []string{"*.arrow", "*.parquet", "*.jsonl", "*.jsonl.gz", "*.json.gz"} {
 		m, _ := filepath.Glob(filepath.Join(dir, pattern))
 		files = append(files, m...)
 	}
-	if len(files) == 0 {
-		return fmt.Errorf("data: %s is a folder; give the data files inside it", dir)
-	}
 	slices.Sort(files)
-	list := strings.Join(files, ",")
+	return files
+}
+
+// listFiles joins files as --data takes them, the first eight of many.
+func listFiles(files []string) string {
 	if len(files) > 8 {
-		list = strings.Join(files[:8], ",") + fmt.Sprintf(",… (%d files)", len(files))
+		return strings.Join(files[:8], ",") + fmt.Sprintf(",… (%d files)", len(files))
 	}
-	return fmt.Errorf("data: %s is a folder; give the data files inside it: %s", dir, list)
+	return strings.Join(files, ",")
 }
