@@ -25,6 +25,21 @@ func (c Config) SequenceClassifier() bool {
 	return false
 }
 
+// GatingRewardModel reports whether config.json's "architectures" names
+// LlamaForRewardModelWithGating, ArmoRM's architecture: the decoder trunk
+// with a multi-objective regression layer and a gating network (tensors
+// regression_layer.weight, reward_transform_matrix and gating.*, which
+// package score reads), and no lm_head.
+func (c Config) GatingRewardModel() bool {
+	archs, _ := c.Raw["architectures"].([]any)
+	for _, a := range archs {
+		if a == "LlamaForRewardModelWithGating" {
+			return true
+		}
+	}
+	return false
+}
+
 // LoadTrunk reads a model folder for its final hidden states only (see
 // FinalHidden), as a reward model is read: like Load, but the checkpoint
 // need not hold lm_head.weight, and the score head of a

@@ -60,14 +60,18 @@ func openChecked(dir string, trunkOnly bool) (Config, *safetensors.Checkpoint, e
 
 // ignoredTensor reports names that checkpoints may carry and the model
 // rightly ignores: rotary buffers saved by old transformers versions, a
-// duplicate lm_head when the embeddings are tied, and the score head of a
-// *ForSequenceClassification checkpoint (a reward model, loaded with
-// LoadTrunk; package score reads the head itself).
+// duplicate lm_head when the embeddings are tied, the score head of a
+// *ForSequenceClassification checkpoint and the heads of ArmoRM's
+// LlamaForRewardModelWithGating (reward models, loaded with LoadTrunk;
+// package score reads the heads itself).
 func (c Config) ignoredTensor(name string) bool {
 	if strings.HasSuffix(name, ".rotary_emb.inv_freq") {
 		return true
 	}
 	if name == ScoreHeadTensor && c.SequenceClassifier() {
+		return true
+	}
+	if c.GatingRewardModel() && (name == "regression_layer.weight" || name == "reward_transform_matrix" || strings.HasPrefix(name, "gating.")) {
 		return true
 	}
 	return c.TieWordEmbeddings && name == "lm_head.weight"

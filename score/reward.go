@@ -36,7 +36,8 @@ type RewardOptions struct {
 }
 
 // RewardModel scores responses with a Hugging Face
-// *ForSequenceClassification checkpoint (LlamaForSequenceClassification,
+// *ForSequenceClassification checkpoint, or with ArmoRM's
+// LlamaForRewardModelWithGating (see Gating) (LlamaForSequenceClassification,
 // MistralForSequenceClassification, Qwen2ForSequenceClassification,
 // Qwen3's, and Gemma-2's and Gemma-3's when their trunks are supported): the
 // decoder trunk, then score.weight [1, hidden] applied to the final normed
@@ -58,8 +59,13 @@ type RewardModel struct {
 	Dir string
 	// Model is the decoder trunk (see model.LoadTrunk).
 	Model *model.Model
-	// Head is score.weight's single row [hidden].
+	// Head is score.weight's single row [hidden] (nil with Gating).
 	Head []float32
+	// Gating is ArmoRM's heads when the checkpoint is a
+	// LlamaForRewardModelWithGating, else nil. Its score is read at the
+	// token before the first pad id (the last token when there is none),
+	// as its modeling code does.
+	Gating *Gating
 	// PadTokenID is config.json's pad_token_id, or -1.
 	PadTokenID int
 	// Report, when not nil, is told why each response that could not be
@@ -126,10 +132,16 @@ func loadRewardWeights(dir string, o RewardOptions) (*RewardModel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("score: reward model: %w", err)
 	}
-	if !cfg.SequenceClassifier() {
-		return nil, fmt.Errorf("score: reward model %s: config.json's architectures %v is not a *ForSequenceClassification model (a reward model has a score head in place of lm_head)", dir, cfg.Raw["architectures"])
+	var head []float32
+	var gating *Gating
+	switch {
+	case cfg.SequenceClassifier():
+		head, err = readHead(dir, cfg.HiddenSize)
+	case cfg.GatingRewardModel():
+		gating, err = readGating(dir, cfg)
+	default:
+		err = fmt.Errorf("score: reward model %s: config.json's architectures %v is neither a *ForSequenceClassification model nor ArmoRM's LlamaForRewardModelWithGating (a reward model has a score head in place of lm_head)", dir, cfg.Raw["architectures"])
 	}
-	head, err := readHead(dir, cfg.HiddenSize)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +149,7 @@ func loadRewardWeights(dir string, o RewardOptions) (*RewardModel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("score: reward model: %w", err)
 	}
-	rm := &RewardModel{Dir: dir, Model: m, Head: head, PadTokenID: m.Config.PadTokenID, pool: o.Pool,
+	rm := &RewardModel{Dir: dir, Model: m, Head: head, Gating: gating, PadTokenID: m.Config.PadTokenID, pool: o.Pool,
 		maxTokens: o.MaxTokens, maxLength: o.MaxLength}
 	if rm.pool == nil {
 		rm.pool, rm.ownPool = kernels.NewPool(0), true
@@ -221,11 +233,21 @@ func (rm *RewardModel) Encode(prompt []chat.Message, response string) ([]int32, 
 	return out, nil
 }
 
-// readPosition is the position transformers reads a sequence's score at:
-// the rightmost token that is not the pad id, 0 when every token is, the
-// last token when there is no pad id.
-func readPosition(ids []int32, pad int) int {
+// readPosition is the position a sequence's score is read at. For a
+// *ForSequenceClassification model, transformers' rule: the rightmost token
+// that is not the pad id, 0 when every token is, the last token when there
+// is no pad id. For ArmoRM (gating), its modeling code's: the token before
+// the first pad id, the last token when there is no pad id or the first
+// token is one.
+func (rm *RewardModel) readPosition(ids []int32) int {
+	pad := rm.PadTokenID
 	if pad < 0 {
+		return len(ids) - 1
+	}
+	if rm.Gating != nil {
+		if i := slices.Index(ids, int32(pad)); i > 0 {
+			return i - 1
+		}
 		return len(ids) - 1
 	}
 	for t := len(ids) - 1; t >= 0; t-- {
@@ -278,9 +300,9 @@ func makeGroup(seqs [][]int32, out []float64) *group {
 func (rm *RewardModel) run(groups []*group) error {
 	var b model.Batch
 	type read struct {
-		g   *group
-		i   int
-		row int // row of the batch's tokens
+		g         *group
+		i         int
+		row, gate int // rows of the batch's tokens: the scored one and ArmoRM's gating input
 	}
 	var reads []read
 	for _, g := range groups {
@@ -290,21 +312,28 @@ func (rm *RewardModel) run(groups []*group) error {
 			p = b.NumSeqs() - 1
 		}
 		for i, s := range g.seqs {
-			pos := readPosition(s, rm.PadTokenID)
-			var start int
+			// row maps a position of s to its row: in the shared prefix or
+			// in s's own tokens.
+			var row func(pos int) int
 			if p >= 0 {
-				start = b.Offsets[len(b.Offsets)-1]
+				start, prefixStart := b.Offsets[len(b.Offsets)-1], b.Offsets[p]
 				b.AddPrefixed(p, s[g.prefix:])
-				if pos < g.prefix {
-					reads = append(reads, read{g, i, b.Offsets[p] + pos})
-				} else {
-					reads = append(reads, read{g, i, start + pos - g.prefix})
+				row = func(pos int) int {
+					if pos < g.prefix {
+						return prefixStart + pos
+					}
+					return start + pos - g.prefix
 				}
-				continue
+			} else {
+				start := len(b.Tokens)
+				b.Add(nil, s)
+				row = func(pos int) int { return start + pos }
 			}
-			start = len(b.Tokens)
-			b.Add(nil, s)
-			reads = append(reads, read{g, i, start + pos})
+			r := read{g: g, i: i, row: row(rm.readPosition(s))}
+			if rm.Gating != nil {
+				r.gate = row(rm.Gating.gatePosition(s)) // found: checked before the run
+			}
+			reads = append(reads, r)
 		}
 	}
 	h, err := rm.Model.FinalHidden(rm.ws, &b)
@@ -314,6 +343,10 @@ func (rm *RewardModel) run(groups []*group) error {
 	D := rm.Model.Config.HiddenSize
 	for _, r := range reads {
 		x := h[r.row*D : (r.row+1)*D]
+		if rm.Gating != nil {
+			r.g.out[r.i] = rm.Gating.score(x, h[r.gate*D:(r.gate+1)*D])
+			continue
+		}
 		var s float64 // the head's dot product, summed in float64
 		for j, w := range rm.Head {
 			s += float64(w) * float64(x[j])
@@ -321,6 +354,15 @@ func (rm *RewardModel) run(groups []*group) error {
 		r.g.out[r.i] = s
 	}
 	return nil
+}
+
+// checkGating says why ArmoRM cannot score ids: its gating input, the
+// pattern that ends the prompt, is missing.
+func (rm *RewardModel) checkGating(ids []int32) error {
+	if rm.Gating == nil || rm.Gating.gatePosition(ids) >= 0 {
+		return nil
+	}
+	return fmt.Errorf("the tokens hold no %v (ArmoRM reads its gating input where the prompt ends with that sequence: the Llama-3 chat template's <|eot_id|><|start_header_id|>assistant<|end_header_id|>\\n\\n)", rm.Gating.Pattern)
 }
 
 // runAll scores every group, packing groups into passes of about
@@ -356,6 +398,9 @@ func (rm *RewardModel) ScoreTokens(ctx context.Context, seqs [][]int32) ([]float
 		if len(s) == 0 {
 			return nil, fmt.Errorf("score: sequence %d is empty", i)
 		}
+		if err := rm.checkGating(s); err != nil {
+			return nil, fmt.Errorf("score: sequence %d: %w", i, err)
+		}
 		groups[i] = &group{seqs: [][]int32{s}, out: out[i : i+1]}
 	}
 	return out, rm.runAll(ctx, groups, nil)
@@ -377,6 +422,9 @@ func (rm *RewardModel) Score(ctx context.Context, rows []Row, progress func(done
 			ids, err := rm.Encode(r.Prompt, resp)
 			if err == nil && len(ids) > rm.maxLength {
 				err = fmt.Errorf("%d tokens, more than the %d the reward model takes", len(ids), rm.maxLength)
+			}
+			if err == nil {
+				err = rm.checkGating(ids)
 			}
 			if err != nil {
 				failed++

@@ -72,7 +72,7 @@ func TestRewardModelMatchesPyTorch(t *testing.T) {
 		t.Fatalf("pad id %d, want %d", rm.PadTokenID, g.PadTokenID)
 	}
 	for i, s := range g.Sequences {
-		if p := readPosition(s, rm.PadTokenID); p != g.ReadPosition[i] {
+		if p := rm.readPosition(s); p != g.ReadPosition[i] {
 			t.Errorf("sequence %d %v: read at %d, transformers reads %d", i, s, p, g.ReadPosition[i])
 		}
 	}
@@ -207,7 +207,7 @@ func TestRewardModelErrors(t *testing.T) {
 		{"two labels", head([]int{2, 16}), nil, "score.weight has shape [2 16], want [1, 16]"},
 		{"flat head", head([]int{16}), nil, "score.weight has shape [16], want [1, 16]"},
 		{"no head", drop(model.ScoreHeadTensor), nil, "has no score.weight"},
-		{"causal LM", nil, func(c map[string]any) { c["architectures"] = []string{"LlamaForCausalLM"} }, "is not a *ForSequenceClassification model"},
+		{"causal LM", nil, func(c map[string]any) { c["architectures"] = []string{"LlamaForCausalLM"} }, "is neither a *ForSequenceClassification model nor ArmoRM's LlamaForRewardModelWithGating"},
 		{"missing layer tensor", drop("model.layers.1.mlp.up_proj.weight"), nil, `no tensor "model.layers.1.mlp.up_proj.weight"`},
 	}
 	for _, tc := range tests {

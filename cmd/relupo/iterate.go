@@ -74,7 +74,7 @@ Prompts (--prompts): the records 'relupo generate' reads (messages, prompt, inst
 turns, prompt_input_ids), with an optional "id" and, for the verifier, the known answer
 in "reference" or "answer" (GSM8K's column). Scorers: --verifier REGEX (1 when the
 answer the first group extracts equals the reference's, else 0; 'gsm8k' is GSM8K's
-"#### 42" pattern), --reward-model DIR (a *ForSequenceClassification folder, with
+"#### 42" pattern), --reward-model DIR (a *ForSequenceClassification or ArmoRM folder, with
 --reward-tokenizer and --reward-chat-template when they are elsewhere), or an LLM judge
 (--judge-model NAME --judge-base-url URL: 1-10 ratings through an OpenAI-compatible
 server, the prompt from --judge-prompt FILE; --cache FILE keeps its ratings, so that a

@@ -44,8 +44,13 @@ and no lm_head, tokenizer files with a chat template. The prompt and the respons
 the assistant's message) are rendered with the reward model's chat template and
 tokenized as apply_chat_template(tokenize=True) does; the score is the head applied to
 the final normed hidden state at the last token that is not config.json's pad_token_id,
-as transformers reads it. Responses sharing a prompt share its computation. A
-conversation longer than --max-length fails.
+as transformers reads it. ArmoRM (RLHFlow/ArmoRM-Llama3-8B-v0.1, the judge of the
+paper's *-ultrafeedback-armorm data; config.json's LlamaForRewardModelWithGating) is
+read natively, without its custom code: its 19 objectives at the token before the first
+pad id, mixed by reward_transform_matrix and weighted by its gating network over the
+hidden state where the prompt ends (<|eot_id|><|start_header_id|>assistant<|end_header_id|>
+then two newlines; a conversation without it fails). Responses sharing a prompt share
+its computation. A conversation longer than --max-length fails.
 
 --judge-model NAME --judge-base-url URL: an LLM judge behind an OpenAI-compatible
 /v1/chat/completions endpoint rates each response from 1 to 10. The request is the
