@@ -38,21 +38,16 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen_goldens as g  # noqa: E402
+import gen_reward_goldens as rg  # noqa: E402
 
 OUT = os.path.join(g.ROOT, "score", "testdata", "armorm")
 GENERATOR = "scripts/goldens/gen_armorm_goldens.py, torch %s" % torch.__version__
 
-CFG = OrderedDict([
-    ("architectures", ["LlamaForRewardModelWithGating"]), ("model_type", "llama"),
-    ("vocab_size", 48), ("hidden_size", 16), ("intermediate_size", 32),
-    ("num_hidden_layers", 2), ("num_attention_heads", 4), ("num_key_value_heads", 2),
-    ("hidden_act", "silu"), ("max_position_embeddings", 64), ("initializer_range", 0.02),
-    ("rms_norm_eps", 1e-5), ("rope_theta", 10000.0), ("rope_scaling", None),
-    ("attention_bias", False), ("attention_dropout", 0.0), ("mlp_bias", False),
-    ("tie_word_embeddings", False), ("bos_token_id", 1), ("eos_token_id", 2), ("pad_token_id", 0),
-    ("num_objectives", 5), ("gating_temperature", 7.0), ("gating_hidden_dim", 8), ("gating_n_hidden", 2),
-    ("torch_dtype", "float32"),
-])
+# gen_reward_goldens.py's tiny Llama, with ArmoRM's architecture and heads.
+CFG = OrderedDict((k, v) for k, v in rg.CFG.items() if k not in ("id2label", "label2id", "torch_dtype"))
+CFG["architectures"] = ["LlamaForRewardModelWithGating"]
+CFG.update([("num_objectives", 5), ("gating_temperature", 7.0), ("gating_hidden_dim", 8), ("gating_n_hidden", 2),
+            ("torch_dtype", "float32")])
 PAD = CFG["pad_token_id"]
 PATTERN = [5, 6, 7]
 SEED, DATA_SEED = 20261205, 99
