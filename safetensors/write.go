@@ -90,13 +90,13 @@ func (s *Source) elements() (int, error) {
 func sources(tensors []Tensor) ([]Source, error) {
 	srcs := make([]Source, len(tensors))
 	for i := range tensors {
-		srcs[i] = tensors[i].source()
+		t := &tensors[i]
+		srcs[i] = t.source()
 		n, err := srcs[i].elements()
 		if err != nil {
 			return nil, err
 		}
-		if n != len(tensors[i].Data) {
-			t := &tensors[i]
+		if n != len(t.Data) {
 			return nil, fmt.Errorf("tensor %q: shape %v needs %d elements but Data has %d", t.Name, t.Shape, n, len(t.Data))
 		}
 	}
