@@ -122,3 +122,69 @@ func TestArrowDamaged(t *testing.T) {
 		}
 	}
 }
+
+// A datasets save_to_disk folder reads as one data set: state.json's files
+// in its order, a fraction counting rows across them.
+func TestSavedDatasetFolder(t *testing.T) {
+	std, err := os.ReadFile(filepath.Join("testdata", "arrow", "standard.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv, err := os.ReadFile(filepath.Join("testdata", "arrow", "conversational.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{
+		"data-00000-of-00002.arrow": std,
+		"data-00001-of-00002.arrow": std,
+		"state.json":                []byte(`{"_data_files": [{"filename": "data-00000-of-00002.arrow"}, {"filename": "data-00001-of-00002.arrow"}], "_split": "train"}`),
+		"dataset_info.json":         []byte(`{}`),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := readAll(t, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each file's third row has an empty rejected response and is skipped.
+	if len(got) != 4 || got[0].Format != FormatStandard {
+		t.Fatalf("read %d pairs (%v), want rows 0 and 1 of each of the two files", len(got), got)
+	}
+	for i, p := range got {
+		want := fmt.Sprintf("%s:row %d", filepath.Join(dir, fmt.Sprintf("data-0000%d-of-00002.arrow", i/2)), i%2)
+		if p.Source != want {
+			t.Errorf("pair %d from %s, want %s", i, p.Source, want)
+		}
+	}
+	half, err := LoadAll(t.Context(), []Source{{Path: dir, Fraction: 0.5}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	comparePairs(t, half, got[:2]) // rows 0-2 of 6: the first file's, its row 2 skipped
+
+	// The format is the data set's: a second file of another format is an
+	// error naming its record, as a file changing format midway is.
+	if err := os.WriteFile(filepath.Join(dir, "data-00001-of-00002.arrow"), conv, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readAll(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "data-00001-of-00002.arrow:row 0") {
+		t.Errorf("got %v, want an error naming the second file's first row", err)
+	}
+
+	for _, tc := range []struct{ state, want string }{
+		{`{"_data_files": [{"filename": "../standard.arrow"}]}`, `data file "../standard.arrow" is not a plain file name inside the folder`},
+		{`{"_data_files": []}`, "names no data files (_data_files)"},
+		{`{"_data_files": [`, "state.json: unexpected end of JSON input"},
+		{`{"_data_files": [{"filename": "missing.arrow"}]}`, "missing.arrow: no such file"},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte(tc.state), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := readAll(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("state.json %s: got %v, want an error containing %q", tc.state, err, tc.want)
+		}
+	}
+}

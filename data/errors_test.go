@@ -189,7 +189,7 @@ func TestOpenFolder(t *testing.T) {
 	if want := "data: " + dir + " is a folder; give the data files inside it"; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}
-	for _, name := range []string{"data-00001-of-00002.arrow", "data-00000-of-00002.arrow", "state.json", "dataset_info.json"} {
+	for _, name := range []string{"data-00001-of-00002.arrow", "data-00000-of-00002.arrow", "dataset_info.json"} {
 		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -209,8 +209,11 @@ func TestOpenFolder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(dict, "train", "state.json"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_, err = Open(dict, Options{})
-	want = "data: " + dict + " is a folder; give the data files inside it, one split's (test: " + filepath.Join(dict, "test", "data-00000-of-00001.arrow") + "; train: " + filepath.Join(dict, "train", "data-00000-of-00001.arrow") + ")"
+	want = "data: " + dict + " is a folder; give the data files inside it, one split's (test: " + filepath.Join(dict, "test", "data-00000-of-00001.arrow") + "; train: " + filepath.Join(dict, "train") + ")"
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}

@@ -256,7 +256,11 @@ func Load(ctx context.Context, c LoadConfig) ([]Example, error) {
 		case err != nil:
 			return nil, fmt.Errorf("data: %w", err)
 		case st.IsDir():
-			return nil, folderError(s.Path)
+			if files, err := savedDatasetFiles(s.Path); err != nil {
+				return nil, err
+			} else if files == nil {
+				return nil, folderError(s.Path)
+			}
 		}
 	}
 	enc, err := c.NewEncoder()

@@ -22,6 +22,9 @@
 //     Dictionary-encoded columns, compressed batches, big-endian data,
 //     unions and the view and run-end layouts are refused with an error
 //     that says so.
+//   - A datasets save_to_disk folder of one Dataset: the Arrow files its
+//     state.json names, read in that order as one data set (a fraction
+//     counts rows across them). Records are named by their own file.
 //
 // A leading UTF-8 byte order mark is ignored. Text must be valid UTF-8.
 //

@@ -58,13 +58,25 @@ type recordSource interface {
 
 // Open opens the file at path for reading Pairs. The file kind (Parquet,
 // Arrow IPC, gzip, JSON array or JSON Lines) is recognized from its first
-// bytes.
+// bytes. A folder is read when it is a datasets save_to_disk folder of one
+// Dataset (its state.json's Arrow files, in order, as one data set).
 func Open(path string, opts Options) (*Reader, error) {
 	if opts.Format == "" {
 		opts.Format = FormatAuto
 	}
 	if _, err := ParseFormat(string(opts.Format)); err != nil {
 		return nil, err
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		files, err := savedDatasetFiles(path)
+		if err != nil {
+			return nil, err
+		}
+		if files == nil {
+			return nil, folderError(path)
+		}
+		c := &chainSource{files: files, opts: opts}
+		return &Reader{name: path, opts: opts, format: opts.Format, closers: []io.Closer{c}, src: c}, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -75,9 +87,6 @@ func Open(path string, opts Options) (*Reader, error) {
 	n, err := io.ReadFull(f, magic[:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		f.Close()
-		if st, serr := os.Stat(path); serr == nil && st.IsDir() {
-			return nil, folderError(path)
-		}
 		return nil, fmt.Errorf("data: %s: %w", path, err)
 	}
 	if n == 4 && (string(magic[:]) == "PAR1" || isArrow(magic[:])) {
@@ -404,8 +413,13 @@ func folderError(dir string) error {
 	subs, _ := os.ReadDir(dir)
 	var splits []string
 	for _, e := range subs {
-		if files := dataFiles(filepath.Join(dir, e.Name())); e.IsDir() && len(files) > 0 {
-			splits = append(splits, e.Name()+": "+listFiles(files))
+		sub := filepath.Join(dir, e.Name())
+		if files := dataFiles(sub); e.IsDir() && len(files) > 0 {
+			if _, err := os.Stat(filepath.Join(sub, "state.json")); err == nil {
+				splits = append(splits, e.Name()+": "+sub) // a saved Dataset: the folder reads whole
+			} else {
+				splits = append(splits, e.Name()+": "+listFiles(files))
+			}
 		}
 	}
 	if len(splits) > 0 {
