@@ -13,24 +13,34 @@ import (
 )
 
 // Config is the architecture of a Llama-family decoder, read from a Hugging
-// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, Gemma-2 and Gemma-3 (text)
+// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2, Gemma-2 and Gemma-3 (text)
 // share one forward pass and differ only in the flags below.
 type Config struct {
-	ModelType             string
-	VocabSize             int
-	HiddenSize            int
-	IntermediateSize      int
-	NumLayers             int
-	NumHeads              int
-	NumKVHeads            int
-	HeadDim               int
-	RMSNormEps            float64
-	RopeTheta             float64
-	RopeScaling           *RopeScaling // nil: plain RoPE
-	TieWordEmbeddings     bool
-	QKVBias               bool // biases on q_proj, k_proj, v_proj (Qwen2; Llama/Qwen3 attention_bias)
-	OBias                 bool // bias on o_proj (Llama/Qwen3 attention_bias)
-	QKNorm                bool // per-head RMSNorm of q and k before RoPE (Qwen3, Gemma-3)
+	ModelType         string
+	VocabSize         int
+	HiddenSize        int
+	IntermediateSize  int
+	NumLayers         int
+	NumHeads          int
+	NumKVHeads        int
+	HeadDim           int
+	RMSNormEps        float64
+	RopeTheta         float64
+	RopeScaling       *RopeScaling // nil: plain RoPE
+	TieWordEmbeddings bool
+	QKVBias           bool // biases on q_proj, k_proj, v_proj (Qwen2; Llama/Qwen3 attention_bias)
+	OBias             bool // bias on o_proj (Llama/Qwen3 attention_bias)
+	QKNorm            bool // RMSNorm of q and k before RoPE: per head (Qwen3, Gemma-3), or QKNormFull
+	// QKNormFull makes the q and k norms span each token's whole projection
+	// (num_heads·head_dim and num_kv_heads·head_dim wide), as OLMo-2's do.
+	QKNormFull bool
+	// PostNorms: each layer normalizes the attention output and the MLP
+	// output before their residual adds (post_attention_layernorm,
+	// post_feedforward_layernorm): Gemma-2, Gemma-3, OLMo-2.
+	PostNorms bool
+	// NoPreNorms: the attention and MLP read the residual stream without an
+	// input norm (OLMo-2, whose norms are all PostNorms).
+	NoPreNorms            bool
 	MaxPositionEmbeddings int
 	// SlidingWindow > 0 is the attention window: a token sees itself and
 	// the SlidingWindow−1 tokens before it, on the layers SlidingLayers
@@ -108,7 +118,7 @@ func ParseConfig(b []byte) (Config, error) {
 	f := fields{raw: raw}
 	c.ModelType = f.str("model_type", "")
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "gemma2", "gemma3_text":
+	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "gemma2", "gemma3_text":
 	case "":
 		return Config{}, fmt.Errorf(`missing "model_type" (supported: %s)`, SupportedList)
 	case "gemma3":
@@ -117,6 +127,8 @@ func ParseConfig(b []byte) (Config, error) {
 		return Config{}, fmt.Errorf("unsupported model_type %q (supported: %s)", c.ModelType, SupportedList)
 	}
 	c.Gemma = c.ModelType == "gemma2" || c.ModelType == "gemma3_text"
+	c.PostNorms = c.Gemma || c.ModelType == "olmo2"
+	c.NoPreNorms = c.ModelType == "olmo2"
 	c.VocabSize = f.posInt("vocab_size")
 	c.HiddenSize = f.posInt("hidden_size")
 	c.IntermediateSize = f.posInt("intermediate_size")
@@ -166,6 +178,9 @@ func ParseConfig(b []byte) (Config, error) {
 	case "llama", "smollm3", "gemma2", "gemma3_text":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.QKNorm = c.ModelType == "gemma3_text"
+	case "olmo2":
+		c.QKVBias, c.OBias = attnBias, attnBias
+		c.QKNorm, c.QKNormFull = true, true
 	}
 
 	c.parseRoPE(&f)
@@ -173,16 +188,19 @@ func ParseConfig(b []byte) (Config, error) {
 	// Sliding windows: Qwen's is active only with use_sliding_window (not
 	// supported); SmolLM3's only with use_sliding_window, on the layers
 	// parseSmolLM3 marked; Mistral's whenever sliding_window is a number,
-	// on every layer; Gemma's on the layers parseGemma marked.
-	if c.ModelType == "smollm3" {
+	// on every layer; Gemma's on the layers parseGemma marked. Llama's and
+	// OLMo-2's attention has no window: a sliding_window key there (some
+	// merged checkpoints carry one) is ignored, as transformers ignores it.
+	switch {
+	case c.ModelType == "smollm3":
 		c.parseSmolLM3(&f)
-	} else if c.ModelType == "qwen2" || c.ModelType == "qwen3" {
+	case c.ModelType == "qwen2" || c.ModelType == "qwen3":
 		if f.boolean("use_sliding_window", false) {
 			f.fail("use_sliding_window true is not supported")
 		}
-	} else if f.has("sliding_window") && raw["sliding_window"] != nil {
+	case (c.ModelType == "mistral" || c.Gemma) && f.has("sliding_window") && raw["sliding_window"] != nil:
 		c.SlidingWindow = f.posInt("sliding_window")
-	} else if c.Gemma && f.has("sliding_window") {
+	case c.Gemma && f.has("sliding_window"):
 		c.SlidingWindow = 0 // null: no window on any layer
 	}
 
@@ -327,7 +345,7 @@ func describe(v any) string {
 }
 
 // SupportedList names the model_type values relupo supports, for messages.
-const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, gemma2, gemma3_text"
+const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, gemma2, gemma3_text"
 
 // parseSmolLM3 reads SmolLM3's NoPE layers and sliding windows, with the
 // defaults of transformers' SmolLM3Config: no_rope_layers (1: the layer

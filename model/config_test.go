@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,6 +61,9 @@ func TestParseConfigArchitectures(t *testing.T) {
 		{"mistral", `{"model_type": "mistral", ` + base + `, "sliding_window": 4096, "eos_token_id": 2}`, false, false, false, 4096, 4, 2, 2},
 		{"mistral null window", `{"model_type": "mistral", ` + base + `, "sliding_window": null, "eos_token_id": 2}`, false, false, false, 0, 4, 2, 2},
 		{"smollm3", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "attention_bias": true, "use_sliding_window": false, "sliding_window": 64, "eos_token_id": 128012}`, true, true, false, 0, 4, 2, 128012},
+		// Llama's attention has no window: a sliding_window key is ignored, as transformers ignores it.
+		{"llama window ignored", `{"model_type": "llama", ` + base + `, "sliding_window": 4096, "eos_token_id": 2}`, false, false, false, 0, 4, 2, 2},
+		{"olmo2", `{"model_type": "olmo2", ` + base + `, "eos_token_id": 100257}`, false, false, true, 0, 4, 2, 100257},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.json))
@@ -160,5 +164,31 @@ func TestParseSmolLM3Config(t *testing.T) {
 				t.Errorf("SlidingLayers %s window %d, want %s window %d", got, c.SlidingWindow, tc.slides, tc.window)
 			}
 		})
+	}
+}
+
+// OLMo-2's layout: no input norms, post-norms on both blocks, q/k norms over
+// the whole projection.
+func TestParseOLMo2Config(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"model_type": "olmo2", "vocab_size": 10, "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.PostNorms || !c.NoPreNorms || !c.QKNorm || !c.QKNormFull || c.Gemma || c.TieWordEmbeddings {
+		t.Errorf("parsed %+v", c)
+	}
+	var names []string
+	for _, s := range c.tensorSpecs() {
+		names = append(names, s.name+fmt.Sprint(s.shape))
+	}
+	got := strings.Join(names, " ")
+	for _, want := range []string{"model.layers.0.self_attn.q_norm.weight[16]", "model.layers.0.self_attn.k_norm.weight[8]",
+		"model.layers.0.post_attention_layernorm.weight[16]", "model.layers.0.post_feedforward_layernorm.weight[16]"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("tensors %s lack %s", got, want)
+		}
+	}
+	if strings.Contains(got, "input_layernorm") || strings.Contains(got, "pre_feedforward_layernorm") {
+		t.Errorf("tensors %s have an input norm", got)
 	}
 }

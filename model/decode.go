@@ -258,7 +258,7 @@ func (d *Decoder) reserve(n int) {
 	D, I, H, KV, hd := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.NumKVHeads, c.HeadDim
 	d.x, d.xn, d.x2 = grow(d.x, n*D), grow(d.xn, n*D), grow(d.x2, n*D)
 	d.q, d.att = grow(d.q, n*H*hd), grow(d.att, n*H*hd)
-	if c.Gemma {
+	if c.PostNorms {
 		d.ao = grow(d.ao, n*D)
 	}
 	d.k, d.v = grow(d.k, n*KV*hd), grow(d.v, n*KV*hd)

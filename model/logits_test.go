@@ -124,7 +124,7 @@ func TestKeepLogits(t *testing.T) {
 func TestNoGrad(t *testing.T) {
 	pool := kernels.NewPool(2)
 	defer pool.Close()
-	for _, name := range []string{"llama-gqa-tied", "llama3-rope", "mistral", "qwen2", "qwen3"} {
+	for _, name := range []string{"llama-gqa-tied", "llama3-rope", "mistral", "qwen2", "qwen3", "olmo2", "smollm3-sliding"} {
 		t.Run(name, func(t *testing.T) {
 			m := mustLoad(t, filepath.Join("testdata", "arch", name))
 			c := m.Config
@@ -220,7 +220,7 @@ func wsFloats(ws *Workspace) int64 {
 func TestMemoryEstimateBounds(t *testing.T) {
 	pool := kernels.NewPool(2)
 	defer pool.Close()
-	for _, name := range []string{"llama-gqa-tied", "qwen3"} {
+	for _, name := range []string{"llama-gqa-tied", "qwen3", "olmo2"} {
 		t.Run(name, func(t *testing.T) {
 			m := mustLoad(t, filepath.Join("testdata", "arch", name))
 			c := m.Config

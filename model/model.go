@@ -1,5 +1,5 @@
 // Package model is relupo's Llama-family decoder (Llama, Mistral, Qwen2,
-// Qwen3, SmolLM3, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
+// Qwen3, SmolLM3, OLMo-2, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
 // sequences that saves its activations, and a hand-written backward pass from
 // per-sequence log-probability gradients to every parameter.
 //
@@ -67,7 +67,7 @@ func (m *Model) normWeights(buf *[]float32, norms *[]layerNorms) ([]layerNorms, 
 	if !c.Gemma {
 		for l := range P.Layers {
 			w := &P.Layers[l]
-			nw[l] = layerNorms{attn: w.AttnNorm, mlp: w.MLPNorm, q: w.QNorm, k: w.KNorm}
+			nw[l] = layerNorms{attn: w.AttnNorm, postAttn: w.PostAttnNorm, mlp: w.MLPNorm, postMLP: w.PostMLPNorm, q: w.QNorm, k: w.KNorm}
 		}
 		return nw, P.FinalNorm
 	}
@@ -383,7 +383,7 @@ func (ws *Workspace) reserve(c Config, n int, lora *Adapter) {
 		a.att, a.lse = grow(a.att, n*H*hd), grow(a.lse, n*H)
 		a.x2 = grow(a.x2, n*D)
 		a.gu, a.h = grow(a.gu, 2*n*I), grow(a.h, n*I)
-		if c.Gemma {
+		if c.PostNorms {
 			a.ao, a.mo = grow(a.ao, n*D), grow(a.mo, n*D)
 			a.rstdPA, a.rstdPF = grow(a.rstdPA, n), grow(a.rstdPF, n)
 		}
@@ -646,16 +646,16 @@ func (m *Model) layerForward(ws *Workspace, b *Batch, l int, a layerActs, out []
 	m.attnInputs(p, w, n, ad, a.x, a.xn1, a.rstd1, a.q, a.k, a.v, qPre, kPre, a.qRstd, a.kRstd, ws.pos, cos, sin, N)
 	kernels.AttentionForwardBlocked(p, a.att, a.lse, a.q, a.k, a.v, c.attnShape(l, b.Offsets, b.Prefix))
 	m.attnOutput(p, w, n, ad, a.x2, a.att, a.x, a.ao, a.rstdPA, N)
-	if out == nil && c.Gemma {
+	if out == nil && c.PostNorms {
 		out = ws.dxn // the post-feedforward norm's rstd needs the product; its output is dropped
 	}
 	m.mlpBlock(p, w, n, ad, out, a.x2, a.xn2, a.rstd2, a.gu, a.h, a.mo, a.rstdPF, N)
 }
 
 // attnInputs starts a layer's attention block for N rows of x: xn = the
-// input RMSNorm of x (rstd saved), q, k and v = its projections, the
-// per-head norms of q and k (Qwen3, Gemma-3), then RoPE at positions pos
-// (none when cos is nil: a NoPE layer).
+// input RMSNorm of x (rstd saved; OLMo-2: x itself), q, k and v = its
+// projections, the norms of q and k (per head: Qwen3, Gemma-3; per token:
+// OLMo-2), then RoPE at positions pos (none when cos is nil: a NoPE layer).
 // With qPre and kPre (training), q and k before the head norms are kept
 // there for the backward pass; qRstd and kRstd receive the head norms' rstd.
 //
@@ -663,7 +663,7 @@ func (m *Model) layerForward(ws *Workspace, b *Batch, l int, a layerActs, out []
 func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *adapt, x, xn, rstd, q, k, v, qPre, kPre, qRstd, kRstd []float32, pos []int32, cos, sin []float32, N int) {
 	c := m.Config
 	D, H, KV, hd, eps := c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, float32(c.RMSNormEps)
-	kernels.RMSNormForward(p, xn, rstd, x, n.attn, N, D, eps)
+	preNorm(p, xn, rstd, x, n.attn, N, D, eps)
 	linNT(p, q, xn, w.Wq, w.HWq, w.Bq, N, H*hd, D)
 	linNT(p, k, xn, w.Wk, w.HWk, w.Bk, N, KV*hd, D)
 	linNT(p, v, xn, w.Wv, w.HWv, w.Bv, N, KV*hd, D)
@@ -679,8 +679,9 @@ func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *a
 			copy(kPre, k)
 			qIn, kIn = qPre, kPre
 		}
-		kernels.RMSNormForward(p, q, qRstd, qIn, n.q, N*H, hd, eps)
-		kernels.RMSNormForward(p, k, kRstd, kIn, n.k, N*KV, hd, eps)
+		qr, qw, kr, kw := c.qkNormShape(N)
+		kernels.RMSNormForward(p, q, qRstd, qIn, n.q, qr, qw, eps)
+		kernels.RMSNormForward(p, k, kRstd, kIn, n.k, kr, kw, eps)
 	}
 	if cos != nil {
 		kernels.RopeForward(p, q, pos, cos, sin, N, H, hd)
@@ -689,13 +690,13 @@ func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *a
 }
 
 // attnOutput ends a layer's attention block for N rows: x2 = x + att·W_oᵀ
-// (+ bias); for Gemma the product goes to ao and x2 = x + the
-// post-attention RMSNorm of ao (rstd saved). ad (nil: none) adds the
-// o_proj adapter to the product.
+// (+ bias); with PostNorms (Gemma, OLMo-2) the product goes to ao and
+// x2 = x + the post-attention RMSNorm of ao (rstd saved). ad (nil: none)
+// adds the o_proj adapter to the product.
 func (m *Model) attnOutput(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *adapt, x2, att, x, ao, rstd []float32, N int) {
 	c := m.Config
 	D, H, hd := c.HiddenSize, c.NumHeads, c.HeadDim
-	if c.Gemma {
+	if c.PostNorms {
 		linNT(p, ao, att, w.Wo, w.HWo, w.Bo, N, D, H*hd)
 		if ad != nil {
 			ad.apply(p, modO, ao, D, 0, att, N)
@@ -711,17 +712,18 @@ func (m *Model) attnOutput(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *a
 }
 
 // mlpBlock is a layer's MLP block with its residual for N rows: xn = the
-// MLP's input RMSNorm of x2 (rstd saved), gu = its gate and up projections
-// (one product with the two weights stacked), h = SwiGLU (Gemma: GeGLU) of
-// them, out = x2 + W_down·h; for Gemma W_down·h goes to mo and out = x2 +
-// the post-feedforward RMSNorm of mo (rstdPF saved). ad (nil: none) adds
-// the gate, up and down adapters to their products. With out nil (not for
-// Gemma) it stops after h and the down adapter's inner product, which is
-// all a checkpointed layer's recompute needs.
+// MLP's input RMSNorm of x2 (rstd saved; OLMo-2: x2 itself), gu = its gate
+// and up projections (one product with the two weights stacked), h =
+// SwiGLU (Gemma: GeGLU) of them, out = x2 + W_down·h; with PostNorms
+// W_down·h goes to mo and out = x2 + the post-feedforward RMSNorm of mo
+// (rstdPF saved). ad (nil: none) adds the gate, up and down adapters to
+// their products. With out nil (not with PostNorms) it stops after h and
+// the down adapter's inner product, which is all a checkpointed layer's
+// recompute needs.
 func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *adapt, out, x2, xn, rstd, gu, h, mo, rstdPF []float32, N int) {
 	c := m.Config
 	D, I, eps := c.HiddenSize, c.IntermediateSize, float32(c.RMSNormEps)
-	kernels.RMSNormForward(p, xn, rstd, x2, n.mlp, N, D, eps)
+	preNorm(p, xn, rstd, x2, n.mlp, N, D, eps)
 	linNT(p, gu, xn, w.WGateUp, w.HWGateUp, nil, N, 2*I, D)
 	if ad != nil {
 		ad.apply(p, modGate, gu, 2*I, 0, xn, N)
@@ -729,13 +731,16 @@ func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *ada
 	}
 	if c.Gemma {
 		kernels.GeGLURows(p, h, gu, N, I)
+	} else {
+		kernels.SwiGLURows(p, h, gu, N, I)
+	}
+	if c.PostNorms {
 		linNT(p, mo, h, w.WDown, w.HWDown, nil, N, D, I)
 		if ad != nil {
 			ad.apply(p, modDown, mo, D, 0, h, N)
 		}
 		kernels.RMSNormForward(p, out, rstdPF, mo, n.postMLP, N, D, eps)
 	} else {
-		kernels.SwiGLURows(p, h, gu, N, I)
 		if out == nil {
 			ad.inner(p, modDown, h, N)
 			return
@@ -876,7 +881,7 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		// through. dmo = ∂L/∂(W_down·h): dx itself, or for Gemma through the
 		// post-feedforward norm (in dxn, free until the MLP's input norm).
 		dmo := dx
-		if c.Gemma {
+		if c.PostNorms {
 			dmo = dxn
 			clear(dmo)
 			kernels.RMSNormBackward(p, dmo, normGrad(gw.PostMLPNorm, D), dx, a.mo, n.postMLP, a.rstdPF, N, D)
@@ -897,11 +902,11 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		linNN(p, dxn, ws.dgu, w.WGateUp, w.HWGateUp, N, D, 2*I)
 		ad.backward(p, lg, modGate, dxn, ws.dgu, 2*I, 0, a.xn2, N)
 		ad.backward(p, lg, modUp, dxn, ws.dgu, 2*I, I, a.xn2, N)
-		kernels.RMSNormBackward(p, dx, normGrad(gw.MLPNorm, D), dxn, a.x2, n.mlp, a.rstd2, N, D)
+		preNormBackward(p, dx, normGrad(gw.MLPNorm, D), dxn, a.x2, n.mlp, a.rstd2, N, D)
 		// attention block: dx now holds ∂L/∂x2; dao = ∂L/∂(att·W_oᵀ), for
 		// Gemma through the post-attention norm.
 		dao := dx
-		if c.Gemma {
+		if c.PostNorms {
 			dao = dxn
 			clear(dao)
 			kernels.RMSNormBackward(p, dao, normGrad(gw.PostAttnNorm, D), dx, a.ao, n.postAttn, a.rstdPA, N, D)
@@ -933,8 +938,9 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			}
 			clear(dqPre)
 			clear(dkPre)
-			kernels.RMSNormBackward(p, dqPre, normGrad(gw.QNorm, hd), dq, a.qPre, n.q, a.qRstd, N*H, hd)
-			kernels.RMSNormBackward(p, dkPre, normGrad(gw.KNorm, hd), dk, a.kPre, n.k, a.kRstd, N*KV, hd)
+			qr, qw, kr, kw := c.qkNormShape(N)
+			kernels.RMSNormBackward(p, dqPre, normGrad(gw.QNorm, qw), dq, a.qPre, n.q, a.qRstd, qr, qw)
+			kernels.RMSNormBackward(p, dkPre, normGrad(gw.KNorm, kw), dk, a.kPre, n.k, a.kRstd, kr, kw)
 			dq, dk = dqPre, dkPre
 		}
 		if grads != nil {
@@ -953,7 +959,7 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		ad.backward(p, lg, modQ, dxn, dq, H*hd, 0, a.xn1, N)
 		ad.backward(p, lg, modK, dxn, dk, KV*hd, 0, a.xn1, N)
 		ad.backward(p, lg, modV, dxn, ws.dv, KV*hd, 0, a.xn1, N)
-		kernels.RMSNormBackward(p, dx, normGrad(gw.AttnNorm, D), dxn, a.x, n.attn, a.rstd1, N, D)
+		preNormBackward(p, dx, normGrad(gw.AttnNorm, D), dxn, a.x, n.attn, a.rstd1, N, D)
 	}
 	if grads == nil {
 		return nil
@@ -1006,4 +1012,35 @@ func Argmax(x []float32) int {
 		}
 	}
 	return bi
+}
+
+// qkNormShape is how the q and k norms see N rows of q and k: as rows of
+// head_dim (one norm per head), or with QKNormFull as one row per token of
+// the whole projection.
+func (c Config) qkNormShape(N int) (qRows, qWidth, kRows, kWidth int) {
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
+	if c.QKNormFull {
+		return N, H * hd, N, KV * hd
+	}
+	return N * H, hd, N * KV, hd
+}
+
+// preNorm is a layer's input norm: xn = the RMSNorm of x with weight w
+// (rstd saved), or without one (w nil: OLMo-2) x itself.
+func preNorm(p *kernels.Pool, xn, rstd, x, w []float32, N, D int, eps float32) {
+	if w == nil {
+		copy(xn[:N*D], x[:N*D])
+		return
+	}
+	kernels.RMSNormForward(p, xn, rstd, x, w, N, D, eps)
+}
+
+// preNormBackward adds to dx the gradient through preNorm given dxn, the
+// gradient of its output (and accumulates dw, when not nil).
+func preNormBackward(p *kernels.Pool, dx, dw, dxn, x, w, rstd []float32, N, D int) {
+	if w == nil {
+		kernels.Add(p, dx[:N*D], dxn[:N*D])
+		return
+	}
+	kernels.RMSNormBackward(p, dx, dw, dxn, x, w, rstd, N, D)
 }

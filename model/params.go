@@ -32,7 +32,9 @@ import (
 //
 // In Llama, post_attention_layernorm is the MLP's input norm (MLPNorm). In
 // Gemma it normalizes the attention output (PostAttnNorm), and
-// pre_feedforward_layernorm is the MLP's input norm (MLPNorm).
+// pre_feedforward_layernorm is the MLP's input norm (MLPNorm). OLMo-2 has
+// Gemma's post_attention_layernorm and post_feedforward_layernorm and no
+// input norms, and its q_norm and k_norm span the whole projection.
 type Params struct {
 	Embed     []float32
 	Layers    []LayerParams
@@ -61,9 +63,9 @@ type LayerParams struct {
 	Wq, Wk, Wv, Wo    []float32
 	Bq, Bk, Bv, Bo    []float32
 	QNorm, KNorm      []float32
-	PostAttnNorm      []float32 // Gemma: the attention output's norm
+	PostAttnNorm      []float32 // Gemma, OLMo-2: the attention output's norm
 	MLPNorm           []float32
-	PostMLPNorm       []float32 // Gemma: the MLP output's norm
+	PostMLPNorm       []float32 // Gemma, OLMo-2: the MLP output's norm
 	WGate, WUp, WDown []float32
 
 	// WGateUp is WGate and WUp as one [2·intermediate, hidden] matrix (they
@@ -112,7 +114,9 @@ func (c Config) tensorSpecs() []tensorSpec {
 		add := func(name string, shape []int, get func(*LayerParams) *[]float32) {
 			specs = append(specs, tensorSpec{pre + name, shape, lp(get)})
 		}
-		add("input_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.AttnNorm })
+		if !c.NoPreNorms {
+			add("input_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.AttnNorm })
+		}
 		add("self_attn.q_proj.weight", []int{qd, D}, func(l *LayerParams) *[]float32 { return &l.Wq })
 		if c.QKVBias {
 			add("self_attn.q_proj.bias", []int{qd}, func(l *LayerParams) *[]float32 { return &l.Bq })
@@ -130,19 +134,25 @@ func (c Config) tensorSpecs() []tensorSpec {
 			add("self_attn.o_proj.bias", []int{D}, func(l *LayerParams) *[]float32 { return &l.Bo })
 		}
 		if c.QKNorm {
-			add("self_attn.q_norm.weight", []int{hd}, func(l *LayerParams) *[]float32 { return &l.QNorm })
-			add("self_attn.k_norm.weight", []int{hd}, func(l *LayerParams) *[]float32 { return &l.KNorm })
+			qn, kn := hd, hd
+			if c.QKNormFull {
+				qn, kn = qd, kvd
+			}
+			add("self_attn.q_norm.weight", []int{qn}, func(l *LayerParams) *[]float32 { return &l.QNorm })
+			add("self_attn.k_norm.weight", []int{kn}, func(l *LayerParams) *[]float32 { return &l.KNorm })
 		}
-		if c.Gemma {
+		if c.PostNorms {
 			add("post_attention_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.PostAttnNorm })
-			add("pre_feedforward_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.MLPNorm })
+			if !c.NoPreNorms {
+				add("pre_feedforward_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.MLPNorm })
+			}
 		} else {
 			add("post_attention_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.MLPNorm })
 		}
 		add("mlp.gate_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WGate })
 		add("mlp.up_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WUp })
 		add("mlp.down_proj.weight", []int{D, I}, func(l *LayerParams) *[]float32 { return &l.WDown })
-		if c.Gemma {
+		if c.PostNorms {
 			add("post_feedforward_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.PostMLPNorm })
 		}
 	}
@@ -279,7 +289,7 @@ func (c Config) MemoryEstimateFor(tokens int, o MemoryOptions) int64 {
 		}
 	}
 	perLayer := 5*D + 3*I + 2*H*hd + 2*KV*hd + H + 2 // x, xn1, xn2, x2, (rstd), gate/up/h, q, att, k, v, lse
-	if c.Gemma {
+	if c.PostNorms {
 		perLayer += 2*D + 2 // the attention and MLP outputs before their norms
 	}
 	if c.QKNorm {

@@ -5,11 +5,14 @@ rope_theta, Llama 3.1 "llama3" RoPE scaling, Qwen2 (q/k/v biases), Qwen3
 (per-head q/k RMSNorm, explicit head_dim), Mistral and SmolLM3 (NoPE layers:
 no_rope_layers, or one every no_rope_layer_interval layers; with
 use_sliding_window, sliding windows on the layers layer_types marks, by
-default the NoPE layers, as SmolLM3Config derives them).
+default the NoPE layers, as SmolLM3Config derives them) and OLMo-2 (no input
+norms; post_attention_layernorm and post_feedforward_layernorm on the
+attention and MLP outputs before their residual adds; q_norm and k_norm over
+each token's whole q and k projections, before RoPE).
 
 The PyTorch model below follows Hugging Face transformers' eager code paths
 (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM,
-SmolLM3ForCausalLM)
+SmolLM3ForCausalLM, Olmo2ForCausalLM)
 and reuses the shared reference implementation (../shared/reference/llama_ref.py)
 for safetensors I/O and RoPE helpers.
 
@@ -70,7 +73,7 @@ class Attn(nn.Module):
         hd = cfg.get("head_dim") or D // H
         self.H, self.KV, self.hd = H, KV, hd
         qkv_bias = cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False)
-        o_bias = cfg["model_type"] in ("llama", "qwen3") and cfg.get("attention_bias", False)
+        o_bias = cfg["model_type"] in ("llama", "qwen3", "olmo2") and cfg.get("attention_bias", False)
         self.q_proj = nn.Linear(D, H * hd, bias=qkv_bias)
         self.k_proj = nn.Linear(D, KV * hd, bias=qkv_bias)
         self.v_proj = nn.Linear(D, KV * hd, bias=qkv_bias)
@@ -79,11 +82,18 @@ class Attn(nn.Module):
         if self.qk_norm:
             self.q_norm = L.LlamaRMSNorm(hd, cfg["rms_norm_eps"])
             self.k_norm = L.LlamaRMSNorm(hd, cfg["rms_norm_eps"])
+        self.olmo2 = cfg["model_type"] == "olmo2"
+        if self.olmo2:  # Olmo2Attention: norms over the whole projections
+            self.q_norm = L.LlamaRMSNorm(H * hd, cfg["rms_norm_eps"])
+            self.k_norm = L.LlamaRMSNorm(KV * hd, cfg["rms_norm_eps"])
 
     def forward(self, x, cos, sin, mask):
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.H, self.hd)
-        k = self.k_proj(x).view(b, t, self.KV, self.hd)
+        q, k = self.q_proj(x), self.k_proj(x)
+        if self.olmo2:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(b, t, self.H, self.hd)
+        k = k.view(b, t, self.KV, self.hd)
         v = self.v_proj(x).view(b, t, self.KV, self.hd).transpose(1, 2)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
@@ -102,10 +112,17 @@ class Layer(nn.Module):
         self.window = window
         self.self_attn = Attn(cfg, use_rope)
         self.mlp = L.LlamaMLP(cfg)
-        self.input_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        self.olmo2 = cfg["model_type"] == "olmo2"
+        if not self.olmo2:
+            self.input_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
         self.post_attention_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        if self.olmo2:
+            self.post_feedforward_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
 
     def forward(self, x, cos, sin, mask):
+        if self.olmo2:  # Olmo2DecoderLayer: norms after attention and MLP
+            x = x + self.post_attention_layernorm(self.self_attn(x, cos, sin, mask))
+            return x + self.post_feedforward_layernorm(self.mlp(x))
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -180,6 +197,8 @@ CASES = {
     "smollm3-sliding": base(model_type="smollm3", architectures=["SmolLM3ForCausalLM"], num_hidden_layers=3,
                             no_rope_layer_interval=2, rope_theta=2000000.0, use_sliding_window=True,
                             sliding_window=5),
+    "olmo2": base(model_type="olmo2", architectures=["Olmo2ForCausalLM"], num_attention_heads=4,
+                  num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=500000.0, attention_bias=False),
 }
 for c in CASES.values():
     c.pop("attention_bias", None) if c["model_type"] in ("qwen2", "mistral") else None
