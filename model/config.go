@@ -13,7 +13,7 @@ import (
 )
 
 // Config is the architecture of a Llama-family decoder, read from a Hugging
-// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2, Gemma-2 and Gemma-3 (text)
+// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2, Granite, Gemma-2 and Gemma-3 (text)
 // share one forward pass and differ only in the flags below.
 type Config struct {
 	ModelType         string
@@ -67,6 +67,11 @@ type Config struct {
 	// (Gemma-2's attn_logit_softcapping); FinalSoftcap the logits
 	// (final_logit_softcapping).
 	AttnSoftcap, FinalSoftcap float64
+	// Granite's multipliers, 0 elsewhere (meaning 1): EmbeddingMultiplier
+	// scales the embeddings, ResidualMultiplier each block's output before
+	// its residual add, and LogitsScaling divides the logits. Its
+	// attention_multiplier is QueryScale.
+	EmbeddingMultiplier, ResidualMultiplier, LogitsScaling float64
 	// RopeLocalTheta > 0 is the RoPE base of the sliding layers (Gemma-3's
 	// rope_local_base_freq, without scaling); RopeTheta and RopeScaling
 	// then apply to the full-attention layers only.
@@ -118,7 +123,7 @@ func ParseConfig(b []byte) (Config, error) {
 	f := fields{raw: raw}
 	c.ModelType = f.str("model_type", "")
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "gemma2", "gemma3_text":
+	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "granite", "gemma2", "gemma3_text":
 	case "":
 		return Config{}, fmt.Errorf(`missing "model_type" (supported: %s)`, SupportedList)
 	case "gemma3":
@@ -181,6 +186,9 @@ func ParseConfig(b []byte) (Config, error) {
 	case "olmo2":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.QKNorm, c.QKNormFull = true, true
+	case "granite":
+		c.QKVBias, c.OBias = attnBias, attnBias
+		c.parseGranite(&f)
 	}
 
 	c.parseRoPE(&f)
@@ -345,7 +353,23 @@ func describe(v any) string {
 }
 
 // SupportedList names the model_type values relupo supports, for messages.
-const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, gemma2, gemma3_text"
+const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, granite, gemma2, gemma3_text"
+
+// parseGranite reads Granite's multipliers, 1 by default as in
+// GraniteConfig (attention_multiplier replaces 1/√head_dim outright).
+func (c *Config) parseGranite(f *fields) {
+	read := func(key string) float64 {
+		v := f.num(key, 1)
+		if !(v > 0) || math.IsInf(v, 0) {
+			f.fail("%s must be a positive number", key)
+		}
+		return v
+	}
+	c.EmbeddingMultiplier = read("embedding_multiplier")
+	c.QueryScale = read("attention_multiplier")
+	c.ResidualMultiplier = read("residual_multiplier")
+	c.LogitsScaling = read("logits_scaling")
+}
 
 // parseSmolLM3 reads SmolLM3's NoPE layers and sliding windows, with the
 // defaults of transformers' SmolLM3Config: no_rope_layers (1: the layer

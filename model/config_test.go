@@ -30,6 +30,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"act", `{"model_type": "llama", ` + base + `, "hidden_act": "gelu"}`, `hidden_act "gelu"`},
 		{"mlp bias", `{"model_type": "llama", ` + base + `, "mlp_bias": true}`, "mlp_bias"},
 		{"gqa", `{"model_type": "llama", ` + base + `, "num_key_value_heads": 3}`, "not a multiple"},
+		{"granite multiplier", `{"model_type": "granite", ` + base + `, "residual_multiplier": 0}`, "residual_multiplier must be a positive number"},
+		{"granite scaling", `{"model_type": "granite", ` + base + `, "logits_scaling": "8"}`, `logits_scaling: want a number, got the string "8"`},
 		{"smollm3 short no_rope_layers", `{"model_type": "smollm3", ` + strings.Replace(base, `"num_hidden_layers": 1`, `"num_hidden_layers": 3`, 1) + `, "num_key_value_heads": 2, "no_rope_layers": [1, 0]}`, "no_rope_layers: want a list of 0s and 1s with an entry per layer (3), got a list"},
 		{"smollm3 no_rope_layers entry", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "no_rope_layers": [2]}`, "no_rope_layers[0]: want 0 (no RoPE) or 1 (RoPE), got 2"},
 		{"smollm3 no_rope_layers string", `{"model_type": "smollm3", ` + base + `, "num_key_value_heads": 2, "no_rope_layers": "1,0"}`, `got the string "1,0"`},
@@ -190,5 +192,25 @@ func TestParseOLMo2Config(t *testing.T) {
 	}
 	if strings.Contains(got, "input_layernorm") || strings.Contains(got, "pre_feedforward_layernorm") {
 		t.Errorf("tensors %s have an input norm", got)
+	}
+}
+
+// Granite's multipliers: 1 by default, attention_multiplier replacing
+// 1/√head_dim outright, untied embeddings by default.
+func TestParseGraniteConfig(t *testing.T) {
+	const base = `"model_type": "granite", "vocab_size": 10, "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 4`
+	c, err := ParseConfig([]byte(`{` + base + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.EmbeddingMultiplier != 1 || c.QueryScale != 1 || c.ResidualMultiplier != 1 || c.LogitsScaling != 1 || c.TieWordEmbeddings {
+		t.Errorf("defaults %+v", c)
+	}
+	c, err = ParseConfig([]byte(`{` + base + `, "embedding_multiplier": 12, "attention_multiplier": 0.0078125, "residual_multiplier": 0.22, "logits_scaling": 8, "tie_word_embeddings": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.embedScale() != 12 || c.QueryScale != 0.0078125 || c.residualScale() != 0.22 || c.LogitsScaling != 8 {
+		t.Errorf("parsed %+v", c)
 	}
 }

@@ -124,7 +124,7 @@ func TestKeepLogits(t *testing.T) {
 func TestNoGrad(t *testing.T) {
 	pool := kernels.NewPool(2)
 	defer pool.Close()
-	for _, name := range []string{"llama-gqa-tied", "llama3-rope", "mistral", "qwen2", "qwen3", "olmo2", "smollm3-sliding"} {
+	for _, name := range []string{"llama-gqa-tied", "llama3-rope", "mistral", "qwen2", "qwen3", "olmo2", "smollm3-sliding", "granite"} {
 		t.Run(name, func(t *testing.T) {
 			m := mustLoad(t, filepath.Join("testdata", "arch", name))
 			c := m.Config

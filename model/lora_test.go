@@ -321,12 +321,13 @@ func TestLoRADecoder(t *testing.T) {
 // for full fine-tuning and for LoRA (with dropout, where the recompute must
 // draw the same masks), on Llama, Qwen2, Qwen3 (head norms), Gemma-2 and
 // Gemma-3 (extra norms, soft caps, windows), OLMo-2 (post-norms only,
-// whole-projection q/k norms) and SmolLM3 (NoPE layers), with kept and
+// whole-projection q/k norms), SmolLM3 (NoPE layers) and Granite
+// (multipliers), with kept and
 // recomputed logits, twice in a row on the same workspaces.
 func TestCheckpointBitIdentical(t *testing.T) {
 	dirs := []string{travelDir, filepath.Join("testdata", "lora", "qwen2"), filepath.Join("testdata", "arch", "qwen3"),
 		filepath.Join("testdata", "gemma", "gemma2"), filepath.Join("testdata", "gemma", "gemma3"),
-		filepath.Join("testdata", "arch", "olmo2"), filepath.Join("testdata", "arch", "smollm3")}
+		filepath.Join("testdata", "arch", "olmo2"), filepath.Join("testdata", "arch", "smollm3"), filepath.Join("testdata", "arch", "granite")}
 	exp := loadLoRAExpected(t)
 	batch := exp.batch()
 	for _, dir := range dirs {

@@ -1,5 +1,5 @@
 // Package model is relupo's Llama-family decoder (Llama, Mistral, Qwen2,
-// Qwen3, SmolLM3, OLMo-2, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
+// Qwen3, SmolLM3, OLMo-2, Granite, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
 // sequences that saves its activations, and a hand-written backward pass from
 // per-sequence log-probability gradients to every parameter.
 //
@@ -99,12 +99,37 @@ func (m *Model) normWeights(buf *[]float32, norms *[]layerNorms) ([]layerNorms, 
 // embedScale is the factor of the embeddings: √hidden_size rounded to
 // float32 for Gemma (HF's normalizer tensor in the float32 compute dtype;
 // relupo's weights and activations are float32 in both precisions, as the
-// embedding output is under PyTorch's bf16 autocast), 1 otherwise.
+// embedding output is under PyTorch's bf16 autocast), Granite's
+// embedding_multiplier, 1 otherwise.
 func (c Config) embedScale() float32 {
 	if c.Gemma {
 		return float32(math.Sqrt(float64(c.HiddenSize)))
 	}
+	if c.EmbeddingMultiplier != 0 {
+		return float32(c.EmbeddingMultiplier) // Granite's
+	}
 	return 1
+}
+
+// residualScale is the factor of each block's output before its residual
+// add: Granite's residual_multiplier, 1 otherwise.
+func (c Config) residualScale() float32 {
+	if c.ResidualMultiplier != 0 {
+		return float32(c.ResidualMultiplier)
+	}
+	return 1
+}
+
+// scaleRows multiplies x[:n] by a in place (a = 1: nothing).
+func scaleRows(p *kernels.Pool, x []float32, n int, a float32) {
+	if a == 1 {
+		return
+	}
+	p.For((n+4095)/4096, func(i int) {
+		for j := i * 4096; j < min(n, (i+1)*4096); j++ {
+			x[j] *= a
+		}
+	})
 }
 
 // embed writes the scaled embedding rows of tokens into x.
@@ -581,14 +606,22 @@ func (m *Model) chunkLogits(ws *Workspace, c0, r int) []float32 {
 	return ws.chunkLogits[:r*V]
 }
 
-// capLogits applies final_logit_softcapping to rows of logits, when the
-// model has it.
+// capLogits finishes rows of lm_head outputs as the model's logits:
+// divided by Granite's logits_scaling, or capped by Gemma-2's
+// final_logit_softcapping, when the model has them.
 func (m *Model) capLogits(p *kernels.Pool, logits []float32, rows int) {
+	V := m.Config.VocabSize
+	if s := float32(m.Config.LogitsScaling); s != 0 && s != 1 {
+		p.For(rows, func(i int) {
+			for j := i * V; j < (i+1)*V; j++ {
+				logits[j] /= s
+			}
+		})
+	}
 	c := float32(m.Config.FinalSoftcap)
 	if c <= 0 {
 		return
 	}
-	V := m.Config.VocabSize
 	p.For(rows, func(i int) { kernels.SoftcapRow(logits[i*V:(i+1)*V], c) })
 }
 
@@ -707,6 +740,7 @@ func (m *Model) attnOutput(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *a
 		if ad != nil {
 			ad.apply(p, modO, x2, D, 0, att, N)
 		}
+		scaleRows(p, x2, N*D, c.residualScale())
 	}
 	kernels.Add(p, x2, x)
 }
@@ -749,6 +783,7 @@ func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *ada
 		if ad != nil {
 			ad.apply(p, modDown, out, D, 0, h, N)
 		}
+		scaleRows(p, out, N*D, c.residualScale())
 	}
 	kernels.Add(p, out, x2)
 }
@@ -813,7 +848,7 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		if grads != nil {
 			return g
 		}
-		ws.dwScratch = grow(ws.dwScratch, max(D, hd))
+		ws.dwScratch = grow(ws.dwScratch, max(D, H*hd))
 		return ws.dwScratch[:n]
 	}
 
@@ -837,13 +872,19 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			logits = m.chunkLogits(ws, c0, r)
 		}
 		xs := ws.chunkX[:r*D]
-		capped := float32(c.FinalSoftcap)
+		capped, scaled := float32(c.FinalSoftcap), float32(c.LogitsScaling)
 		p.For(r, func(i int) {
 			g := float32(dSums[ws.labelSeq[c0+i]])
+			row := logits[i*V : (i+1)*V]
 			if capped > 0 {
-				kernels.SoftcapSoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g, capped)
+				kernels.SoftcapSoftmaxGrad(row, ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g, capped)
 			} else {
-				kernels.SoftmaxGrad(logits[i*V:(i+1)*V], ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g)
+				kernels.SoftmaxGrad(row, ws.labelLse[c0+i], int(ws.labelTok[c0+i]), g)
+			}
+			if scaled != 0 && scaled != 1 { // through Granite's division
+				for j := range row {
+					row[j] /= scaled
+				}
 			}
 		})
 		if grads != nil {
@@ -885,6 +926,10 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			dmo = dxn
 			clear(dmo)
 			kernels.RMSNormBackward(p, dmo, normGrad(gw.PostMLPNorm, D), dx, a.mo, n.postMLP, a.rstdPF, N, D)
+		} else if rs := c.residualScale(); rs != 1 { // through Granite's residual_multiplier
+			dmo = dxn
+			copy(dmo[:N*D], dx[:N*D])
+			scaleRows(p, dmo, N*D, rs)
 		}
 		linNN(p, ws.dh, dmo, w.WDown, w.HWDown, N, I, D)
 		if gw.WDown != nil {
@@ -910,6 +955,10 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 			dao = dxn
 			clear(dao)
 			kernels.RMSNormBackward(p, dao, normGrad(gw.PostAttnNorm, D), dx, a.ao, n.postAttn, a.rstdPA, N, D)
+		} else if rs := c.residualScale(); rs != 1 {
+			dao = dxn
+			copy(dao[:N*D], dx[:N*D])
+			scaleRows(p, dao, N*D, rs)
 		}
 		linNN(p, ws.datt, dao, w.Wo, w.HWo, N, H*hd, D)
 		if gw.Wo != nil {

@@ -8,11 +8,14 @@ use_sliding_window, sliding windows on the layers layer_types marks, by
 default the NoPE layers, as SmolLM3Config derives them) and OLMo-2 (no input
 norms; post_attention_layernorm and post_feedforward_layernorm on the
 attention and MLP outputs before their residual adds; q_norm and k_norm over
-each token's whole q and k projections, before RoPE).
+each token's whole q and k projections, before RoPE) and Granite
+(embedding_multiplier on the embeddings, attention_multiplier as the attention
+scale, residual_multiplier on each block's output before its residual add,
+logits divided by logits_scaling).
 
 The PyTorch model below follows Hugging Face transformers' eager code paths
 (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM,
-SmolLM3ForCausalLM, Olmo2ForCausalLM)
+SmolLM3ForCausalLM, Olmo2ForCausalLM, GraniteForCausalLM)
 and reuses the shared reference implementation (../shared/reference/llama_ref.py)
 for safetensors I/O and RoPE helpers.
 
@@ -69,9 +72,12 @@ class Attn(nn.Module):
     def __init__(self, cfg, use_rope=True):
         super().__init__()
         self.use_rope = use_rope
+        self.scaling = cfg["attention_multiplier"] if cfg["model_type"] == "granite" else None
         D, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
         hd = cfg.get("head_dim") or D // H
         self.H, self.KV, self.hd = H, KV, hd
+        if self.scaling is None:
+            self.scaling = hd ** -0.5
         qkv_bias = cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False)
         o_bias = cfg["model_type"] in ("llama", "qwen3", "olmo2") and cfg.get("attention_bias", False)
         self.q_proj = nn.Linear(D, H * hd, bias=qkv_bias)
@@ -101,7 +107,7 @@ class Attn(nn.Module):
         if self.use_rope:
             q, k = L.apply_rotary_pos_emb(q, k, cos, sin)
         k, v = L.repeat_kv(k, self.H // self.KV), L.repeat_kv(v, self.H // self.KV)
-        a = torch.matmul(q, k.transpose(2, 3)) * self.hd ** -0.5 + mask
+        a = torch.matmul(q, k.transpose(2, 3)) * self.scaling + mask
         a = F.softmax(a, dim=-1, dtype=torch.float32).to(q.dtype)
         return self.o_proj(torch.matmul(a, v).transpose(1, 2).reshape(b, t, self.H * self.hd))
 
@@ -113,6 +119,7 @@ class Layer(nn.Module):
         self.self_attn = Attn(cfg, use_rope)
         self.mlp = L.LlamaMLP(cfg)
         self.olmo2 = cfg["model_type"] == "olmo2"
+        self.residual = cfg["residual_multiplier"] if cfg["model_type"] == "granite" else None
         if not self.olmo2:
             self.input_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
         self.post_attention_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
@@ -123,6 +130,9 @@ class Layer(nn.Module):
         if self.olmo2:  # Olmo2DecoderLayer: norms after attention and MLP
             x = x + self.post_attention_layernorm(self.self_attn(x, cos, sin, mask))
             return x + self.post_feedforward_layernorm(self.mlp(x))
+        if self.residual is not None:  # GraniteDecoderLayer
+            x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask) * self.residual
+            return x + self.mlp(self.post_attention_layernorm(x)) * self.residual
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -157,6 +167,8 @@ class CausalLM(nn.Module):
         cos, sin = emb.cos(), emb.sin()
         mask = L.build_mask(None, t, torch.float32)
         x = self.model.embed_tokens(ids)
+        if cfg["model_type"] == "granite":
+            x = x * cfg["embedding_multiplier"]
         for layer in self.model.layers:
             m = mask
             if layer.window is not None:  # key j visible from query i when i - window < j <= i
@@ -164,7 +176,10 @@ class CausalLM(nn.Module):
                 j = torch.arange(t)[None, :]
                 m = mask.masked_fill(j <= i - layer.window, torch.finfo(torch.float32).min)
             x = layer(x, cos, sin, m)
-        return self.lm_head(self.model.norm(x))
+        logits = self.lm_head(self.model.norm(x))
+        if cfg["model_type"] == "granite":
+            logits = logits / cfg["logits_scaling"]
+        return logits
 
     def hf_state_dict(self):
         sd = {k: v.detach() for k, v in self.state_dict().items()}
@@ -199,6 +214,10 @@ CASES = {
                             sliding_window=5),
     "olmo2": base(model_type="olmo2", architectures=["Olmo2ForCausalLM"], num_attention_heads=4,
                   num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=500000.0, attention_bias=False),
+    "granite": base(model_type="granite", architectures=["GraniteForCausalLM"], num_attention_heads=4,
+                    num_key_value_heads=2, tie_word_embeddings=True, attention_bias=False, rope_theta=10000000.0,
+                    embedding_multiplier=12.0, attention_multiplier=0.0625, residual_multiplier=0.22,
+                    logits_scaling=3.0),
 }
 for c in CASES.values():
     c.pop("attention_bias", None) if c["model_type"] in ("qwen2", "mistral") else None
