@@ -13,7 +13,7 @@ import (
 )
 
 // Config is the architecture of a Llama-family decoder, read from a Hugging
-// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2, Granite, Gemma-2 and Gemma-3 (text)
+// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2, Granite, Gemma, Gemma-2 and Gemma-3 (text)
 // share one forward pass and differ only in the flags below.
 type Config struct {
 	ModelType         string
@@ -55,10 +55,9 @@ type Config struct {
 	PadTokenID  int    // -1 when absent
 	DType       string // torch_dtype of the checkpoint ("float32", "float16", "bfloat16")
 
-	// Gemma-2 and Gemma-3: RMSNorm weights act as (1 + w), the embeddings
-	// are scaled by √hidden_size, each layer also normalizes the attention
-	// output and the MLP output before their residual adds, and the MLP is
-	// GeGLU (gelu_pytorch_tanh).
+	// Gemma (1, 2 and 3): RMSNorm weights act as (1 + w), the embeddings
+	// are scaled by √hidden_size and the MLP is GeGLU (gelu_pytorch_tanh);
+	// Gemma-2 and 3 also have PostNorms.
 	Gemma bool
 	// QueryScale multiplies the attention scores (query_pre_attn_scalar^−½);
 	// 0 means 1/√head_dim.
@@ -123,7 +122,7 @@ func ParseConfig(b []byte) (Config, error) {
 	f := fields{raw: raw}
 	c.ModelType = f.str("model_type", "")
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "granite", "gemma2", "gemma3_text":
+	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "granite", "gemma", "gemma2", "gemma3_text":
 	case "":
 		return Config{}, fmt.Errorf(`missing "model_type" (supported: %s)`, SupportedList)
 	case "gemma3":
@@ -131,8 +130,8 @@ func ParseConfig(b []byte) (Config, error) {
 	default:
 		return Config{}, fmt.Errorf("unsupported model_type %q (supported: %s)", c.ModelType, SupportedList)
 	}
-	c.Gemma = c.ModelType == "gemma2" || c.ModelType == "gemma3_text"
-	c.PostNorms = c.Gemma || c.ModelType == "olmo2"
+	c.Gemma = c.ModelType == "gemma" || c.ModelType == "gemma2" || c.ModelType == "gemma3_text"
+	c.PostNorms = c.Gemma && c.ModelType != "gemma" || c.ModelType == "olmo2" // Gemma 1 has Llama's layout
 	c.NoPreNorms = c.ModelType == "olmo2"
 	c.VocabSize = f.posInt("vocab_size")
 	c.HiddenSize = f.posInt("hidden_size")
@@ -147,7 +146,7 @@ func ParseConfig(b []byte) (Config, error) {
 	}
 	c.NumHeads = f.posInt("num_attention_heads")
 	c.NumKVHeads = c.NumHeads
-	if c.Gemma || c.ModelType == "smollm3" {
+	if c.Gemma && c.ModelType != "gemma" || c.ModelType == "smollm3" {
 		c.NumKVHeads = 4 // Gemma2Config's, Gemma3TextConfig's and SmolLM3Config's default
 	}
 	if f.has("num_key_value_heads") {
@@ -180,7 +179,7 @@ func ParseConfig(b []byte) (Config, error) {
 	case "qwen3":
 		c.QKNorm = true
 		c.QKVBias, c.OBias = attnBias, attnBias
-	case "llama", "smollm3", "gemma2", "gemma3_text":
+	case "llama", "smollm3", "gemma", "gemma2", "gemma3_text":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.QKNorm = c.ModelType == "gemma3_text"
 	case "olmo2":
@@ -206,6 +205,8 @@ func ParseConfig(b []byte) (Config, error) {
 		if f.boolean("use_sliding_window", false) {
 			f.fail("use_sliding_window true is not supported")
 		}
+	case c.ModelType == "gemma":
+		// Gemma 1's attention has no window.
 	case (c.ModelType == "mistral" || c.Gemma) && f.has("sliding_window") && raw["sliding_window"] != nil:
 		c.SlidingWindow = f.posInt("sliding_window")
 	case c.Gemma && f.has("sliding_window"):
@@ -353,7 +354,7 @@ func describe(v any) string {
 }
 
 // SupportedList names the model_type values relupo supports, for messages.
-const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, granite, gemma2, gemma3_text"
+const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, granite, gemma, gemma2, gemma3_text"
 
 // parseGranite reads Granite's multipliers, 1 by default as in
 // GraniteConfig (attention_multiplier replaces 1/√head_dim outright).
@@ -446,15 +447,19 @@ func (f *fields) layerTypes(n int) (sliding []bool, given bool) {
 	return sliding, true
 }
 
-// parseGemma reads the Gemma-2 and Gemma-3 fields, with the defaults of
-// transformers' Gemma2Config and Gemma3TextConfig.
+// parseGemma reads the Gemma fields, with the defaults of transformers'
+// GemmaConfig, Gemma2Config and Gemma3TextConfig. Gemma 1 has none of the
+// later ones' query_pre_attn_scalar, soft caps and windows.
 func (c *Config) parseGemma(f *fields) {
 	act := f.str("hidden_activation", "")
 	if act == "" {
 		act = f.str("hidden_act", "gelu_pytorch_tanh")
 	}
 	if act != "gelu_pytorch_tanh" {
-		f.fail("hidden_activation %q is not supported (only gelu_pytorch_tanh)", act)
+		f.fail("hidden_activation %q is not supported (only gelu_pytorch_tanh, which Gemma's current configs name in hidden_activation)", act)
+	}
+	if c.ModelType == "gemma" {
+		return // GemmaAttention scales by head_dim^-½ (QueryScale 0)
 	}
 	c.QueryScale = math.Pow(f.num("query_pre_attn_scalar", 256), -0.5)
 	if !(c.QueryScale > 0) || math.IsInf(c.QueryScale, 0) {

@@ -38,8 +38,8 @@ func loadGemmaExpected(t *testing.T) gemmaExpected {
 	if err := json.Unmarshal(b, &exp); err != nil {
 		t.Fatal(err)
 	}
-	if len(exp.Cases) != 3 {
-		t.Fatalf("expected.json has %d cases, want 3", len(exp.Cases))
+	if len(exp.Cases) != 4 {
+		t.Fatalf("expected.json has %d cases, want 4", len(exp.Cases))
 	}
 	return exp
 }
@@ -226,6 +226,10 @@ func TestParseGemmaConfig(t *testing.T) {
 			want{"sfsfsfs", 512, 256, 1.0 / 16, 0, 2, 1e6, 10000, 8, true}},
 		{"gemma3 v5 rope_parameters", `{"model_type": "gemma3_text", ` + base + `, "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4, "rope_theta": 500000}, "sliding_attention": {"rope_type": "default", "rope_theta": 5000}}}`,
 			want{"sssssfs", 4096, 256, 1.0 / 16, 0, 0, 5e5, 5000, 4, true}},
+		// Gemma 1 has no window, caps or query_pre_attn_scalar: such keys are
+		// ignored, as GemmaConfig ignores them; scores scale by head_dim^-½.
+		{"gemma 1", `{"model_type": "gemma", ` + base + `, "sliding_window": 4096, "query_pre_attn_scalar": 64, "final_logit_softcapping": 30, "attn_logit_softcapping": 50}`,
+			want{"fffffff", 0, 256, 0, 0, 0, 10000, 0, 0, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.json))
@@ -234,7 +238,7 @@ func TestParseGemmaConfig(t *testing.T) {
 			}
 			var sl strings.Builder
 			for l := 0; l < c.NumLayers; l++ {
-				if c.LayerWindow(l) > 0 || (c.SlidingWindow == 0 && c.SlidingLayers[l]) {
+				if c.LayerWindow(l) > 0 || (c.SlidingWindow == 0 && c.SlidingLayers != nil && c.SlidingLayers[l]) {
 					sl.WriteByte('s')
 				} else {
 					sl.WriteByte('f')
@@ -258,7 +262,7 @@ func TestParseGemmaConfig(t *testing.T) {
 // Every Gemma norm weight is excluded from weight decay (the HF Trainer's
 // get_decay_parameter_names), and every other weight decays.
 func TestGemmaDecayGroups(t *testing.T) {
-	for _, name := range []string{"gemma2", "gemma3"} {
+	for _, name := range []string{"gemma", "gemma2", "gemma3"} {
 		c, err := LoadConfig(filepath.Join("testdata", "gemma", name))
 		if err != nil {
 			t.Fatal(err)

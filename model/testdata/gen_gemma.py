@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference values for relupo's Gemma-2 and Gemma-3 (text) tests.
+"""Reference values for relupo's Gemma (1), Gemma-2 and Gemma-3 (text) tests.
 
 A PyTorch Gemma written here from Hugging Face transformers' modeling_gemma2.py
 and modeling_gemma3.py (the eager attention path) and their configuration
@@ -92,6 +92,8 @@ def layer_types(cfg):
     if cfg.get("layer_types") is not None:
         return list(cfg["layer_types"])
     n = cfg["num_hidden_layers"]
+    if cfg["model_type"] == "gemma":  # Gemma 1: every layer attends to everything
+        return ["full_attention"] * n
     if cfg["model_type"] == "gemma2":
         return ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n)]
     pattern = cfg.get("sliding_window_pattern") or 6
@@ -135,7 +137,8 @@ class Attention(nn.Module):
         super().__init__()
         D, H, KV, hd = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
         self.H, self.KV, self.hd = H, KV, hd
-        self.scaling = cfg["query_pre_attn_scalar"] ** -0.5
+        # GemmaAttention scales by head_dim ** -0.5; Gemma-2 and 3 by query_pre_attn_scalar ** -0.5
+        self.scaling = cfg.get("query_pre_attn_scalar", hd) ** -0.5
         self.softcap = cfg.get("attn_logit_softcapping") if cfg["model_type"] == "gemma2" else None
         self.window = cfg["sliding_window"] if sliding else None
         bias = cfg.get("attention_bias", False)
@@ -200,11 +203,16 @@ class Layer(nn.Module):
         self.mlp = MLP(cfg)
         self.input_layernorm = RMSNorm(D, eps, ct)
         self.post_attention_layernorm = RMSNorm(D, eps, ct)
-        self.pre_feedforward_layernorm = RMSNorm(D, eps, ct)
-        self.post_feedforward_layernorm = RMSNorm(D, eps, ct)
+        self.gemma1 = cfg["model_type"] == "gemma"
+        if not self.gemma1:
+            self.pre_feedforward_layernorm = RMSNorm(D, eps, ct)
+            self.post_feedforward_layernorm = RMSNorm(D, eps, ct)
 
     def forward(self, x, rope_global, rope_local):
         cos, sin = rope_local if self.sliding else rope_global
+        if self.gemma1:  # GemmaDecoderLayer: Llama's layout, Gemma's norms and MLP
+            x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+            return x + self.mlp(self.post_attention_layernorm(x))
         h = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin))
         x = x + h
         h = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
@@ -220,7 +228,7 @@ class Inner(nn.Module):
 
 
 class Gemma(nn.Module):
-    """Gemma2ForCausalLM / Gemma3ForCausalLM; ct is the compute dtype."""
+    """GemmaForCausalLM / Gemma2ForCausalLM / Gemma3ForCausalLM; ct is the compute dtype."""
 
     def __init__(self, cfg, ct=torch.float32):
         super().__init__()
@@ -314,6 +322,10 @@ CASES = OrderedDict([
                                 query_pre_attn_scalar=16, rope_theta=10000.0, rope_local_base_freq=10000.0,
                                 sliding_window=4, layer_types=["full_attention", "sliding_attention"],
                                 attn_logit_softcapping=0.5, final_logit_softcapping=1.5, num_key_value_heads=1)),
+    # Gemma 1 (gemma-2b/7b, 1.1, CodeGemma): Llama's layer layout with (1 + w)
+    # norms, scaled embeddings and GeGLU; head_dim**-0.5, no caps, no windows.
+    ("gemma", base(model_type="gemma", architectures=["GemmaForCausalLM"], hidden_act="gelu",
+                   hidden_activation="gelu_pytorch_tanh")),
 ])
 
 gen = torch.Generator().manual_seed(17)
@@ -420,9 +432,10 @@ def main():
         loss, sums, counts = objective(m)
         m.zero_grad()
         loss.backward()
-        window = cfg["sliding_window"]
-        longest = max(len(p) + len(r) for p, r in SEQS)
-        assert longest > 2 * window, "sequences must be longer than the window"
+        if cfg["model_type"] != "gemma":
+            window = cfg["sliding_window"]
+            longest = max(len(p) + len(r) for p, r in SEQS)
+            assert longest > 2 * window, "sequences must be longer than the window"
         cap = cfg.get("final_logit_softcapping")
         # the caps must bend: raw values beyond the cap somewhere
         max_logit = max_score = 0.0
