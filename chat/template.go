@@ -42,6 +42,7 @@ type Message struct {
 type Template struct {
 	tmpl    *jinja.Template
 	special map[string]string
+	vars    map[string]any // With's variables
 }
 
 // New compiles a chat template. special holds the special tokens the
@@ -59,6 +60,16 @@ func New(template string, special map[string]string) (*Template, error) {
 		return nil, fmt.Errorf("chat: compiling template: %w", err)
 	}
 	return &Template{tmpl: tmpl, special: maps.Clone(special)}, nil
+}
+
+// With returns a copy of t whose renderings also get vars as template
+// variables, as apply_chat_template's keyword arguments (chat_template_kwargs)
+// do: for example Qwen3's and SmolLM3's enable_thinking. They override the
+// special tokens; RenderWith's extra overrides them.
+func (t *Template) With(vars map[string]any) *Template {
+	c := *t
+	c.vars = maps.Clone(vars)
+	return &c
 }
 
 // Render renders a conversation. With addGenerationPrompt the template
@@ -80,6 +91,7 @@ func (t *Template) RenderWith(messages []Message, addGenerationPrompt bool, extr
 	for k, v := range t.special {
 		data[k] = v
 	}
+	maps.Copy(data, t.vars)
 	maps.Copy(data, extra)
 	data["messages"] = msgs
 	data["add_generation_prompt"] = addGenerationPrompt

@@ -147,3 +147,31 @@ func TestErrors(t *testing.T) {
 		t.Errorf("err = %v, want the template's message", err)
 	}
 }
+
+// With's variables reach every rendering, over the special tokens and
+// under RenderWith's; the template it came from is unchanged.
+func TestWith(t *testing.T) {
+	src := `{{ bos_token }}{% if enable_thinking is defined and not enable_thinking %}<no_think>{% endif %}{{ messages[0].content }}`
+	base, err := New(src, map[string]string{"bos_token": "<s>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []Message{{Role: "user", Content: "hi"}}
+	off := base.With(map[string]any{"enable_thinking": false})
+	for _, tc := range []struct {
+		name  string
+		tmpl  *Template
+		extra map[string]any
+		want  string
+	}{
+		{"base", base, nil, "<s>hi"},
+		{"with", off, nil, "<s><no_think>hi"},
+		{"extra wins", off, map[string]any{"enable_thinking": true}, "<s>hi"},
+		{"over special tokens", base.With(map[string]any{"bos_token": "<B>"}), nil, "<B>hi"},
+	} {
+		got, err := tc.tmpl.RenderWith(msgs, false, tc.extra)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: got %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}

@@ -31,6 +31,10 @@ type EncodeOptions struct {
 	// rendered with the generation prompt (the assistant header), so the
 	// header is context and only the assistant's content is scored.
 	AssistantHeaderInPrompt bool
+	// TemplateVars are extra chat template variables for every rendering
+	// (chat_template_kwargs; see chat.Template.With), such as
+	// {"enable_thinking": false}.
+	TemplateVars map[string]any
 }
 
 // Encoder turns text preference pairs into token ids with a model's
@@ -77,7 +81,10 @@ func NewEncoder(modelDir string, opts EncodeOptions) (*Encoder, error) {
 		return nil, err
 	}
 	if src != "" {
-		if e.tmpl, err = chat.New(src, cfg.SpecialTokens()); err != nil {
+		if e.tmpl, err = chat.New(src, cfg.SpecialTokens()); err == nil && len(opts.TemplateVars) > 0 {
+			e.tmpl = e.tmpl.With(opts.TemplateVars)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("data: chat template: %w", err)
 		}
 	}

@@ -35,6 +35,9 @@ type Job struct {
 	// Tokenizer is the folder of the tokenizer files and chat template;
 	// empty means Model.
 	Tokenizer string
+	// TemplateVars are extra chat template variables for rendering the
+	// prompts (chat_template_kwargs), such as {"enable_thinking": false}.
+	TemplateVars map[string]any
 	// Input is the prompts file, JSON lines or a JSON array; "-" reads In.
 	Input string
 	// In is what Input "-" reads, named "stdin" in errors; nil means
@@ -230,6 +233,7 @@ func (j Job) load(ctx context.Context, recs []Record) (jobInputs, error) {
 	if err != nil {
 		return in, fmt.Errorf("generate: %w", err)
 	}
+	enc.WithVars(j.TemplateVars)
 	in.tok = enc.Tokenizer
 	tcfg := enc.Config
 	if in.prompts, err = enc.EncodeAll(ctx, recs); err != nil {

@@ -45,6 +45,14 @@ func LoadPromptEncoder(dir string) (*PromptEncoder, error) {
 	return e, nil
 }
 
+// WithVars makes every later rendering of the chat template also get vars
+// as template variables (chat_template_kwargs; see chat.Template.With).
+func (e *PromptEncoder) WithVars(vars map[string]any) {
+	if e.Template != nil && len(vars) > 0 {
+		e.Template = e.Template.With(vars)
+	}
+}
+
 // EncodeAll tokenizes every record (see [Tokenize]), stopping when ctx is
 // done.
 func (e *PromptEncoder) EncodeAll(ctx context.Context, recs []Record) ([][]int32, error) {

@@ -433,6 +433,9 @@ func (t *Trainer) modelCard(sum Summary) string {
 		}
 		rows = append(rows, [2]string{"chat_template", "`" + tmpl + "` (saved in chat_template.jinja and tokenizer_config.json)"})
 	}
+	if kw := TemplateVars(c.Data.Encode.TemplateVars).String(); kw != "" {
+		rows = append(rows, [2]string{"chat_template_kwargs", "`" + strings.ReplaceAll(kw, "|", `\|`) + "`"})
+	}
 	for _, r := range rows {
 		fmt.Fprintf(&sb, "| %s | %s |\n", r[0], r[1])
 	}

@@ -304,7 +304,8 @@ func (o *Options) Validate() error {
 // evaluation files, the format, the text pipeline and the truncation.
 func (o *Options) DataConfig() (DataConfig, error) {
 	c := DataConfig{EvalSplitRatio: o.EvalSplitRatio, SkipInvalid: o.SkipInvalid, Tokenizer: o.Tokenizer,
-		Encode:     data.EncodeOptions{ChatTemplate: o.ChatTemplate, AssistantHeaderInPrompt: o.CompletionOnlyAssistantContent},
+		Encode: data.EncodeOptions{ChatTemplate: o.ChatTemplate, AssistantHeaderInPrompt: o.CompletionOnlyAssistantContent,
+			TemplateVars: o.ChatTemplateKwargs},
 		Truncation: data.Truncation{MaxLength: o.MaxLength, MaxPromptLength: o.MaxPromptLength, Mode: o.TruncationMode}}
 	var err error
 	if c.Format, err = data.ParseFormat(o.DataFormat); err != nil {

@@ -43,6 +43,7 @@ type Provenance struct {
 	MaxPromptLength                int    `json:"max_prompt_length"`
 	TruncationMode                 string `json:"truncation_mode"`
 	ChatTemplate                   string `json:"chat_template"`
+	ChatTemplateKwargs             string `json:"chat_template_kwargs,omitempty"` // JSON, keys sorted
 	CompletionOnlyAssistantContent bool   `json:"completion_only_assistant_content"`
 	SkipInvalid                    bool   `json:"skip_invalid"`
 	// ComputeDType is the precision of the matrix products that computed
@@ -82,7 +83,8 @@ type LogpsFile struct {
 func (c DataConfig) provenance(model string, files []FileInfo, pairs int) Provenance {
 	p := Provenance{Version: logpsVersion, Model: model, DataFormat: string(c.Format), Data: files, Pairs: pairs,
 		MaxLength: c.Truncation.MaxLength, MaxPromptLength: c.Truncation.MaxPromptLength, TruncationMode: c.Truncation.Mode,
-		ChatTemplate: c.Encode.ChatTemplate, CompletionOnlyAssistantContent: c.Encode.AssistantHeaderInPrompt, SkipInvalid: c.SkipInvalid}
+		ChatTemplate: c.Encode.ChatTemplate, ChatTemplateKwargs: TemplateVars(c.Encode.TemplateVars).String(),
+		CompletionOnlyAssistantContent: c.Encode.AssistantHeaderInPrompt, SkipInvalid: c.SkipInvalid}
 	if p.DataFormat == "" {
 		p.DataFormat = string(data.FormatAuto)
 	}
@@ -240,6 +242,7 @@ func (p Provenance) check(want Provenance) error {
 		{"max_prompt_length", p.MaxPromptLength, want.MaxPromptLength},
 		{"truncation_mode", p.TruncationMode, want.TruncationMode},
 		{"chat_template", p.ChatTemplate, want.ChatTemplate},
+		{"chat_template_kwargs", p.ChatTemplateKwargs, want.ChatTemplateKwargs},
 		{"completion_only_assistant_content", p.CompletionOnlyAssistantContent, want.CompletionOnlyAssistantContent},
 		{"skip_invalid", p.SkipInvalid, want.SkipInvalid},
 		{"number of data files", len(p.Data), len(want.Data)},

@@ -1,6 +1,11 @@
 package train
 
-import "math"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+)
 
 // Options is every setting of a training run as the user gives it: each
 // field is both a YAML key (the official SimPO/RePO recipe and Hugging Face
@@ -59,9 +64,10 @@ type Options struct {
 	MaxPromptLength int    `key:"max_prompt_length" help:"prompt tokens kept when a pair is too long"`
 	TruncationMode  string `key:"truncation_mode" help:"keep_end (keep the end of a long prompt) or keep_start"`
 
-	ChatTemplate                   string `key:"chat_template" help:"chat template overriding the tokenizer's: Jinja text, a .jinja file, a tokenizer_config.json, a model folder, or simpo-mistral; saved with the trained model"`
-	CompletionOnlyAssistantContent bool   `key:"completion_only_assistant_content" help:"TRL's convention: the assistant header belongs to the prompt (add_generation_prompt), so only the assistant's content is scored"`
-	SkipInvalid                    bool   `key:"skip_invalid" help:"skip records that cannot be trained on (counted in the summary) instead of stopping"`
+	ChatTemplate                   string       `key:"chat_template" help:"chat template overriding the tokenizer's: Jinja text, a .jinja file, a tokenizer_config.json, a model folder, or simpo-mistral; saved with the trained model"`
+	CompletionOnlyAssistantContent bool         `key:"completion_only_assistant_content" help:"TRL's convention: the assistant header belongs to the prompt (add_generation_prompt), so only the assistant's content is scored"`
+	ChatTemplateKwargs             TemplateVars `key:"chat_template_kwargs" help:"extra chat template variables, a JSON object such as '{\"enable_thinking\": false}' (Qwen3, SmolLM3), as apply_chat_template's keyword arguments; in YAML a mapping"`
+	SkipInvalid                    bool         `key:"skip_invalid" help:"skip records that cannot be trained on (counted in the summary) instead of stopping"`
 
 	SkipNonfiniteSteps bool `key:"skip_nonfinite_steps" help:"skip (and count) a step whose loss or gradient is not finite, instead of stopping"`
 	Force              bool `key:"force" help:"run even when the memory estimate exceeds the available memory"`
@@ -118,3 +124,36 @@ func DefaultOptions() Options {
 		BaseDType:                 "auto",
 	}
 }
+
+// TemplateVars are extra chat template variables (chat_template_kwargs).
+// As a flag it reads and prints a JSON object.
+type TemplateVars map[string]any
+
+// String returns v as a JSON object ("" when empty).
+func (v TemplateVars) String() string {
+	if len(v) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(map[string]any(v))
+	if err != nil {
+		return fmt.Sprint(map[string]any(v))
+	}
+	return string(b)
+}
+
+// Set reads a JSON object; "" clears v.
+func (v *TemplateVars) Set(s string) error {
+	if s == "" {
+		*v = nil
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil || m == nil {
+		return errors.New(`want a JSON object such as {"enable_thinking": false}`)
+	}
+	*v = m
+	return nil
+}
+
+// Type names the flag's value in help.
+func (v *TemplateVars) Type() string { return "json" }

@@ -303,3 +303,22 @@ func TestOutputFolderBelongsToOneRun(t *testing.T) {
 		t.Errorf("the earlier run's checkpoints survived --overwrite-output-dir: %v", cks)
 	}
 }
+
+// A reference log-prob file made with other chat template variables is
+// refused by name (its token ids would differ too, but the message says
+// why).
+func TestProvenanceTemplateKwargs(t *testing.T) {
+	var c DataConfig
+	plain := c.provenance("m", nil, 3)
+	c.Encode.TemplateVars = map[string]any{"enable_thinking": false}
+	off := c.provenance("m", nil, 3)
+	if off.ChatTemplateKwargs != `{"enable_thinking":false}` || plain.ChatTemplateKwargs != "" {
+		t.Fatalf("kwargs %q and %q", off.ChatTemplateKwargs, plain.ChatTemplateKwargs)
+	}
+	if err := plain.check(off); err == nil || !strings.Contains(err.Error(), `it was made with chat_template_kwargs , this run uses {"enable_thinking":false}`) {
+		t.Errorf("got %v", err)
+	}
+	if err := off.check(off); err != nil {
+		t.Error(err)
+	}
+}

@@ -21,6 +21,7 @@ type generateOptions struct {
 	seed                                                       uint64
 	stop                                                       []string
 	ignoreEOS                                                  bool
+	templateVars                                               train.TemplateVars
 }
 
 func newGenerateCmd() *cobra.Command {
@@ -82,6 +83,7 @@ tokens/s go to stderr; --output is written atomically.`,
 	f.StringVar(&o.adapter, "adapter", "", "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) run on top of --model, without merging")
 	f.StringVar(&o.config, "config", "", "YAML recipe ('relupo train --config'): its model_name_or_path and tokenizer keys apply unless --model and --tokenizer are given")
 	f.StringVar(&o.tokenizer, "tokenizer", "", "folder of the tokenizer files and chat template (default: the model folder)")
+	f.Var(&o.templateVars, "chat-template-kwargs", `extra chat template variables, a JSON object such as '{"enable_thinking": false}' (Qwen3, SmolLM3)`)
 	f.StringVar(&o.input, "input", "", "prompts file, JSON lines or a JSON array; - for stdin (required)")
 	f.StringVar(&o.output, "output", "", "answers file (default: stdout)")
 	f.StringVar(&o.format, "format", generate.FormatJSONL, "output format: jsonl, alpaca_eval or arena_hard")
@@ -116,6 +118,9 @@ func generateConfig(cmd *cobra.Command, o *generateOptions) error {
 	}
 	if !f.Changed("tokenizer") && r.Tokenizer != "" {
 		o.tokenizer = r.Tokenizer
+	}
+	if !f.Changed("chat-template-kwargs") && len(r.ChatTemplateKwargs) > 0 {
+		o.templateVars = r.ChatTemplateKwargs
 	}
 	return nil
 }
@@ -156,7 +161,8 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	stderr := cmd.ErrOrStderr()
 	var last time.Time
 	sum, err := generate.Job{
-		Model: o.model, Adapter: o.adapter, Tokenizer: o.tokenizer, Input: o.input, In: cmd.InOrStdin(), Output: o.output, Out: cmd.OutOrStdout(),
+		Model: o.model, Adapter: o.adapter, Tokenizer: o.tokenizer, TemplateVars: o.templateVars,
+		Input: o.input, In: cmd.InOrStdin(), Output: o.output, Out: cmd.OutOrStdout(),
 		Format: o.format, Generator: o.generator, Threads: o.threads, CountTokens: countTokens,
 		Options: generate.Options{
 			MaxNewTokens: o.maxNewTokens, Sampling: sampling, Seed: o.seed, NumReturnSequences: o.numReturnSequences,

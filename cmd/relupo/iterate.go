@@ -27,6 +27,7 @@ import (
 type iterateOptions struct {
 	demo                                   bool
 	model, tokenizer, prompts, outputDir   string
+	templateVars                           train.TemplateVars
 	scorer                                 scorerFlags
 	iterations, samples, maxNewTokens      int
 	topK, genBatch, threads, batch, accum  int
@@ -126,6 +127,7 @@ settings (--iterations, --samples-per-prompt, --learning-rate, --seed, --gamma-*
 	f.BoolVar(&o.demo, "demo", false, "run the built-in demonstration (nothing to download)")
 	f.StringVar(&o.model, "model", "", "initial policy: a model folder (config.json, safetensors, tokenizer)")
 	f.StringVar(&o.tokenizer, "tokenizer", "", "folder of the tokenizer files and chat template (default: --model)")
+	f.Var(&o.templateVars, "chat-template-kwargs", `extra chat template variables for the prompts, a JSON object such as '{"enable_thinking": false}' (Qwen3, SmolLM3)`)
 	f.StringVar(&o.prompts, "prompts", "", "prompts file, JSON lines or a JSON array ('relupo generate' records)")
 	f.StringVar(&o.outputDir, "output-dir", "", "checkpoints, metrics.jsonl and the final model (default with --demo: relupo-online-demo)")
 	o.scorer.add(f, "reward-", "none")
@@ -383,6 +385,7 @@ func iterateConfig(cmd *cobra.Command, o iterateOptions) (online.Config, error) 
 	if err != nil {
 		return c, fmt.Errorf("iterate: %w", err)
 	}
+	enc.WithVars(o.templateVars)
 	ids, err := enc.EncodeAll(cmd.Context(), recs)
 	if err != nil {
 		return c, fmt.Errorf("iterate: %w", err)

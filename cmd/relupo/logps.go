@@ -16,7 +16,7 @@ var dataKeys = append(slices.Clone(statsKeys), "skip_invalid")
 
 // tokenKeys are the options that decide each pair's token ids.
 var tokenKeys = []string{"model_name_or_path", "data", "data_format", "max_length", "max_prompt_length", "truncation_mode",
-	"chat_template", "completion_only_assistant_content", "tokenizer"}
+	"chat_template", "chat_template_kwargs", "completion_only_assistant_content", "tokenizer"}
 
 // warn prints a note for the user on standard error.
 func warn(msg string) { fmt.Fprintf(os.Stderr, "relupo: %s\n", msg) }
@@ -34,7 +34,8 @@ keep_end), and writes a reference log-prob file that 'relupo train --ref-logps' 
 
   {"relupo_logps": {"version", "model", "data": [{"path", "fraction", "bytes", "sha256"}],
                     "data_format", "max_length", "max_prompt_length", "truncation_mode",
-                    "chat_template", "completion_only_assistant_content", "skip_invalid",
+                    "chat_template", "chat_template_kwargs" (when set),
+                    "completion_only_assistant_content", "skip_invalid",
                     "compute_dtype", "pairs", "adapter" (with --adapter)}}
 
 recording what produced it, then one line per pair, in data order:

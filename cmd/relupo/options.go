@@ -68,6 +68,8 @@ func bindFlags(o *train.Options, fs *pflag.FlagSet, keys ...string) {
 				fs.BoolVar(p, name, *p, help)
 			case *[]string:
 				fs.StringSliceVar(p, name, *p, help)
+			case *train.TemplateVars:
+				fs.Var(p, name, help)
 			}
 		}
 	}
@@ -179,6 +181,17 @@ func setField(dst reflect.Value, val any) error {
 			*p = out
 		default:
 			return fmt.Errorf("want a string or a list of strings, got %v", val)
+		}
+	case *train.TemplateVars:
+		switch x := val.(type) {
+		case map[string]any:
+			*p = x
+		case string:
+			return p.Set(x)
+		case nil:
+			*p = nil
+		default:
+			return fmt.Errorf(`want a mapping such as {enable_thinking: false}, got %v`, val)
 		}
 	case *map[string]float64:
 		x, ok := val.(map[string]any)

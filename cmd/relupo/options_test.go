@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -116,6 +117,8 @@ func TestYAMLErrors(t *testing.T) {
 		{"fractional int", "max_steps: 2.5\n", "key max_steps: want an integer"},
 		{"bad yaml", "a: [\n", "recipe.yaml"},
 		{"mixer type", "dataset_mixer: [a, b]\n", "key dataset_mixer: want a mapping"},
+		{"template kwargs type", "chat_template_kwargs: [enable_thinking]\n", "key chat_template_kwargs: want a mapping such as {enable_thinking: false}"},
+		{"template kwargs json", "chat_template_kwargs: 'enable_thinking=false'\n", `key chat_template_kwargs: want a JSON object such as {"enable_thinking": false}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "recipe.yaml")
@@ -130,3 +133,45 @@ func TestYAMLErrors(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// chat_template_kwargs arrives as a YAML mapping, a JSON string in YAML, or
+// a JSON flag (which wins), and reaches the data pipeline's renderer.
+func TestChatTemplateKwargs(t *testing.T) {
+	for _, tc := range []struct{ yaml, flag, want string }{
+		{"chat_template_kwargs: {enable_thinking: false}\n", "", `{"enable_thinking":false}`},
+		{"chat_template_kwargs: '{\"enable_thinking\": true, \"x\": 2}'\n", "", `{"enable_thinking":true,"x":2}`},
+		{"chat_template_kwargs: {enable_thinking: false}\n", `{"enable_thinking": true}`, `{"enable_thinking":true}`},
+		{"learning_rate: 1e-6\n", "", ""},
+	} {
+		path := filepath.Join(t.TempDir(), "recipe.yaml")
+		os.WriteFile(path, []byte(tc.yaml), 0o644)
+		o := train.DefaultOptions()
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		bindFlags(&o, fs)
+		if tc.flag != "" {
+			if err := fs.Parse([]string{"--chat-template-kwargs", tc.flag}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := applyYAML(&o, path, fs); err != nil {
+			t.Fatal(err)
+		}
+		if got := o.ChatTemplateKwargs.String(); got != tc.want {
+			t.Errorf("yaml %q flag %q: got %s, want %s", tc.yaml, tc.flag, got, tc.want)
+		}
+		dc, err := o.DataConfig()
+		if err != nil && tc.want != "" {
+			t.Fatal(err)
+		}
+		if err == nil && train.TemplateVars(dc.Encode.TemplateVars).String() != tc.want {
+			t.Errorf("data config's template variables %v, want %s", dc.Encode.TemplateVars, tc.want)
+		}
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	o := train.DefaultOptions()
+	bindFlags(&o, fs)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse([]string{"--chat-template-kwargs", "enable_thinking=false"}); err == nil || !strings.Contains(err.Error(), "want a JSON object") {
+		t.Errorf("got %v, want a JSON error", err)
+	}
+}
