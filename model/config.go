@@ -13,7 +13,7 @@ import (
 )
 
 // Config is the architecture of a Llama-family decoder, read from a Hugging
-// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2, Granite, Gemma, Gemma-2 and Gemma-3 (text)
+// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2 and 3, Granite, Gemma, Gemma-2 and Gemma-3 (text)
 // share one forward pass and differ only in the flags below.
 type Config struct {
 	ModelType         string
@@ -122,7 +122,7 @@ func ParseConfig(b []byte) (Config, error) {
 	f := fields{raw: raw}
 	c.ModelType = f.str("model_type", "")
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "granite", "gemma", "gemma2", "gemma3_text":
+	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "olmo3", "granite", "gemma", "gemma2", "gemma3_text":
 	case "":
 		return Config{}, fmt.Errorf(`missing "model_type" (supported: %s)`, SupportedList)
 	case "gemma3":
@@ -131,8 +131,9 @@ func ParseConfig(b []byte) (Config, error) {
 		return Config{}, fmt.Errorf("unsupported model_type %q (supported: %s)", c.ModelType, SupportedList)
 	}
 	c.Gemma = c.ModelType == "gemma" || c.ModelType == "gemma2" || c.ModelType == "gemma3_text"
-	c.PostNorms = c.Gemma && c.ModelType != "gemma" || c.ModelType == "olmo2" // Gemma 1 has Llama's layout
-	c.NoPreNorms = c.ModelType == "olmo2"
+	olmo := c.ModelType == "olmo2" || c.ModelType == "olmo3"
+	c.PostNorms = c.Gemma && c.ModelType != "gemma" || olmo // Gemma 1 has Llama's layout
+	c.NoPreNorms = olmo
 	c.VocabSize = f.posInt("vocab_size")
 	c.HiddenSize = f.posInt("hidden_size")
 	c.IntermediateSize = f.posInt("intermediate_size")
@@ -182,7 +183,7 @@ func ParseConfig(b []byte) (Config, error) {
 	case "llama", "smollm3", "gemma", "gemma2", "gemma3_text":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.QKNorm = c.ModelType == "gemma3_text"
-	case "olmo2":
+	case "olmo2", "olmo3":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.QKNorm, c.QKNormFull = true, true
 	case "granite":
@@ -207,6 +208,8 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 	case c.ModelType == "gemma":
 		// Gemma 1's attention has no window.
+	case c.ModelType == "olmo3":
+		c.parseOLMo3(&f)
 	case (c.ModelType == "mistral" || c.Gemma) && f.has("sliding_window") && raw["sliding_window"] != nil:
 		c.SlidingWindow = f.posInt("sliding_window")
 	case c.Gemma && f.has("sliding_window"):
@@ -354,7 +357,29 @@ func describe(v any) string {
 }
 
 // SupportedList names the model_type values relupo supports, for messages.
-const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, granite, gemma, gemma2, gemma3_text"
+const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, olmo3, granite, gemma, gemma2, gemma3_text"
+
+// parseOLMo3 reads OLMo 3's windows, with Olmo3Config's defaults: a
+// sliding_window of 4096 (null: none) on the layers layer_types marks, by
+// default three of every four (each fourth attends to everything).
+func (c *Config) parseOLMo3(f *fields) {
+	c.SlidingWindow = 4096
+	if f.has("sliding_window") {
+		if f.raw["sliding_window"] == nil {
+			c.SlidingWindow = 0
+		} else {
+			c.SlidingWindow = f.posInt("sliding_window")
+		}
+	}
+	if sliding, given := f.layerTypes(c.NumLayers); given {
+		c.SlidingLayers = sliding
+		return
+	}
+	c.SlidingLayers = make([]bool, c.NumLayers)
+	for i := range c.SlidingLayers {
+		c.SlidingLayers[i] = (i+1)%4 != 0
+	}
+}
 
 // parseGranite reads Granite's multipliers, 1 by default as in
 // GraniteConfig (attention_multiplier replaces 1/√head_dim outright).

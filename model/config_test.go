@@ -66,6 +66,8 @@ func TestParseConfigArchitectures(t *testing.T) {
 		// Llama's attention has no window: a sliding_window key is ignored, as transformers ignores it.
 		{"llama window ignored", `{"model_type": "llama", ` + base + `, "sliding_window": 4096, "eos_token_id": 2}`, false, false, false, 0, 4, 2, 2},
 		{"olmo2", `{"model_type": "olmo2", ` + base + `, "eos_token_id": 100257}`, false, false, true, 0, 4, 2, 100257},
+		{"olmo3", `{"model_type": "olmo3", ` + base + `, "eos_token_id": 100257}`, false, false, true, 4096, 4, 2, 100257},
+		{"olmo3 no window", `{"model_type": "olmo3", ` + base + `, "sliding_window": null, "eos_token_id": 100257}`, false, false, true, 0, 4, 2, 100257},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.json))

@@ -328,7 +328,7 @@ func TestCheckpointBitIdentical(t *testing.T) {
 	dirs := []string{travelDir, filepath.Join("testdata", "lora", "qwen2"), filepath.Join("testdata", "arch", "qwen3"),
 		filepath.Join("testdata", "gemma", "gemma2"), filepath.Join("testdata", "gemma", "gemma3"),
 		filepath.Join("testdata", "arch", "olmo2"), filepath.Join("testdata", "arch", "smollm3"), filepath.Join("testdata", "arch", "granite"),
-		filepath.Join("testdata", "gemma", "gemma")}
+		filepath.Join("testdata", "gemma", "gemma"), filepath.Join("testdata", "arch", "olmo3")}
 	exp := loadLoRAExpected(t)
 	batch := exp.batch()
 	for _, dir := range dirs {

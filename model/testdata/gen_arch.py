@@ -8,14 +8,15 @@ use_sliding_window, sliding windows on the layers layer_types marks, by
 default the NoPE layers, as SmolLM3Config derives them) and OLMo-2 (no input
 norms; post_attention_layernorm and post_feedforward_layernorm on the
 attention and MLP outputs before their residual adds; q_norm and k_norm over
-each token's whole q and k projections, before RoPE) and Granite
+each token's whole q and k projections, before RoPE), OLMo 3 (OLMo-2 with a
+sliding window on three of every four layers) and Granite
 (embedding_multiplier on the embeddings, attention_multiplier as the attention
 scale, residual_multiplier on each block's output before its residual add,
 logits divided by logits_scaling).
 
 The PyTorch model below follows Hugging Face transformers' eager code paths
 (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM,
-SmolLM3ForCausalLM, Olmo2ForCausalLM, GraniteForCausalLM)
+SmolLM3ForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM, GraniteForCausalLM)
 and reuses the shared reference implementation (../shared/reference/llama_ref.py)
 for safetensors I/O and RoPE helpers.
 
@@ -79,7 +80,7 @@ class Attn(nn.Module):
         if self.scaling is None:
             self.scaling = hd ** -0.5
         qkv_bias = cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False)
-        o_bias = cfg["model_type"] in ("llama", "qwen3", "olmo2") and cfg.get("attention_bias", False)
+        o_bias = cfg["model_type"] in ("llama", "qwen3", "olmo2", "olmo3") and cfg.get("attention_bias", False)
         self.q_proj = nn.Linear(D, H * hd, bias=qkv_bias)
         self.k_proj = nn.Linear(D, KV * hd, bias=qkv_bias)
         self.v_proj = nn.Linear(D, KV * hd, bias=qkv_bias)
@@ -88,7 +89,7 @@ class Attn(nn.Module):
         if self.qk_norm:
             self.q_norm = L.LlamaRMSNorm(hd, cfg["rms_norm_eps"])
             self.k_norm = L.LlamaRMSNorm(hd, cfg["rms_norm_eps"])
-        self.olmo2 = cfg["model_type"] == "olmo2"
+        self.olmo2 = cfg["model_type"] in ("olmo2", "olmo3")
         if self.olmo2:  # Olmo2Attention: norms over the whole projections
             self.q_norm = L.LlamaRMSNorm(H * hd, cfg["rms_norm_eps"])
             self.k_norm = L.LlamaRMSNorm(KV * hd, cfg["rms_norm_eps"])
@@ -118,7 +119,7 @@ class Layer(nn.Module):
         self.window = window
         self.self_attn = Attn(cfg, use_rope)
         self.mlp = L.LlamaMLP(cfg)
-        self.olmo2 = cfg["model_type"] == "olmo2"
+        self.olmo2 = cfg["model_type"] in ("olmo2", "olmo3")
         self.residual = cfg["residual_multiplier"] if cfg["model_type"] == "granite" else None
         if not self.olmo2:
             self.input_layernorm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
@@ -143,6 +144,9 @@ class Inner(nn.Module):
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
         n = cfg["num_hidden_layers"]
         rope, slide = smollm3_layers(cfg) if cfg["model_type"] == "smollm3" else ([True] * n, [False] * n)
+        if cfg["model_type"] == "olmo3":  # Olmo3Config: three of every four layers slide
+            types = cfg.get("layer_types") or ["sliding_attention" if (i + 1) % 4 else "full_attention" for i in range(n)]
+            slide = [t == "sliding_attention" for t in types]
         self.layers = nn.ModuleList([Layer(cfg, rope[i], cfg["sliding_window"] if slide[i] else None)
                                      for i in range(n)])
         self.norm = L.LlamaRMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
@@ -218,6 +222,8 @@ CASES = {
                     num_key_value_heads=2, tie_word_embeddings=True, attention_bias=False, rope_theta=10000000.0,
                     embedding_multiplier=12.0, attention_multiplier=0.0625, residual_multiplier=0.22,
                     logits_scaling=3.0),
+    "olmo3": base(model_type="olmo3", architectures=["Olmo3ForCausalLM"], num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=500000.0, attention_bias=False, sliding_window=5),
 }
 for c in CASES.values():
     c.pop("attention_bias", None) if c["model_type"] in ("qwen2", "mistral") else None
