@@ -81,7 +81,8 @@ type Config struct {
 	Raw map[string]any
 }
 
-// RopeScaling is a RoPE frequency scaling: "llama3" (Llama 3.1 and 3.2) or
+// RopeScaling is a RoPE frequency scaling: "llama3" (Llama 3.1 and 3.2),
+// "yarn" (YaRN: Qwen's and OLMo 3's long-context settings), or
 // "linear" (every frequency divided by Factor; Gemma-3's global layers).
 type RopeScaling struct {
 	Type                          string
@@ -89,6 +90,12 @@ type RopeScaling struct {
 	LowFreqFactor                 float64
 	HighFreqFactor                float64
 	OriginalMaxPositionEmbeddings float64
+	// YaRN: the ramp's rotation bounds, whether its range is rounded
+	// outward, and the factor of cos and sin (attention_factor, or the
+	// one derived from factor, mscale and mscale_all_dim).
+	BetaFast, BetaSlow float64
+	Truncate           bool
+	AttentionFactor    float64
 }
 
 // LoadConfig reads config.json from dir (or the file itself when path names one).
@@ -291,11 +298,63 @@ func (c *Config) parseRoPE(f *fields) {
 			if !(c.RopeScaling.Factor > 0) {
 				sf.fail("linear scaling needs factor > 0")
 			}
+		case "yarn":
+			c.RopeScaling = c.parseYaRN(&sf)
 		default:
-			sf.fail("rope type %q is not supported (supported: default, linear, llama3)", typ)
+			sf.fail("rope type %q is not supported (supported: default, linear, llama3, yarn)", typ)
 		}
 		f.err = joinErrs(f.err, sf.err)
 	}
+}
+
+// parseYaRN reads a "yarn" rope_scaling as transformers' current
+// _compute_yarn_parameters does, and vLLM: the ramp's range comes from
+// original_max_position_embeddings (else max_position_embeddings), its
+// bounds from beta_fast and beta_slow (32 and 1 when absent or 0), and cos
+// and sin are multiplied by attention_factor, else 0.1·mscale·ln(factor)+1
+// over the same with mscale_all_dim when both are set, else
+// 0.1·ln(factor)+1 (1 for factor ≤ 1). When original_max_position_embeddings
+// is given, transformers replaces factor by max_position_embeddings /
+// original_max_position_embeddings and vLLM keeps factor: a config on which
+// the two differ is refused rather than read one way silently.
+func (c *Config) parseYaRN(sf *fields) *RopeScaling {
+	rs := &RopeScaling{Type: "yarn", Factor: sf.num("factor", math.NaN()), BetaFast: sf.num("beta_fast", 0),
+		BetaSlow: sf.num("beta_slow", 0), Truncate: sf.boolean("truncate", true)}
+	if rs.BetaFast == 0 {
+		rs.BetaFast = 32
+	}
+	if rs.BetaSlow == 0 {
+		rs.BetaSlow = 1
+	}
+	maxPos := float64(c.MaxPositionEmbeddings)
+	rs.OriginalMaxPositionEmbeddings = sf.num("original_max_position_embeddings", maxPos)
+	if !(rs.Factor > 0) || !(rs.OriginalMaxPositionEmbeddings > 0) || !(rs.BetaFast > 0) || !(rs.BetaSlow > 0) {
+		sf.fail("yarn scaling needs factor > 0, positive beta_fast and beta_slow, and original_max_position_embeddings (or max_position_embeddings) > 0")
+		return rs
+	}
+	if sf.has("original_max_position_embeddings") && maxPos/rs.OriginalMaxPositionEmbeddings != rs.Factor {
+		sf.fail("yarn factor %v disagrees with max_position_embeddings / original_max_position_embeddings = %v / %v: transformers scales by that ratio and vLLM by factor, so relupo does not pick one; set max_position_embeddings to %v (original × factor), which both read the same",
+			rs.Factor, maxPos, rs.OriginalMaxPositionEmbeddings, rs.OriginalMaxPositionEmbeddings*rs.Factor)
+		return rs
+	}
+	mscale := func(scale, m float64) float64 {
+		if scale <= 1 {
+			return 1
+		}
+		return 0.1*m*math.Log(scale) + 1
+	}
+	rs.AttentionFactor = sf.num("attention_factor", 0)
+	if rs.AttentionFactor == 0 {
+		if m, all := sf.num("mscale", 0), sf.num("mscale_all_dim", 0); m != 0 && all != 0 {
+			rs.AttentionFactor = mscale(rs.Factor, m) / mscale(rs.Factor, all)
+		} else {
+			rs.AttentionFactor = mscale(rs.Factor, 1)
+		}
+	}
+	if !(rs.AttentionFactor > 0) || math.IsInf(rs.AttentionFactor, 0) {
+		sf.fail("yarn attention_factor must be positive")
+	}
+	return rs
 }
 
 // checkShapes checks what the parsed sizes must satisfy together;

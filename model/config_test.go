@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +19,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"gpt2", `{"model_type": "gpt2", ` + base + `}`, `unsupported model_type "gpt2"`},
 		{"missing field", `{"model_type": "llama", "vocab_size": 10}`, "missing hidden_size"},
 		{"bad int", `{"model_type": "llama", ` + strings.Replace(base, `"hidden_size": 8`, `"hidden_size": 8.5`, 1) + `}`, "hidden_size: want a positive integer"},
-		{"rope type", `{"model_type": "llama", ` + base + `, "rope_scaling": {"rope_type": "yarn", "factor": 4}}`, `rope type "yarn" is not supported`},
+		{"rope type", `{"model_type": "llama", ` + base + `, "rope_scaling": {"rope_type": "longrope", "factor": 4}}`, `rope type "longrope" is not supported (supported: default, linear, llama3, yarn)`},
+		{"yarn factor disagrees", `{"model_type": "qwen2", ` + base + `, "max_position_embeddings": 32768, "rope_scaling": {"type": "yarn", "factor": 4, "original_max_position_embeddings": 32768}}`,
+			"yarn factor 4 disagrees with max_position_embeddings / original_max_position_embeddings = 32768 / 32768: transformers scales by that ratio and vLLM by factor, so relupo does not pick one; set max_position_embeddings to 131072"},
+		{"yarn without lengths", `{"model_type": "llama", ` + base + `, "rope_scaling": {"rope_type": "yarn", "factor": 4}}`, "yarn scaling needs"},
 		{"linear rope without factor", `{"model_type": "llama", ` + base + `, "rope_scaling": {"type": "linear"}}`, "linear scaling needs factor"},
 		{"gemma3 multimodal", `{"model_type": "gemma3", ` + base + `}`, `"gemma3_text"`},
 		{"gemma act", `{"model_type": "gemma2", ` + base + `, "hidden_activation": "gelu"}`, `hidden_activation "gelu"`},
@@ -214,5 +218,37 @@ func TestParseGraniteConfig(t *testing.T) {
 	}
 	if c.embedScale() != 12 || c.QueryScale != 0.0078125 || c.residualScale() != 0.22 || c.LogitsScaling != 8 {
 		t.Errorf("parsed %+v", c)
+	}
+}
+
+// YaRN's settings as transformers' current code and vLLM read them.
+func TestParseYaRN(t *testing.T) {
+	const base = `"model_type": "llama", "vocab_size": 10, "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2`
+	for _, tc := range []struct {
+		name, extra      string
+		orig, fast, slow float64
+		truncate         bool
+		attention        float64
+	}{
+		{"qwen", `, "max_position_embeddings": 131072, "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}`,
+			32768, 32, 1, true, 0.1*math.Log(4) + 1},
+		{"from max_position_embeddings", `, "max_position_embeddings": 4096, "rope_scaling": {"rope_type": "yarn", "factor": 2, "beta_fast": 0, "truncate": false}`,
+			4096, 32, 1, false, 0.1*math.Log(2) + 1},
+		{"mscale", `, "max_position_embeddings": 4096, "rope_scaling": {"rope_type": "yarn", "factor": 40, "mscale": 1, "mscale_all_dim": 0.5, "beta_fast": 16, "beta_slow": 2}`,
+			4096, 16, 2, true, (0.1*math.Log(40) + 1) / (0.05*math.Log(40) + 1)},
+		{"attention factor", `, "max_position_embeddings": 8192, "rope_parameters": {"rope_type": "yarn", "rope_theta": 1e6, "factor": 8, "original_max_position_embeddings": 1024, "attention_factor": 1.25}`,
+			1024, 32, 1, true, 1.25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(`{` + base + tc.extra + `}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := c.RopeScaling
+			if rs == nil || rs.Type != "yarn" || rs.OriginalMaxPositionEmbeddings != tc.orig || rs.BetaFast != tc.fast || rs.BetaSlow != tc.slow ||
+				rs.Truncate != tc.truncate || math.Abs(rs.AttentionFactor-tc.attention) > 1e-12 {
+				t.Errorf("parsed %+v", rs)
+			}
+		})
 	}
 }

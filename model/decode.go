@@ -129,9 +129,9 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 	d.reserve(N)
 	if longest > d.maxPos {
 		d.maxPos = max(longest, 2*d.maxPos, 256)
-		d.cos, d.sin = ropeTables(m.invFreq, d.maxPos)
+		d.cos, d.sin = ropeTables(m.invFreq, d.maxPos, ropeScale(m.Config))
 		if m.invFreqLocal != nil {
-			d.cosL, d.sinL = ropeTables(m.invFreqLocal, d.maxPos)
+			d.cosL, d.sinL = ropeTables(m.invFreqLocal, d.maxPos, 1)
 		}
 	}
 	nw, finalW := m.normWeights(&d.normBuf, &d.norms)

@@ -484,9 +484,9 @@ func (m *Model) ensureRope(ws *Workspace, positions int) {
 		return
 	}
 	positions = max(positions, 2*ws.maxPos)
-	ws.cos, ws.sin = ropeTables(m.invFreq, positions)
+	ws.cos, ws.sin = ropeTables(m.invFreq, positions, ropeScale(m.Config))
 	if m.invFreqLocal != nil {
-		ws.cosL, ws.sinL = ropeTables(m.invFreqLocal, positions)
+		ws.cosL, ws.sinL = ropeTables(m.invFreqLocal, positions, 1)
 	}
 	ws.maxPos = positions
 }

@@ -38,6 +38,43 @@ torch.set_num_threads(1)
 OUT = os.path.join(HERE, "arch")
 
 
+def yarn_inv_freq(cfg, dim):
+    """transformers' current _compute_yarn_parameters: (inv_freq, attention_factor)."""
+    rs, base = cfg["rope_scaling"], cfg["rope_theta"]
+    factor = rs["factor"]
+    if "original_max_position_embeddings" in rs:
+        orig = rs["original_max_position_embeddings"]
+        factor = cfg["max_position_embeddings"] / orig
+    else:
+        orig = cfg["max_position_embeddings"]
+
+    def get_mscale(scale, mscale=1):
+        return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+    af = rs.get("attention_factor")
+    if af is None:
+        if rs.get("mscale") and rs.get("mscale_all_dim"):
+            af = float(get_mscale(factor, rs["mscale"]) / get_mscale(factor, rs["mscale_all_dim"]))
+        else:
+            af = get_mscale(factor)
+    beta_fast, beta_slow = rs.get("beta_fast") or 32, rs.get("beta_slow") or 1
+
+    def corr(rot):
+        return (dim * math.log(orig / (rot * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = corr(beta_fast), corr(beta_slow)
+    if rs.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    pos_freqs = base ** (torch.arange(0, dim, 2).float() / dim)
+    extrap, interp = 1.0 / pos_freqs, 1.0 / (factor * pos_freqs)
+    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low), 0, 1)
+    ef = 1 - ramp
+    return interp * (1 - ef) + extrap * ef, af
+
+
 def llama3_inv_freq(cfg, head_dim):
     inv = L.rope_inv_freq(head_dim, cfg["rope_theta"])
     rs = cfg.get("rope_scaling")
@@ -165,10 +202,14 @@ class CausalLM(nn.Module):
         b, t = ids.shape
         cfg = self.config
         hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-        inv = llama3_inv_freq(cfg, hd)
+        af = 1.0
+        if (cfg.get("rope_scaling") or {}).get("rope_type") == "yarn":
+            inv, af = yarn_inv_freq(cfg, hd)
+        else:
+            inv = llama3_inv_freq(cfg, hd)
         freqs = torch.arange(t, dtype=torch.int64)[None, :, None].float() * inv
         emb = torch.cat((freqs, freqs), -1)
-        cos, sin = emb.cos(), emb.sin()
+        cos, sin = emb.cos() * af, emb.sin() * af
         mask = L.build_mask(None, t, torch.float32)
         x = self.model.embed_tokens(ids)
         if cfg["model_type"] == "granite":
@@ -224,6 +265,15 @@ CASES = {
                     logits_scaling=3.0),
     "olmo3": base(model_type="olmo3", architectures=["Olmo3ForCausalLM"], num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=500000.0, attention_bias=False, sliding_window=5),
+    # YaRN as Qwen documents it, with max_position_embeddings = original × factor.
+    "qwen2-yarn": base(model_type="qwen2", architectures=["Qwen2ForCausalLM"], rope_theta=10000.0,
+                       use_sliding_window=False, max_position_embeddings=8192,
+                       rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048}),
+    # YaRN from max_position_embeddings, other betas, no truncation, mscale.
+    "llama-yarn": base(rope_theta=10000.0, head_dim=16, num_attention_heads=3, num_key_value_heads=1,
+                       max_position_embeddings=4096,
+                       rope_scaling={"rope_type": "yarn", "factor": 2.5, "beta_fast": 16, "beta_slow": 2,
+                                     "truncate": False, "mscale": 1.2, "mscale_all_dim": 0.8}),
 }
 for c in CASES.values():
     c.pop("attention_bias", None) if c["model_type"] in ("qwen2", "mistral") else None
