@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -45,6 +46,19 @@ func halfField(p *Params, name string, l int) *[]uint16 {
 	return nil
 }
 
+// specLayer returns N of a "model.layers.N.…" tensor name, or -1.
+func specLayer(name string) int {
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.Atoi(rest[:max(strings.IndexByte(rest, '.'), 0)])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
 // newFrozenParams allocates the float32 norm weights and biases of
 // configuration c and asks half for the bits of every matrix: one name,
 // or gate_proj and up_proj together (their 2n values one after the other,
@@ -59,12 +73,9 @@ func newFrozenParams(c Config, half func(names []string, n int64) ([]uint16, err
 	}
 	p := &Params{Layers: make([]LayerParams, c.NumLayers), Mem: make([]float32, total), gemma: c.Gemma, Frozen: true}
 	off := int64(0)
-	l := -1
 	for i := 0; i < len(specs); i++ {
 		s := specs[i]
-		if strings.HasSuffix(s.name, ".input_layernorm.weight") {
-			l++
-		}
+		l := specLayer(s.name) // -1 outside the layers
 		if !isMatrix(s.name) {
 			n := s.size()
 			view := p.Mem[off : off+n : off+n]

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -332,5 +333,48 @@ func TestExactBF16Bitwise(t *testing.T) {
 			}
 		}
 		in = [][]int32{{int32(Argmax(lf[0]))}, {int32(Argmax(lf[1]))}, {int32(Argmax(lf[2]))}}
+	}
+}
+
+// Every architecture loads as a frozen bf16 base (its matrices found layer
+// by layer, OLMo's layers having no input norm to count them by) and gives
+// the log-prob sums of its float32 twin with the same rounded weights
+// (1e-6 relative: only the kernels' order of sums may differ).
+func TestFrozenBF16AllArchitectures(t *testing.T) {
+	dirs, _ := filepath.Glob(filepath.Join("testdata", "arch", "*", "config.json"))
+	gemma, _ := filepath.Glob(filepath.Join("testdata", "gemma", "*", "config.json"))
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	b := &Batch{}
+	b.Add([]int32{1, 5, 9, 3}, []int32{7, 2, 4, 8, 6, 3, 11})
+	b.Add([]int32{2}, []int32{9, 9, 1, 5})
+	for _, cfg := range append(dirs, gemma...) {
+		dir := filepath.Dir(cfg)
+		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+			continue // a tokenizer folder
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			twin := roundedTwin(t, mustLoad(t, dir))
+			m, _, err := LoadWith(dir, LoadOptions{BaseDType: "bf16"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !m.Params.Frozen || m.Params.Layers[len(m.Params.Layers)-1].HWq == nil {
+				t.Fatal("the matrices are not held as bfloat16 in every layer")
+			}
+			want, _, err := twin.Forward(&Workspace{Pool: pool}, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := m.Forward(&Workspace{Pool: pool}, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if e := relErr(got[i], want[i], 1); e > 1e-6 {
+					t.Errorf("sequence %d: %v, float32 twin %v", i, got[i], want[i])
+				}
+			}
+		})
 	}
 }
