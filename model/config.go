@@ -13,7 +13,7 @@ import (
 )
 
 // Config is the architecture of a Llama-family decoder, read from a Hugging
-// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2 and 3, Granite, Gemma, Gemma-2 and Gemma-3 (text)
+// Face config.json. Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo-2 and 3, Granite, Phi-3, Gemma, Gemma-2 and Gemma-3 (text)
 // share one forward pass and differ only in the flags below.
 type Config struct {
 	ModelType         string
@@ -40,7 +40,10 @@ type Config struct {
 	PostNorms bool
 	// NoPreNorms: the attention and MLP read the residual stream without an
 	// input norm (OLMo-2, whose norms are all PostNorms).
-	NoPreNorms            bool
+	NoPreNorms bool
+	// Fused: the checkpoint stores q, k and v as one qkv_proj and gate and
+	// up as one gate_up_proj (Phi-3), rows in that order.
+	Fused                 bool
 	MaxPositionEmbeddings int
 	// SlidingWindow > 0 is the attention window: a token sees itself and
 	// the SlidingWindow−1 tokens before it, on the layers SlidingLayers
@@ -129,7 +132,7 @@ func ParseConfig(b []byte) (Config, error) {
 	f := fields{raw: raw}
 	c.ModelType = f.str("model_type", "")
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "olmo3", "granite", "gemma", "gemma2", "gemma3_text":
+	case "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "olmo3", "granite", "phi3", "gemma", "gemma2", "gemma3_text":
 	case "":
 		return Config{}, fmt.Errorf(`missing "model_type" (supported: %s)`, SupportedList)
 	case "gemma3":
@@ -196,6 +199,14 @@ func ParseConfig(b []byte) (Config, error) {
 	case "granite":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.parseGranite(&f)
+	case "phi3":
+		c.Fused = true
+		if attnBias {
+			f.fail("attention_bias true is not supported for phi3")
+		}
+		if p := f.num("partial_rotary_factor", 1); p != 1 {
+			f.fail("partial_rotary_factor %v is not supported (only 1: Phi-4-mini's rotary embedding on part of each head is not)", p)
+		}
 	}
 
 	c.parseRoPE(&f)
@@ -217,7 +228,7 @@ func ParseConfig(b []byte) (Config, error) {
 		// Gemma 1's attention has no window.
 	case c.ModelType == "olmo3":
 		c.parseOLMo3(&f)
-	case (c.ModelType == "mistral" || c.Gemma) && f.has("sliding_window") && raw["sliding_window"] != nil:
+	case (c.ModelType == "mistral" || c.ModelType == "phi3" || c.Gemma) && f.has("sliding_window") && raw["sliding_window"] != nil:
 		c.SlidingWindow = f.posInt("sliding_window")
 	case c.Gemma && f.has("sliding_window"):
 		c.SlidingWindow = 0 // null: no window on any layer
@@ -416,7 +427,7 @@ func describe(v any) string {
 }
 
 // SupportedList names the model_type values relupo supports, for messages.
-const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, olmo3, granite, gemma, gemma2, gemma3_text"
+const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, olmo3, granite, phi3, gemma, gemma2, gemma3_text"
 
 // parseOLMo3 reads OLMo 3's windows, with Olmo3Config's defaults: a
 // sliding_window of 4096 (null: none) on the layers layer_types marks, by

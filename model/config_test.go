@@ -34,6 +34,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"act", `{"model_type": "llama", ` + base + `, "hidden_act": "gelu"}`, `hidden_act "gelu"`},
 		{"mlp bias", `{"model_type": "llama", ` + base + `, "mlp_bias": true}`, "mlp_bias"},
 		{"gqa", `{"model_type": "llama", ` + base + `, "num_key_value_heads": 3}`, "not a multiple"},
+		{"phi3 partial rotary", `{"model_type": "phi3", ` + base + `, "partial_rotary_factor": 0.75}`, "partial_rotary_factor 0.75 is not supported"},
+		{"phi3 longrope", `{"model_type": "phi3", ` + base + `, "rope_scaling": {"type": "longrope", "long_factor": [1], "short_factor": [1]}}`, `rope type "longrope" is not supported`},
 		{"granite multiplier", `{"model_type": "granite", ` + base + `, "residual_multiplier": 0}`, "residual_multiplier must be a positive number"},
 		{"granite scaling", `{"model_type": "granite", ` + base + `, "logits_scaling": "8"}`, `logits_scaling: want a number, got the string "8"`},
 		{"smollm3 short no_rope_layers", `{"model_type": "smollm3", ` + strings.Replace(base, `"num_hidden_layers": 1`, `"num_hidden_layers": 3`, 1) + `, "num_key_value_heads": 2, "no_rope_layers": [1, 0]}`, "no_rope_layers: want a list of 0s and 1s with an entry per layer (3), got a list"},
@@ -71,6 +73,7 @@ func TestParseConfigArchitectures(t *testing.T) {
 		{"llama window ignored", `{"model_type": "llama", ` + base + `, "sliding_window": 4096, "eos_token_id": 2}`, false, false, false, 0, 4, 2, 2},
 		{"olmo2", `{"model_type": "olmo2", ` + base + `, "eos_token_id": 100257}`, false, false, true, 0, 4, 2, 100257},
 		{"olmo3", `{"model_type": "olmo3", ` + base + `, "eos_token_id": 100257}`, false, false, true, 4096, 4, 2, 100257},
+		{"phi3", `{"model_type": "phi3", ` + base + `, "sliding_window": 2047, "eos_token_id": 32000}`, false, false, false, 2047, 4, 2, 32000},
 		{"olmo3 no window", `{"model_type": "olmo3", ` + base + `, "sliding_window": null, "eos_token_id": 100257}`, false, false, true, 0, 4, 2, 100257},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -135,6 +135,22 @@ type Adapter struct {
 }
 
 // loraShape returns a module's [out, in] in configuration c.
+// loraSupported refuses adapters on a Fused model's fused projections:
+// PEFT adapts qkv_proj and gate_up_proj as single modules (one A for q, k
+// and v), which relupo's per-projection adapters cannot represent.
+func (c Config) loraSupported(targets []string) error {
+	if !c.Fused {
+		return nil
+	}
+	for _, t := range targets {
+		switch t {
+		case "q_proj", "k_proj", "v_proj", "gate_proj", "up_proj":
+			return fmt.Errorf("model: LoRA on %s is not supported for %s, whose checkpoint fuses it into qkv_proj or gate_up_proj (target o_proj and down_proj, or train the whole model)", t, c.ModelType)
+		}
+	}
+	return nil
+}
+
 func (c Config) loraShape(module string) (out, in int) {
 	D, I := c.HiddenSize, c.IntermediateSize
 	qd, kvd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
@@ -167,6 +183,9 @@ func loraPrefix(l int, module string) string {
 // configuration c.
 func NewAdapter(c Config, lc LoRAConfig) (*Adapter, error) {
 	if err := lc.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.loraSupported(lc.Targets); err != nil {
 		return nil, err
 	}
 	r := lc.R

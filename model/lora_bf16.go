@@ -84,6 +84,22 @@ func newFrozenParams(c Config, half func(names []string, n int64) ([]uint16, err
 			off += n
 			continue
 		}
+		if c.Fused && (strings.HasSuffix(s.name, ".qkv_proj.weight") || strings.HasSuffix(s.name, ".gate_up_proj.weight")) {
+			bits, err := half([]string{s.name}, s.size())
+			if err != nil {
+				return nil, err
+			}
+			w := &p.Layers[l]
+			if strings.HasSuffix(s.name, ".gate_up_proj.weight") {
+				w.HWGateUp = bits
+			} else { // the rows of q, k and v
+				D := c.HiddenSize
+				qd, kvd := c.NumHeads*c.HeadDim*D, c.NumKVHeads*c.HeadDim*D
+				w.HWq, w.HWk, w.HWv = bits[:qd:qd], bits[qd:qd+kvd:qd+kvd], bits[qd+kvd:]
+			}
+			p.tensors = append(p.tensors, Tensor{Name: s.name, Shape: s.shape, Half: bits})
+			continue
+		}
 		if strings.HasSuffix(s.name, ".gate_proj.weight") {
 			// up_proj follows gate_proj in tensorSpecs, with the same shape.
 			up := specs[i+1]

@@ -457,3 +457,40 @@ func TestLoRAErrors(t *testing.T) {
 		t.Errorf("Forward with an adapter for another model: %v", err)
 	}
 }
+
+// Phi-3's fused projections take no adapters (PEFT adapts qkv_proj as one
+// module), its unfused ones do.
+func TestLoRAFusedRefused(t *testing.T) {
+	m := mustLoad(t, filepath.Join("testdata", "arch", "phi3"))
+	if _, err := NewAdapter(m.Config, LoRAConfig{R: 2, Alpha: 4, Targets: []string{"q_proj", "o_proj"}}); err == nil ||
+		!strings.Contains(err.Error(), "LoRA on q_proj is not supported for phi3, whose checkpoint fuses it into qkv_proj or gate_up_proj") {
+		t.Errorf("got %v", err)
+	}
+	if _, err := NewAdapter(m.Config, LoRAConfig{R: 2, Alpha: 4, Targets: []string{"o_proj", "down_proj"}}); err != nil {
+		t.Error(err)
+	}
+}
+
+// A Phi-3 model saves its fused tensors under Phi-3's names, as loaded.
+func TestFusedSaveRoundTrip(t *testing.T) {
+	src := filepath.Join("testdata", "arch", "phi3")
+	m := mustLoad(t, src)
+	dir := t.TempDir()
+	if err := m.Save(dir, safetensors.F32, 0); err != nil {
+		t.Fatal(err)
+	}
+	back := mustLoad(t, dir)
+	if !slices.Equal(back.Params.Mem, m.Params.Mem) {
+		t.Error("the saved model differs from the loaded one")
+	}
+	ck, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	want, _ := safetensors.OpenCheckpoint(src)
+	defer want.Close()
+	if !slices.Equal(ck.Names(), want.Names()) {
+		t.Errorf("saved tensors %v, Phi-3's %v", ck.Names(), want.Names())
+	}
+}

@@ -1,5 +1,5 @@
 // Package model is relupo's Llama-family decoder (Llama, Mistral, Qwen2,
-// Qwen3, SmolLM3, OLMo 2 and 3, Granite, Gemma, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
+// Qwen3, SmolLM3, OLMo 2 and 3, Granite, Phi-3, Gemma, Gemma-2, Gemma-3 text): parameters with Hugging Face names, a forward pass over packed
 // sequences that saves its activations, and a hand-written backward pass from
 // per-sequence log-probability gradients to every parameter.
 //

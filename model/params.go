@@ -71,6 +71,9 @@ type LayerParams struct {
 	// WGateUp is WGate and WUp as one [2·intermediate, hidden] matrix (they
 	// are adjacent in memory), so that both projections run as one product.
 	WGateUp []float32
+	// WQKV is Wq, Wk and Wv as one [(heads+2·kv heads)·head_dim, hidden]
+	// matrix, allocated so for a Fused model (Phi-3's qkv_proj).
+	WQKV []float32
 
 	// A frozen base's matrices as bfloat16 bits (Params.Frozen), read-only:
 	// they may alias a read-only mapping of the checkpoint file.
@@ -117,15 +120,23 @@ func (c Config) tensorSpecs() []tensorSpec {
 		if !c.NoPreNorms {
 			add("input_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.AttnNorm })
 		}
-		add("self_attn.q_proj.weight", []int{qd, D}, func(l *LayerParams) *[]float32 { return &l.Wq })
+		if c.Fused {
+			add("self_attn.qkv_proj.weight", []int{qd + 2*kvd, D}, func(l *LayerParams) *[]float32 { return &l.WQKV })
+		} else {
+			add("self_attn.q_proj.weight", []int{qd, D}, func(l *LayerParams) *[]float32 { return &l.Wq })
+		}
 		if c.QKVBias {
 			add("self_attn.q_proj.bias", []int{qd}, func(l *LayerParams) *[]float32 { return &l.Bq })
 		}
-		add("self_attn.k_proj.weight", []int{kvd, D}, func(l *LayerParams) *[]float32 { return &l.Wk })
+		if !c.Fused {
+			add("self_attn.k_proj.weight", []int{kvd, D}, func(l *LayerParams) *[]float32 { return &l.Wk })
+		}
 		if c.QKVBias {
 			add("self_attn.k_proj.bias", []int{kvd}, func(l *LayerParams) *[]float32 { return &l.Bk })
 		}
-		add("self_attn.v_proj.weight", []int{kvd, D}, func(l *LayerParams) *[]float32 { return &l.Wv })
+		if !c.Fused {
+			add("self_attn.v_proj.weight", []int{kvd, D}, func(l *LayerParams) *[]float32 { return &l.Wv })
+		}
 		if c.QKVBias {
 			add("self_attn.v_proj.bias", []int{kvd}, func(l *LayerParams) *[]float32 { return &l.Bv })
 		}
@@ -149,8 +160,12 @@ func (c Config) tensorSpecs() []tensorSpec {
 		} else {
 			add("post_attention_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.MLPNorm })
 		}
-		add("mlp.gate_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WGate })
-		add("mlp.up_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WUp })
+		if c.Fused {
+			add("mlp.gate_up_proj.weight", []int{2 * I, D}, func(l *LayerParams) *[]float32 { return &l.WGateUp })
+		} else {
+			add("mlp.gate_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WGate })
+			add("mlp.up_proj.weight", []int{I, D}, func(l *LayerParams) *[]float32 { return &l.WUp })
+		}
 		add("mlp.down_proj.weight", []int{D, I}, func(l *LayerParams) *[]float32 { return &l.WDown })
 		if c.PostNorms {
 			add("post_feedforward_layernorm.weight", []int{D}, func(l *LayerParams) *[]float32 { return &l.PostMLPNorm })
@@ -188,7 +203,21 @@ func NewParams(c Config) *Params {
 	if c.TieWordEmbeddings {
 		p.LMHead = p.Embed
 	}
+	if c.Fused {
+		for l := range p.Layers {
+			splitFused(c, &p.Layers[l])
+		}
+	}
 	return p
+}
+
+// splitFused makes a Fused layer's Wq, Wk, Wv and WGate, WUp the row
+// blocks of its WQKV and WGateUp.
+func splitFused(c Config, w *LayerParams) {
+	D, I := c.HiddenSize, c.IntermediateSize
+	qd, kvd := c.NumHeads*c.HeadDim*D, c.NumKVHeads*c.HeadDim*D
+	w.Wq, w.Wk, w.Wv = w.WQKV[:qd:qd], w.WQKV[qd:qd+kvd:qd+kvd], w.WQKV[qd+kvd:]
+	w.WGate, w.WUp = w.WGateUp[:I*D:I*D], w.WGateUp[I*D:]
 }
 
 // Tensors returns the named tensors in Hugging Face order; a tied lm_head is

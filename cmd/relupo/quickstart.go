@@ -30,7 +30,7 @@ README.md to --output-dir.
 
 The other commands take any Hugging Face model folder of a supported architecture
 (config.json model_type): llama, mistral, qwen2, qwen3, smollm3, olmo2, olmo3,
-granite, gemma, gemma2 and gemma3_text (Gemma 3's text model, Gemma3ForCausalLM); SmolLM, SmolLM2
+granite, phi3, gemma, gemma2 and gemma3_text (Gemma 3's text model, Gemma3ForCausalLM); SmolLM, SmolLM2
 and other Llama-style models load as llama.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

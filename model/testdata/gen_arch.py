@@ -8,7 +8,9 @@ use_sliding_window, sliding windows on the layers layer_types marks, by
 default the NoPE layers, as SmolLM3Config derives them) and OLMo-2 (no input
 norms; post_attention_layernorm and post_feedforward_layernorm on the
 attention and MLP outputs before their residual adds; q_norm and k_norm over
-each token's whole q and k projections, before RoPE), OLMo 3 (OLMo-2 with a
+each token's whole q and k projections, before RoPE), Phi-3 (qkv_proj and
+gate_up_proj: the q, k, v and gate, up rows stored fused; a sliding window on
+every layer), OLMo 3 (OLMo-2 with a
 sliding window on three of every four layers) and Granite
 (embedding_multiplier on the embeddings, attention_multiplier as the attention
 scale, residual_multiplier on each block's output before its residual add,
@@ -16,7 +18,8 @@ logits divided by logits_scaling).
 
 The PyTorch model below follows Hugging Face transformers' eager code paths
 (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM,
-SmolLM3ForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM, GraniteForCausalLM)
+SmolLM3ForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM, GraniteForCausalLM,
+Phi3ForCausalLM)
 and reuses the shared reference implementation (../shared/reference/llama_ref.py)
 for safetensors I/O and RoPE helpers.
 
@@ -181,6 +184,8 @@ class Inner(nn.Module):
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
         n = cfg["num_hidden_layers"]
         rope, slide = smollm3_layers(cfg) if cfg["model_type"] == "smollm3" else ([True] * n, [False] * n)
+        if cfg["model_type"] == "phi3" and cfg.get("sliding_window") is not None:  # Phi3Attention: every layer
+            slide = [True] * n
         if cfg["model_type"] == "olmo3":  # Olmo3Config: three of every four layers slide
             types = cfg.get("layer_types") or ["sliding_attention" if (i + 1) % 4 else "full_attention" for i in range(n)]
             slide = [t == "sliding_attention" for t in types]
@@ -274,9 +279,30 @@ CASES = {
                        max_position_embeddings=4096,
                        rope_scaling={"rope_type": "yarn", "factor": 2.5, "beta_fast": 16, "beta_slow": 2,
                                      "truncate": False, "mscale": 1.2, "mscale_all_dim": 0.8}),
+    # Phi-3: q, k, v and gate, up stored fused; a window on every layer.
+    "phi3": base(model_type="phi3", architectures=["Phi3ForCausalLM"], num_attention_heads=4, num_key_value_heads=2,
+                 rms_norm_eps=1e-5, sliding_window=6, attention_bias=False, original_max_position_embeddings=256,
+                 partial_rotary_factor=1.0, resid_pdrop=0.0, embd_pdrop=0.0),
 }
 for c in CASES.values():
     c.pop("attention_bias", None) if c["model_type"] in ("qwen2", "mistral") else None
+
+def fuse(cfg, sd):
+    """Phi3ForCausalLM's tensor layout: q, k, v rows as one qkv_proj, gate and up rows as one gate_up_proj."""
+    if cfg["model_type"] != "phi3":
+        return sd
+    out = {}
+    for name, t in sd.items():
+        if ".self_attn.q_proj." in name:
+            pre = name.split("q_proj")[0]
+            out[pre + "qkv_proj.weight"] = torch.cat([sd[pre + "q_proj.weight"], sd[pre + "k_proj.weight"], sd[pre + "v_proj.weight"]])
+        elif ".mlp.gate_proj." in name:
+            pre = name.split("gate_proj")[0]
+            out[pre + "gate_up_proj.weight"] = torch.cat([sd[pre + "gate_proj.weight"], sd[pre + "up_proj.weight"]])
+        elif not any(k in name for k in (".k_proj.", ".v_proj.", ".up_proj.")):
+            out[name] = t
+    return out
+
 
 # Sequences: (prompt, response) pairs of ids; positions restart for each.
 g = torch.Generator().manual_seed(7)
@@ -314,8 +340,8 @@ for ci, (name, cfg) in enumerate(CASES.items()):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    L.save_safetensors(os.path.join(d, "model.safetensors"), m.hf_state_dict(), {"format": "pt"})
-    grads = {n: p.grad.detach().clone() for n, p in m.named_parameters()}
+    L.save_safetensors(os.path.join(d, "model.safetensors"), fuse(cfg, m.hf_state_dict()), {"format": "pt"})
+    grads = fuse(cfg, {n: p.grad.detach().clone() for n, p in m.named_parameters()})
     L.save_safetensors(os.path.join(d, "grads.safetensors"), grads)
     expected["cases"][name] = {"logp_sums": sums, "counts": counts}
     print(name, sums)
