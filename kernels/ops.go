@@ -58,36 +58,37 @@ func RMSNormBackward(p *Pool, dx, dw, dout, x, w, rstd []float32, rows, dim int)
 
 // RopeForward applies rotary position embeddings in place to x, which holds
 // rows vectors of heads × headDim values (row r at position pos[r]), with
-// Hugging Face's "rotate_half" layout: the first and second halves of each
-// head are the two coordinates being rotated. cos and sin are tables
-// [maxPos, headDim/2].
-func RopeForward(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, heads, headDim int) {
+// Hugging Face's "rotate_half" layout: the first and second halves of the
+// first rotaryDim values of each head (all of them, usually; fewer with a
+// partial_rotary_factor) are the two coordinates being rotated, and the
+// rest pass unchanged. cos and sin are tables [maxPos, rotaryDim/2].
+func RopeForward(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, heads, headDim, rotaryDim int) {
 	if pr := p.Profile(); pr != nil {
 		defer pr.Stop(pr.Start(), PartElementwise, 0)
 	}
-	rope(p, x, pos, cos, sin, rows, heads, headDim, false)
+	rope(p, x, pos, cos, sin, rows, heads, headDim, rotaryDim, false)
 }
 
 // RopeBackward applies the inverse rotation of RopeForward in place, which is
 // its gradient: rotations are orthogonal.
-func RopeBackward(p *Pool, dx []float32, pos []int32, cos, sin []float32, rows, heads, headDim int) {
+func RopeBackward(p *Pool, dx []float32, pos []int32, cos, sin []float32, rows, heads, headDim, rotaryDim int) {
 	if pr := p.Profile(); pr != nil {
 		defer pr.Stop(pr.Start(), PartElementwise, 0)
 	}
-	rope(p, dx, pos, cos, sin, rows, heads, headDim, true)
+	rope(p, dx, pos, cos, sin, rows, heads, headDim, rotaryDim, true)
 }
 
-// rope rotates every head of every row of x by its position's angles, or
-// back with inverse.
-func rope(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, heads, headDim int, inverse bool) {
-	half := headDim / 2
+// rope rotates the first rotaryDim values of every head of every row of x
+// by its position's angles, or back with inverse.
+func rope(p *Pool, x []float32, pos []int32, cos, sin []float32, rows, heads, headDim, rotaryDim int, inverse bool) {
+	half := rotaryDim / 2
 	p.ForRange(rows, 32, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			c := cos[int(pos[r])*half : int(pos[r])*half+half]
 			s := sin[int(pos[r])*half : int(pos[r])*half+half]
 			for h := 0; h < heads; h++ {
 				v := x[(r*heads+h)*headDim : (r*heads+h+1)*headDim]
-				ropeRow(v[:half], v[half:headDim], c, s, inverse)
+				ropeRow(v[:half], v[half:rotaryDim], c, s, inverse)
 			}
 		}
 	})

@@ -54,3 +54,47 @@ func TestNormRopeRows(t *testing.T) {
 		}
 	}
 }
+
+// With a rotary dimension below the head's, RoPE rotates the head's first
+// rotaryDim values as a head of that size and leaves the rest; backward
+// undoes forward.
+func TestRopePartial(t *testing.T) {
+	const rows, heads, hd, rd = 3, 2, 12, 8
+	r := rand.New(rand.NewPCG(5, 6))
+	x := make([]float32, rows*heads*hd)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	cos, sin := make([]float32, 4*rd/2), make([]float32, 4*rd/2)
+	for i := range cos {
+		a := r.Float64() * 6
+		cos[i], sin[i] = float32(math.Cos(a)), float32(math.Sin(a))
+	}
+	pos := []int32{0, 3, 1}
+	got := slices.Clone(x)
+	RopeForward(nil, got, pos, cos, sin, rows, heads, hd, rd)
+	for row := range rows {
+		for h := range heads {
+			v, g := x[(row*heads+h)*hd:], got[(row*heads+h)*hd:]
+			for i := range rd / 2 {
+				c, s := cos[int(pos[row])*rd/2+i], sin[int(pos[row])*rd/2+i]
+				a, b := v[i], v[i+rd/2]
+				if d := math.Abs(float64(g[i] - (a*c - b*s))); d > 1e-6 {
+					t.Fatalf("row %d head %d value %d rotated to %v, want %v", row, h, i, g[i], a*c-b*s)
+				}
+				if d := math.Abs(float64(g[i+rd/2] - (b*c + a*s))); d > 1e-6 {
+					t.Fatalf("row %d head %d value %d rotated to %v", row, h, i+rd/2, g[i+rd/2])
+				}
+			}
+			if !slices.Equal(g[rd:hd], v[rd:hd]) {
+				t.Fatalf("row %d head %d: the values past the rotary dimension changed", row, h)
+			}
+		}
+	}
+	RopeBackward(nil, got, pos, cos, sin, rows, heads, hd, rd)
+	for i := range x {
+		if math.Abs(float64(got[i]-x[i])) > 1e-5 {
+			t.Fatalf("backward(forward(x))[%d] = %v, want %v", i, got[i], x[i])
+		}
+	}
+}

@@ -43,7 +43,10 @@ type Config struct {
 	NoPreNorms bool
 	// Fused: the checkpoint stores q, k and v as one qkv_proj and gate and
 	// up as one gate_up_proj (Phi-3), rows in that order.
-	Fused                 bool
+	Fused bool
+	// RotaryDim is how many values of each head RoPE rotates (HeadDim ×
+	// partial_rotary_factor: Phi-4-mini's 3/4); 0 means all of them.
+	RotaryDim             int
 	MaxPositionEmbeddings int
 	// SlidingWindow > 0 is the attention window: a token sees itself and
 	// the SlidingWindow−1 tokens before it, on the layers SlidingLayers
@@ -95,10 +98,15 @@ type RopeScaling struct {
 	OriginalMaxPositionEmbeddings float64
 	// YaRN: the ramp's rotation bounds, whether its range is rounded
 	// outward, and the factor of cos and sin (attention_factor, or the
-	// one derived from factor, mscale and mscale_all_dim).
+	// one derived from factor, mscale and mscale_all_dim; for LongRoPE
+	// from max_position_embeddings / original_max_position_embeddings).
 	BetaFast, BetaSlow float64
 	Truncate           bool
 	AttentionFactor    float64
+	// LongRoPE's per-frequency divisors for sequences up to
+	// OriginalMaxPositionEmbeddings (longer ones are refused; see
+	// Config.MaxSequence).
+	ShortFactor []float64
 }
 
 // LoadConfig reads config.json from dir (or the file itself when path names one).
@@ -205,7 +213,11 @@ func ParseConfig(b []byte) (Config, error) {
 			f.fail("attention_bias true is not supported for phi3")
 		}
 		if p := f.num("partial_rotary_factor", 1); p != 1 {
-			f.fail("partial_rotary_factor %v is not supported (only 1: Phi-4-mini's rotary embedding on part of each head is not)", p)
+			// transformers: dim = int(head_dim * partial_rotary_factor)
+			c.RotaryDim = int(float64(c.HeadDim) * p)
+			if !(p > 0 && p < 1) || c.RotaryDim < 2 || c.RotaryDim%2 != 0 {
+				f.fail("partial_rotary_factor %v gives %d rotated values per head of %d; want an even number from 2", p, c.RotaryDim, c.HeadDim)
+			}
 		}
 	}
 
@@ -311,8 +323,10 @@ func (c *Config) parseRoPE(f *fields) {
 			}
 		case "yarn":
 			c.RopeScaling = c.parseYaRN(&sf)
+		case "longrope":
+			c.RopeScaling = c.parseLongRoPE(f, &sf)
 		default:
-			sf.fail("rope type %q is not supported (supported: default, linear, llama3, yarn)", typ)
+			sf.fail("rope type %q is not supported (supported: default, linear, llama3, yarn, longrope)", typ)
 		}
 		f.err = joinErrs(f.err, sf.err)
 	}
@@ -366,6 +380,66 @@ func (c *Config) parseYaRN(sf *fields) *RopeScaling {
 		sf.fail("yarn attention_factor must be positive")
 	}
 	return rs
+}
+
+// parseLongRoPE reads a "longrope" rope_scaling (Phi-3.5-mini, Phi-4-mini,
+// Phi-3's 128k models) as transformers' _compute_longrope_parameters does
+// for sequences within original_max_position_embeddings: each frequency
+// divided by short_factor's entry, cos and sin times attention_factor,
+// else √(1 + ln(factor)/ln(original)) with factor = max_position_embeddings
+// / original_max_position_embeddings (1 when factor ≤ 1). transformers
+// switches to long_factor once a batch is longer than the original length,
+// cached keys keeping the short one; relupo refuses such sequences instead
+// (Config.MaxSequence).
+func (c *Config) parseLongRoPE(f, sf *fields) *RopeScaling {
+	rs := &RopeScaling{Type: "longrope"}
+	orig := f.num("original_max_position_embeddings", sf.num("original_max_position_embeddings", 0))
+	rs.OriginalMaxPositionEmbeddings = orig
+	short, ok := sf.raw["short_factor"].([]any)
+	half := c.ropeDim() / 2
+	if !ok || len(short) != half {
+		sf.fail("longrope needs short_factor, a list of %d numbers (half the rotated dimensions)", half)
+		return rs
+	}
+	for i, v := range short {
+		x, ok := v.(float64)
+		if !ok || !(x > 0) {
+			sf.fail("longrope short_factor[%d]: want a positive number, got %s", i, describe(v))
+			return rs
+		}
+		rs.ShortFactor = append(rs.ShortFactor, x)
+	}
+	if !(orig > 0) || c.MaxPositionEmbeddings <= 0 {
+		sf.fail("longrope needs original_max_position_embeddings and max_position_embeddings")
+		return rs
+	}
+	rs.Factor = float64(c.MaxPositionEmbeddings) / orig
+	rs.AttentionFactor = sf.num("attention_factor", 0)
+	if rs.AttentionFactor == 0 {
+		rs.AttentionFactor = 1
+		if rs.Factor > 1 {
+			rs.AttentionFactor = math.Sqrt(1 + math.Log(rs.Factor)/math.Log(orig))
+		}
+	}
+	return rs
+}
+
+// ropeDim is how many values of each head RoPE rotates.
+func (c Config) ropeDim() int {
+	if c.RotaryDim > 0 {
+		return c.RotaryDim
+	}
+	return c.HeadDim
+}
+
+// MaxSequence is the longest sequence the model's position encoding is read
+// for exactly: LongRoPE's original_max_position_embeddings, past which
+// transformers changes frequencies mid-sequence; 0 when unbounded.
+func (c Config) MaxSequence() int {
+	if rs := c.RopeScaling; rs != nil && rs.Type == "longrope" {
+		return int(rs.OriginalMaxPositionEmbeddings)
+	}
+	return 0
 }
 
 // checkShapes checks what the parsed sizes must satisfy together;

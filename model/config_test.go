@@ -19,7 +19,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"gpt2", `{"model_type": "gpt2", ` + base + `}`, `unsupported model_type "gpt2"`},
 		{"missing field", `{"model_type": "llama", "vocab_size": 10}`, "missing hidden_size"},
 		{"bad int", `{"model_type": "llama", ` + strings.Replace(base, `"hidden_size": 8`, `"hidden_size": 8.5`, 1) + `}`, "hidden_size: want a positive integer"},
-		{"rope type", `{"model_type": "llama", ` + base + `, "rope_scaling": {"rope_type": "longrope", "factor": 4}}`, `rope type "longrope" is not supported (supported: default, linear, llama3, yarn)`},
+		{"rope type", `{"model_type": "llama", ` + base + `, "rope_scaling": {"rope_type": "dynamic", "factor": 4}}`, `rope type "dynamic" is not supported (supported: default, linear, llama3, yarn, longrope)`},
 		{"yarn factor disagrees", `{"model_type": "qwen2", ` + base + `, "max_position_embeddings": 32768, "rope_scaling": {"type": "yarn", "factor": 4, "original_max_position_embeddings": 32768}}`,
 			"yarn factor 4 disagrees with max_position_embeddings / original_max_position_embeddings = 32768 / 32768: transformers scales by that ratio and vLLM by factor, so relupo does not pick one; set max_position_embeddings to 131072"},
 		{"yarn without lengths", `{"model_type": "llama", ` + base + `, "rope_scaling": {"rope_type": "yarn", "factor": 4}}`, "yarn scaling needs"},
@@ -34,8 +34,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"act", `{"model_type": "llama", ` + base + `, "hidden_act": "gelu"}`, `hidden_act "gelu"`},
 		{"mlp bias", `{"model_type": "llama", ` + base + `, "mlp_bias": true}`, "mlp_bias"},
 		{"gqa", `{"model_type": "llama", ` + base + `, "num_key_value_heads": 3}`, "not a multiple"},
-		{"phi3 partial rotary", `{"model_type": "phi3", ` + base + `, "partial_rotary_factor": 0.75}`, "partial_rotary_factor 0.75 is not supported"},
-		{"phi3 longrope", `{"model_type": "phi3", ` + base + `, "rope_scaling": {"type": "longrope", "long_factor": [1], "short_factor": [1]}}`, `rope type "longrope" is not supported`},
+		{"phi3 partial rotary", `{"model_type": "phi3", ` + base + `, "partial_rotary_factor": 0.75}`, "partial_rotary_factor 0.75 gives 3 rotated values per head of 4; want an even number from 2"},
+		{"phi3 longrope", `{"model_type": "phi3", ` + base + `, "rope_scaling": {"type": "longrope", "long_factor": [1], "short_factor": [1]}}`, "longrope needs short_factor, a list of 2 numbers"},
 		{"granite multiplier", `{"model_type": "granite", ` + base + `, "residual_multiplier": 0}`, "residual_multiplier must be a positive number"},
 		{"granite scaling", `{"model_type": "granite", ` + base + `, "logits_scaling": "8"}`, `logits_scaling: want a number, got the string "8"`},
 		{"smollm3 short no_rope_layers", `{"model_type": "smollm3", ` + strings.Replace(base, `"num_hidden_layers": 1`, `"num_hidden_layers": 3`, 1) + `, "num_key_value_heads": 2, "no_rope_layers": [1, 0]}`, "no_rope_layers: want a list of 0s and 1s with an entry per layer (3), got a list"},
@@ -253,5 +253,39 @@ func TestParseYaRN(t *testing.T) {
 				t.Errorf("parsed %+v", rs)
 			}
 		})
+	}
+}
+
+// Phi-4-mini's rope: part of each head rotated, LongRoPE's short factors
+// and attention factor, and sequences past the original length refused.
+func TestPhi3LongRoPE(t *testing.T) {
+	const base = `"model_type": "phi3", "vocab_size": 10, "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 131072, "original_max_position_embeddings": 4096`
+	c, err := ParseConfig([]byte(`{` + base + `, "partial_rotary_factor": 0.75, "rope_scaling": {"type": "longrope", "short_factor": [1, 1, 1], "long_factor": [2, 2, 2]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := c.RopeScaling
+	if c.ropeDim() != 6 || rs.Type != "longrope" || rs.Factor != 32 || math.Abs(rs.AttentionFactor-math.Sqrt(1+math.Log(32)/math.Log(4096))) > 1e-12 || c.MaxSequence() != 4096 {
+		t.Errorf("parsed rotary dim %d, %+v, max sequence %d", c.ropeDim(), rs, c.MaxSequence())
+	}
+	for _, tc := range []struct{ extra, want string }{
+		{`, "rope_scaling": {"type": "longrope", "short_factor": [1, 1], "long_factor": [2, 2]}`, "longrope needs short_factor, a list of 4 numbers"},
+		{`, "rope_scaling": {"type": "longrope", "short_factor": [1, 1, 0, 1], "long_factor": [2, 2, 2, 2]}`, "longrope short_factor[2]: want a positive number, got 0"},
+		{`, "partial_rotary_factor": 0.1`, "partial_rotary_factor 0.1 gives 0 rotated values per head of 8"},
+	} {
+		if _, err := ParseConfig([]byte(`{` + base + tc.extra + `}`)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.extra, err, tc.want)
+		}
+	}
+
+	m := mustLoad(t, filepath.Join("testdata", "arch", "phi3-longrope"))
+	b := &Batch{}
+	b.Add(make([]int32, 40), make([]int32, 25)) // 65 tokens, past original_max_position_embeddings 64
+	if _, _, err := m.Forward(&Workspace{}, b); err == nil || !strings.Contains(err.Error(), "sequence 0 has 65 tokens, more than original_max_position_embeddings 64") {
+		t.Errorf("Forward: got %v", err)
+	}
+	d := NewDecoder(m, nil)
+	if _, err := d.Forward([]*KVCache{d.NewCache()}, [][]int32{make([]int32, 65)}); err == nil || !strings.Contains(err.Error(), "would reach 65 tokens") {
+		t.Errorf("decoding: got %v", err)
 	}
 }

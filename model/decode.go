@@ -123,6 +123,9 @@ func (d *Decoder) Forward(caches []*KVCache, tokens [][]int32) ([][]float32, err
 		longest = max(longest, n)
 	}
 
+	if limit := c.MaxSequence(); limit > 0 && longest > limit {
+		return nil, fmt.Errorf("model: a sequence would reach %d tokens, more than original_max_position_embeddings %d: past it LongRoPE changes frequencies mid-sequence (transformers switches to long_factor), which relupo does not reproduce", longest, limit)
+	}
 	D, KV, hd, V := c.HiddenSize, c.NumKVHeads, c.HeadDim, c.VocabSize
 	eps := float32(c.RMSNormEps)
 	kvw := KV * hd

@@ -240,6 +240,15 @@ func (b *Batch) validate(c Config) error {
 		if n <= 0 {
 			return fmt.Errorf("model: sequence %d is empty", s)
 		}
+		if limit := c.MaxSequence(); limit > 0 {
+			total := n
+			if b.Prefix != nil && b.Prefix[s] >= 0 {
+				total += b.Offsets[b.Prefix[s]+1] - b.Offsets[b.Prefix[s]]
+			}
+			if total > limit {
+				return fmt.Errorf("model: sequence %d has %d tokens, more than original_max_position_embeddings %d: past it LongRoPE changes frequencies mid-run (transformers switches to long_factor), which relupo does not reproduce; truncate (max_length)", s, total, limit)
+			}
+		}
 		if b.PromptLens[s] < 0 || b.PromptLens[s] > n {
 			return fmt.Errorf("model: sequence %d: prompt length %d outside [0, %d]", s, b.PromptLens[s], n)
 		}
@@ -717,8 +726,8 @@ func (m *Model) attnInputs(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *a
 		kernels.RMSNormForward(p, k, kRstd, kIn, n.k, kr, kw, eps)
 	}
 	if cos != nil {
-		kernels.RopeForward(p, q, pos, cos, sin, N, H, hd)
-		kernels.RopeForward(p, k, pos, cos, sin, N, KV, hd)
+		kernels.RopeForward(p, q, pos, cos, sin, N, H, hd, c.ropeDim())
+		kernels.RopeForward(p, k, pos, cos, sin, N, KV, hd, c.ropeDim())
 	}
 }
 
@@ -973,8 +982,8 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		clear(ws.dv)
 		kernels.AttentionBackwardBlocked(p, ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse, c.attnShape(l, b.Offsets, b.Prefix))
 		if cos, sin := m.rope(l, ws.cos, ws.sin, ws.cosL, ws.sinL); cos != nil {
-			kernels.RopeBackward(p, ws.dq, ws.pos, cos, sin, N, H, hd)
-			kernels.RopeBackward(p, ws.dk, ws.pos, cos, sin, N, KV, hd)
+			kernels.RopeBackward(p, ws.dq, ws.pos, cos, sin, N, H, hd, c.ropeDim())
+			kernels.RopeBackward(p, ws.dk, ws.pos, cos, sin, N, KV, hd, c.ropeDim())
 		}
 		dq, dk := ws.dq, ws.dk
 		if c.QKNorm {

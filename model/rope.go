@@ -6,14 +6,20 @@ import "math"
 // i < headDim/2, rounded to float32 as transformers computes them, with the
 // "llama3" or "linear" scaling applied when configured.
 func ropeInvFreq(c Config) []float32 {
-	inv := ropeBase(c.RopeTheta, c.HeadDim)
+	inv := ropeBase(c.RopeTheta, c.ropeDim())
+	if rs := c.RopeScaling; rs != nil && rs.Type == "longrope" {
+		d := c.ropeDim()
+		for i := range inv { // 1 / (short_factor · θ^(2i/d)), in float32 as transformers
+			inv[i] = 1 / (float32(rs.ShortFactor[i]) * float32(math.Pow(c.RopeTheta, float64(float32(2*i)/float32(d)))))
+		}
+	}
 	if rs := c.RopeScaling; rs != nil && rs.Type == "linear" {
 		for i := range inv {
 			inv[i] /= float32(rs.Factor) // float32, as inv_freq /= factor
 		}
 	}
 	if rs := c.RopeScaling; rs != nil && rs.Type == "yarn" {
-		yarnInvFreq(inv, rs, c.RopeTheta, c.HeadDim)
+		yarnInvFreq(inv, rs, c.RopeTheta, c.ropeDim())
 	}
 	if rs := c.RopeScaling; rs != nil && rs.Type == "llama3" {
 		lowWavelen := rs.OriginalMaxPositionEmbeddings / rs.LowFreqFactor
@@ -81,7 +87,7 @@ func yarnInvFreq(inv []float32, rs *RopeScaling, theta float64, headDim int) {
 // ropeScale is the factor of the RoPE tables: YaRN's attention factor, 1
 // otherwise.
 func ropeScale(c Config) float32 {
-	if rs := c.RopeScaling; rs != nil && rs.Type == "yarn" {
+	if rs := c.RopeScaling; rs != nil && (rs.Type == "yarn" || rs.Type == "longrope") {
 		return float32(rs.AttentionFactor)
 	}
 	return 1

@@ -82,6 +82,9 @@ func SetupRanks(ctx context.Context, o Options, comm dist.Comm, warn func(string
 	if err != nil {
 		return nil, err
 	}
+	if lim := policy.Config.MaxSequence(); lim > 0 && c.Data.Truncation.MaxLength > lim {
+		return nil, &UsageError{fmt.Errorf("max_length %d is more than the model's original_max_position_embeddings %d, past which its LongRoPE changes frequencies (transformers switches to long_factor), which relupo does not reproduce: use --max-length %d or less", c.Data.Truncation.MaxLength, lim, lim)}
+	}
 	if note := FrozenBaseNote(policy, dtype, c.Compute.Precision); note != "" && warn != nil {
 		warn(note)
 	}

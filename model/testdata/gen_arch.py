@@ -146,7 +146,12 @@ class Attn(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         if self.use_rope:
-            q, k = L.apply_rotary_pos_emb(q, k, cos, sin)
+            rd = cos.shape[-1]  # partial_rotary_factor: rotate the first rd values of each head
+            if rd < self.hd:
+                qr, kr = L.apply_rotary_pos_emb(q[..., :rd], k[..., :rd], cos, sin)
+                q, k = torch.cat([qr, q[..., rd:]], -1), torch.cat([kr, k[..., rd:]], -1)
+            else:
+                q, k = L.apply_rotary_pos_emb(q, k, cos, sin)
         k, v = L.repeat_kv(k, self.H // self.KV), L.repeat_kv(v, self.H // self.KV)
         a = torch.matmul(q, k.transpose(2, 3)) * self.scaling + mask
         a = F.softmax(a, dim=-1, dtype=torch.float32).to(q.dtype)
@@ -208,8 +213,17 @@ class CausalLM(nn.Module):
         cfg = self.config
         hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
         af = 1.0
-        if (cfg.get("rope_scaling") or {}).get("rope_type") == "yarn":
+        rtype = (cfg.get("rope_scaling") or {}).get("rope_type", (cfg.get("rope_scaling") or {}).get("type"))
+        if rtype == "yarn":
             inv, af = yarn_inv_freq(cfg, hd)
+        elif rtype == "longrope":  # _compute_longrope_parameters within original_max_position_embeddings
+            rd = int(hd * cfg.get("partial_rotary_factor", 1.0))
+            orig = cfg["original_max_position_embeddings"]
+            factor = cfg["max_position_embeddings"] / orig
+            af = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
+            assert t <= orig
+            ext = torch.tensor(cfg["rope_scaling"]["short_factor"], dtype=torch.float32)
+            inv = 1.0 / (ext * cfg["rope_theta"] ** (torch.arange(0, rd, 2, dtype=torch.int64).float() / rd))
         else:
             inv = llama3_inv_freq(cfg, hd)
         freqs = torch.arange(t, dtype=torch.int64)[None, :, None].float() * inv
@@ -283,6 +297,14 @@ CASES = {
     "phi3": base(model_type="phi3", architectures=["Phi3ForCausalLM"], num_attention_heads=4, num_key_value_heads=2,
                  rms_norm_eps=1e-5, sliding_window=6, attention_bias=False, original_max_position_embeddings=256,
                  partial_rotary_factor=1.0, resid_pdrop=0.0, embd_pdrop=0.0),
+    # Phi-4-mini's layout: RoPE on half of each head (partial_rotary_factor), LongRoPE's short factors and
+    # attention factor (sequences within original_max_position_embeddings), tied embeddings.
+    "phi3-longrope": base(model_type="phi3", architectures=["Phi3ForCausalLM"], num_attention_heads=4,
+                          num_key_value_heads=2, rms_norm_eps=1e-5, sliding_window=None, attention_bias=False,
+                          tie_word_embeddings=True, partial_rotary_factor=0.5, original_max_position_embeddings=64,
+                          max_position_embeddings=256, rope_theta=10000.0,
+                          rope_scaling={"type": "longrope", "short_factor": [1.0, 1.3, 2.1],
+                                        "long_factor": [1.5, 2.0, 3.0]}),
 }
 for c in CASES.values():
     c.pop("attention_bias", None) if c["model_type"] in ("qwen2", "mistral") else None
