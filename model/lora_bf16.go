@@ -92,10 +92,8 @@ func newFrozenParams(c Config, half func(names []string, n int64) ([]uint16, err
 			w := &p.Layers[l]
 			if strings.HasSuffix(s.name, ".gate_up_proj.weight") {
 				w.HWGateUp = bits
-			} else { // the rows of q, k and v
-				D := c.HiddenSize
-				qd, kvd := c.NumHeads*c.HeadDim*D, c.NumKVHeads*c.HeadDim*D
-				w.HWq, w.HWk, w.HWv = bits[:qd:qd], bits[qd:qd+kvd:qd+kvd], bits[qd+kvd:]
+			} else {
+				w.HWq, w.HWk, w.HWv = splitQKV(c, bits)
 			}
 			p.tensors = append(p.tensors, Tensor{Name: s.name, Shape: s.shape, Half: bits})
 			continue

@@ -214,10 +214,15 @@ func NewParams(c Config) *Params {
 // splitFused makes a Fused layer's Wq, Wk, Wv and WGate, WUp the row
 // blocks of its WQKV and WGateUp.
 func splitFused(c Config, w *LayerParams) {
-	D, I := c.HiddenSize, c.IntermediateSize
-	qd, kvd := c.NumHeads*c.HeadDim*D, c.NumKVHeads*c.HeadDim*D
-	w.Wq, w.Wk, w.Wv = w.WQKV[:qd:qd], w.WQKV[qd:qd+kvd:qd+kvd], w.WQKV[qd+kvd:]
-	w.WGate, w.WUp = w.WGateUp[:I*D:I*D], w.WGateUp[I*D:]
+	w.Wq, w.Wk, w.Wv = splitQKV(c, w.WQKV)
+	n := c.IntermediateSize * c.HiddenSize
+	w.WGate, w.WUp = w.WGateUp[:n:n], w.WGateUp[n:]
+}
+
+// splitQKV returns the q, k and v row blocks of a fused qkv_proj matrix.
+func splitQKV[T float32 | uint16](c Config, qkv []T) (q, k, v []T) {
+	qd, kvd := c.NumHeads*c.HeadDim*c.HiddenSize, c.NumKVHeads*c.HeadDim*c.HiddenSize
+	return qkv[:qd:qd], qkv[qd : qd+kvd : qd+kvd], qkv[qd+kvd:]
 }
 
 // Tensors returns the named tensors in Hugging Face order; a tied lm_head is
