@@ -32,7 +32,8 @@ func newTokenizeCmd() *cobra.Command {
 
   {"text": "..."}                                       -> {"ids": [...], "tokens": [...]}
   {"messages": [{"role", "content"}, ...],
-   "add_generation_prompt": false}                      -> {"text": rendered, "ids": [...]}
+   "add_generation_prompt": false,
+   "chat_template_kwargs": {"enable_thinking": false}} -> {"text": rendered, "ids": [...]}
   with --decode: {"ids": [...]}                         -> {"text": "..."}
 
 PATH is a tokenizer.json or a model folder holding one. "text" lines are encoded
@@ -40,7 +41,9 @@ without special tokens (such as Llama's BOS <s>) unless --add-special-tokens is
 given, which adds them as the tokenizer's post-processor does (transformers'
 add_special_tokens=True). Messages are rendered with
 the chat template of the folder's tokenizer_config.json (or chat_template.jinja) and
-encoded without adding special tokens, as the template already writes them.`,
+encoded without adding special tokens, as the template already writes them;
+chat_template_kwargs (optional) are extra template variables, as
+apply_chat_template's keyword arguments.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.tokenizer == "" {
@@ -77,6 +80,7 @@ type tokenizeLine struct {
 	Text                *string        `json:"text"`
 	Messages            []chat.Message `json:"messages"`
 	AddGenerationPrompt bool           `json:"add_generation_prompt"`
+	ChatTemplateKwargs  map[string]any `json:"chat_template_kwargs"`
 	IDs                 []int          `json:"ids"`
 }
 
@@ -150,7 +154,7 @@ func tokenizeOne(opts tokenizeOptions, tk *tokenizer.Tokenizer, tmpl **chat.Temp
 				return nil, err
 			}
 		}
-		text, err := (*tmpl).Render(in.Messages, in.AddGenerationPrompt)
+		text, err := (*tmpl).RenderWith(in.Messages, in.AddGenerationPrompt, in.ChatTemplateKwargs)
 		if err != nil {
 			return nil, err
 		}

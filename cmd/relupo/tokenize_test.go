@@ -60,6 +60,14 @@ func TestTokenizeCommand(t *testing.T) {
 			want:  []string{`{"text":"<s>[INST] Hi [/INST] Yo </s>","ids":[1,518,25580,29962,6324,518,29914,25580,29962,612,29877,29871,2]}`},
 		},
 		{
+			name: "chat_template_kwargs reach the template (Qwen3's thinking switch)",
+			path: testutil.SharedPath(t, "fixtures", "tokenizers", "qwen3"),
+			lines: []string{`{"messages": [{"role": "user", "content": "Hi"}], "add_generation_prompt": true, "chat_template_kwargs": {"enable_thinking": false}}`,
+				`{"messages": [{"role": "user", "content": "Hi"}], "add_generation_prompt": true}`},
+			want: []string{`{"text":"<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n","ids":[151644,872,198,13048,151645,198,151644,77091,198,151667,271,151668,271]}`,
+				`{"text":"<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n","ids":[151644,872,198,13048,151645,198,151644,77091,198]}`},
+		},
+		{
 			name:  "decode",
 			path:  llama,
 			lines: []string{`{"ids": [1, 15043, 3186]}`},
