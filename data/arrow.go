@@ -1,6 +1,7 @@
 package data
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"math"
 	"slices"
 
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 	"github.com/relupo/relupo/safetensors"
 )
 
@@ -22,8 +25,10 @@ import (
 //
 // Read: the column types datasets writes (integers, floating point, bool,
 // strings and binary, 32- and 64-bit offset lists, fixed-size lists, structs
-// and maps, and, in columns no format reads, decimals and temporal types).
-// Refused with a clear error: dictionary-encoded columns, compressed bodies,
+// and maps, and, in columns no format reads, decimals and temporal types),
+// uncompressed or with LZ4-frame or ZSTD buffers (Feather v2, pandas'
+// to_feather, compresses with LZ4 by default; decompression is bounded, see
+// arrowMaxRatio). Refused with a clear error: dictionary-encoded columns,
 // big-endian data, unions and the view and run-end layouts.
 
 // arrowStreamMarker starts every message of the stream format since Arrow
@@ -246,7 +251,24 @@ type arrowBatch struct {
 	nodes, buffers  []byte // the FieldNode and Buffer structs, 16 bytes each
 	node, buf       int    // next of each
 	nNodes, nBuffer int
+	codec           int   // -1: uncompressed buffers; else arrowLZ4 or arrowZSTD
+	inflated        int64 // bytes decompressed so far in this batch
 }
+
+// Arrow's body compression codecs (CompressionType of Message.fbs).
+const (
+	arrowLZ4  = 0 // LZ4 frame
+	arrowZSTD = 1
+)
+
+// Bounds on decompressing a batch, which a damaged or hostile length could
+// otherwise make huge: a buffer inflates to at most 255 times its
+// compressed size (LZ4's own limit) or 1 MiB, and a batch to 2 GiB.
+const (
+	arrowMaxRatio      = 255
+	arrowMaxInflated   = 2 << 30
+	arrowMinInflateCap = 1 << 20
+)
 
 func (w *arrowBatch) nextNode() (length, nulls int, err error) {
 	if w.node >= w.nNodes {
@@ -271,7 +293,53 @@ func (w *arrowBatch) nextBuffer() ([]byte, error) {
 	if off < 0 || n < 0 || off > int64(len(w.body)) || n > int64(len(w.body))-off {
 		return nil, fmt.Errorf("a buffer of %d bytes at %d lies outside the %d-byte body", n, off, len(w.body))
 	}
-	return w.body[off : off+n : off+n], nil
+	b := w.body[off : off+n : off+n]
+	if w.codec < 0 || n == 0 {
+		return b, nil
+	}
+	return w.inflate(b)
+}
+
+// inflate decompresses one buffer of a compressed batch: an int64
+// uncompressed length (-1: the bytes follow uncompressed), then the
+// compressed bytes.
+func (w *arrowBatch) inflate(b []byte) ([]byte, error) {
+	if len(b) < 8 {
+		return nil, errors.New("a compressed buffer shorter than its 8-byte length")
+	}
+	size, data := int64(binary.LittleEndian.Uint64(b)), b[8:]
+	if size == -1 {
+		return data, nil
+	}
+	limit := max(int64(len(data))*arrowMaxRatio, arrowMinInflateCap)
+	if size < 0 || size > limit || w.inflated+size > arrowMaxInflated {
+		return nil, fmt.Errorf("a compressed buffer of %d bytes claims %d uncompressed (at most %d, and %d for a batch)", len(data), size, limit, int64(arrowMaxInflated))
+	}
+	w.inflated += size
+	out := make([]byte, size)
+	var r io.Reader
+	switch w.codec {
+	case arrowLZ4:
+		r = lz4.NewReader(bytes.NewReader(data))
+	case arrowZSTD:
+		d, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20))
+		if err != nil {
+			return nil, fmt.Errorf("decompressing a buffer: %w", err)
+		}
+		defer d.Close()
+		r = d
+	}
+	_, err := io.ReadFull(r, out)
+	if err == nil {
+		var one [1]byte
+		if n, _ := r.Read(one[:]); n > 0 {
+			err = errors.New("more data than its stated length")
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decompressing a buffer: %w", err)
+	}
+	return out, nil
 }
 
 // read reads field f's array (and its children's), checking that every
@@ -495,6 +563,8 @@ type arrowSource struct {
 	cur  int           // next row of the current batch
 	row  int64         // index of the next row in the file
 	err  error
+
+	inflated int64 // bytes decompressed from compressed batches
 }
 
 // openArrow reads the schema of the Arrow IPC file (stream or file format)
@@ -697,13 +767,22 @@ func (s *arrowSource) readBatch(pos int64, t fbTable, end int64) error {
 	if err != nil {
 		return s.fail(pos, err)
 	}
-	if _, has, err := t.table(3); err != nil || has {
-		if err == nil {
-			err = errors.New("compressed record batches (LZ4 or ZSTD) are not supported; write the file uncompressed")
-		}
+	w := &arrowBatch{codec: -1}
+	if bc, has, err := t.table(3); err != nil {
 		return s.fail(pos, err)
+	} else if has {
+		codec, err := bc.int(0, 1, arrowLZ4)
+		if err == nil && codec != arrowLZ4 && codec != arrowZSTD {
+			err = fmt.Errorf("unknown body compression codec %d", codec)
+		}
+		if method, merr := bc.int(1, 1, 0); err == nil && (merr != nil || method != 0) {
+			err = errors.Join(merr, fmt.Errorf("unknown body compression method %d", method))
+		}
+		if err != nil {
+			return s.fail(pos, err)
+		}
+		w.codec = int(codec)
 	}
-	w := &arrowBatch{}
 	ns, nn, err := t.vector(1, 16)
 	if err == nil {
 		var bs, nb int
@@ -724,7 +803,7 @@ func (s *arrowSource) readBatch(pos int64, t fbTable, end int64) error {
 		return s.fail(pos, fmt.Errorf("a record batch of %d rows", length))
 	}
 	s.cols, s.rows, s.cur = make([]*arrowArray, len(s.fields)), int(length), 0
-	s.left = 8*len(body) + 1<<16
+	s.left = 1 << 16
 	for i, f := range s.fields {
 		a, err := w.read(f)
 		if err != nil {
@@ -738,6 +817,8 @@ func (s *arrowSource) readBatch(pos int64, t fbTable, end int64) error {
 			s.left += 4 * s.rows
 		}
 	}
+	s.left += 8 * (len(body) + int(w.inflated)) // the batch's bytes, decompressed
+	s.inflated += w.inflated
 	return nil
 }
 

@@ -18,10 +18,10 @@
 //   - Arrow IPC, in the stream format (what Hugging Face datasets writes
 //     with save_to_disk, data-00000-of-0000N.arrow, and keeps in its cache)
 //     or the file format ("ARROW1"), recognized by its first bytes and read
-//     one record batch at a time by relupo's own bounds-checked reader.
-//     Dictionary-encoded columns, compressed batches, big-endian data,
-//     unions and the view and run-end layouts are refused with an error
-//     that says so.
+//     one record batch at a time by relupo's own bounds-checked reader,
+//     uncompressed or LZ4- or ZSTD-compressed (Feather v2 files too).
+//     Dictionary-encoded columns, big-endian data, unions and the view and
+//     run-end layouts are refused with an error that says so.
 //   - A datasets save_to_disk folder of one Dataset: the Arrow files its
 //     state.json names, read in that order as one data set (a fraction
 //     counts rows across them). Records are named by their own file.

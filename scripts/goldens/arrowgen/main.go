@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -272,14 +273,32 @@ func dictionary(out string) {
 	write(filepath.Join(out, "dictionary.arrow"), schema, []arrow.Record{b.NewRecord()}, false)
 }
 
-// compressed: an LZ4-compressed stream, which relupo refuses.
+// compressed: the same rows in an LZ4-compressed stream (pandas'
+// to_feather compresses with LZ4 by default) and a ZSTD-compressed file,
+// with a column long enough for the compression to pay, one short enough
+// for Arrow to store it uncompressed (length -1), and a null.
 func compressed(out string) {
 	schema := arrow.NewSchema([]arrow.Field{
-		{Name: "prompt", Type: arrow.BinaryTypes.String}, {Name: "chosen", Type: arrow.BinaryTypes.String}, {Name: "rejected", Type: arrow.BinaryTypes.String},
+		{Name: "prompt", Type: arrow.BinaryTypes.String}, {Name: "chosen", Type: arrow.BinaryTypes.String},
+		{Name: "rejected", Type: arrow.BinaryTypes.String}, {Name: "note", Type: arrow.BinaryTypes.String, Nullable: true},
 	}, nil)
+	var rows []map[string]any
 	b := array.NewRecordBuilder(mem, schema)
-	for i := range 3 {
-		b.Field(i).(*array.StringBuilder).Append(fmt.Sprint("text ", i))
+	for i := range 40 {
+		p := fmt.Sprintf("Question %d: %s", i, strings.Repeat("why is the sky blue? ", 1+i%5))
+		c, r := fmt.Sprintf("Because of Rayleigh scattering (%d).", i), fmt.Sprintf("Because it is %d.", i)
+		b.Field(0).(*array.StringBuilder).Append(p)
+		b.Field(1).(*array.StringBuilder).Append(c)
+		b.Field(2).(*array.StringBuilder).Append(r)
+		if i%7 == 0 {
+			b.Field(3).AppendNull()
+		} else {
+			b.Field(3).(*array.StringBuilder).Append("n")
+		}
+		rows = append(rows, map[string]any{"prompt": p, "chosen": c, "rejected": r})
 	}
-	write(filepath.Join(out, "lz4.arrow"), schema, []arrow.Record{b.NewRecord()}, false, ipc.WithLZ4())
+	rec := b.NewRecord()
+	write(filepath.Join(out, "lz4.arrow"), schema, []arrow.Record{rec}, false, ipc.WithLZ4())
+	write(filepath.Join(out, "zstd.arrow"), schema, []arrow.Record{rec}, true, ipc.WithZstd())
+	writeJSONL(filepath.Join(out, "compressed.jsonl"), rows)
 }
