@@ -26,10 +26,11 @@ import (
 // Read: the column types datasets writes (integers, floating point, bool,
 // strings and binary, 32- and 64-bit offset lists, fixed-size lists, structs
 // and maps, and, in columns no format reads, decimals and temporal types),
+// string and binary views (polars' default),
 // uncompressed or with LZ4-frame or ZSTD buffers (Feather v2, pandas'
 // to_feather, compresses with LZ4 by default; decompression is bounded, see
 // arrowMaxRatio). Refused with a clear error: dictionary-encoded columns,
-// big-endian data, unions and the view and run-end layouts.
+// big-endian data, unions, list views and run-end encoding.
 
 // arrowStreamMarker starts every message of the stream format since Arrow
 // 0.15.
@@ -67,6 +68,9 @@ const (
 	atLargeBinary
 	atLargeUtf8
 	atLargeList
+	atRunEndEncoded
+	atBinaryView
+	atUtf8View
 )
 
 var arrowTypeNames = map[byte]string{atNull: "null", atInt: "int", atFloat: "floating point", atBinary: "binary",
@@ -156,7 +160,7 @@ func (f *arrowField) setLayout(tt fbTable) error {
 	var err error
 	need := 0
 	switch f.typ {
-	case atNull, atBinary, atUtf8, atBool, atLargeBinary, atLargeUtf8, atStruct:
+	case atNull, atBinary, atUtf8, atBool, atLargeBinary, atLargeUtf8, atStruct, atBinaryView, atUtf8View:
 	case atInt:
 		var bits int64
 		if bits, err = tt.int(0, 4, 0); err == nil {
@@ -251,8 +255,10 @@ type arrowBatch struct {
 	nodes, buffers  []byte // the FieldNode and Buffer structs, 16 bytes each
 	node, buf       int    // next of each
 	nNodes, nBuffer int
-	codec           int   // -1: uncompressed buffers; else arrowLZ4 or arrowZSTD
-	inflated        int64 // bytes decompressed so far in this batch
+	variadicCounts  []int64 // data buffers of each view array, in schema order
+	variadic        int     // next of variadicCounts
+	codec           int     // -1: uncompressed buffers; else arrowLZ4 or arrowZSTD
+	inflated        int64   // bytes decompressed so far in this batch
 }
 
 // Arrow's body compression codecs (CompressionType of Message.fbs).
@@ -383,6 +389,8 @@ func (w *arrowBatch) read(f *arrowField) (*arrowArray, error) {
 		} else if a.data, err = w.nextBuffer(); err == nil && len(a.data) < a.offsetEnd {
 			err = fail("offsets reach %d but the data has %d bytes", a.offsetEnd, len(a.data))
 		}
+	case atBinaryView, atUtf8View:
+		err = a.readViews(w)
 	case atFixedSizeList:
 		if f.listSize > arrowMaxRowValues || a.length > math.MaxInt32*64/max(f.listSize, 1) {
 			return nil, fail("%d lists of %d items", a.length, f.listSize)
@@ -395,6 +403,62 @@ func (w *arrowBatch) read(f *arrowField) (*arrowArray, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// readViews reads a view array's 16-byte views and its data buffers (as
+// many as the batch's variadicBufferCounts gives it), checking that every
+// view lies inside its buffer. A view is a length, then up to 12 bytes of
+// data inline, or a 4-byte prefix, a buffer index and an offset.
+func (a *arrowArray) readViews(w *arrowBatch) error {
+	var err error
+	if a.data, err = w.nextBuffer(); err != nil {
+		return err
+	}
+	if a.length > len(a.data)/16 {
+		return fmt.Errorf("column %q: %d bytes of views for %d values", a.field.name, len(a.data), a.length)
+	}
+	if w.variadic >= len(w.variadicCounts) {
+		return fmt.Errorf("column %q: the record batch gives no count of its data buffers", a.field.name)
+	}
+	n := w.variadicCounts[w.variadic]
+	w.variadic++
+	if n < 0 || n > int64(w.nBuffer) {
+		return fmt.Errorf("column %q: %d data buffers", a.field.name, n)
+	}
+	for range n {
+		b, err := w.nextBuffer()
+		if err != nil {
+			return err
+		}
+		a.children = append(a.children, &arrowArray{data: b})
+	}
+	le := binary.LittleEndian
+	for i := range a.length {
+		v := a.data[16*i:]
+		size := int64(int32(le.Uint32(v)))
+		if size < 0 {
+			return fmt.Errorf("column %q: value %d has length %d", a.field.name, i, size)
+		}
+		if size <= 12 {
+			continue
+		}
+		buf, off := int64(int32(le.Uint32(v[8:]))), int64(int32(le.Uint32(v[12:])))
+		if buf < 0 || buf >= n || off < 0 || off > int64(len(a.children[buf].data))-size {
+			return fmt.Errorf("column %q: value %d's %d bytes at %d of data buffer %d lie outside the %d buffers", a.field.name, i, size, off, buf, n)
+		}
+	}
+	return nil
+}
+
+// view returns the bytes of view i (checked by readViews).
+func (a *arrowArray) view(i int) []byte {
+	v := a.data[16*i:]
+	size := int(binary.LittleEndian.Uint32(v))
+	if size <= 12 {
+		return v[4 : 4+size]
+	}
+	buf, off := binary.LittleEndian.Uint32(v[8:]), int(binary.LittleEndian.Uint32(v[12:]))
+	return a.children[buf].data[off : off+size]
 }
 
 // readOffsets reads a variable-size array's offsets: length+1 of them,
@@ -504,6 +568,8 @@ func (a *arrowArray) value(i int, budget *int) (any, error) {
 		return math.Float64frombits(le.Uint64(p)), nil
 	case atBinary, atUtf8, atLargeBinary, atLargeUtf8:
 		return string(a.data[a.offset(i):a.offset(i+1)]), nil
+	case atBinaryView, atUtf8View:
+		return string(a.view(i)), nil
 	case atList, atLargeList, atMap:
 		return a.children[0].values(int(a.offset(i)), int(a.offset(i+1)), budget)
 	case atFixedSizeList:
@@ -788,6 +854,14 @@ func (s *arrowSource) readBatch(pos int64, t fbTable, end int64) error {
 		var bs, nb int
 		bs, nb, err = t.vector(2, 16)
 		w.nodes, w.nNodes, w.buffers, w.nBuffer = t.b[ns:ns+16*nn], nn, t.b[bs:bs+16*nb], nb
+	}
+	if err == nil {
+		var vs, nv int
+		if vs, nv, err = t.vector(4, 8); err == nil {
+			for i := range nv {
+				w.variadicCounts = append(w.variadicCounts, int64(binary.LittleEndian.Uint64(t.b[vs+8*i:])))
+			}
+		}
 	}
 	if err != nil {
 		return s.fail(pos, err)

@@ -25,6 +25,7 @@ func TestArrowMatchesJSONL(t *testing.T) {
 		{"sharegpt", "sharegpt", FormatShareGPT},                   // struct columns
 		{"lz4", "compressed", FormatStandard},                      // an LZ4-compressed stream (to_feather's default); short buffers stored raw
 		{"zstd", "compressed", FormatStandard},                     // a ZSTD-compressed file
+		{"views", "views", FormatStandard},                         // string and binary views (polars' default), several data buffers
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := filepath.Join("testdata", "arrow", tc.name)

@@ -36,6 +36,7 @@ func main() {
 	sharegpt(out)
 	dictionary(out)
 	compressed(out)
+	views(out)
 }
 
 func must(err error) {
@@ -301,4 +302,34 @@ func compressed(out string) {
 	write(filepath.Join(out, "lz4.arrow"), schema, []arrow.Record{rec}, false, ipc.WithLZ4())
 	write(filepath.Join(out, "zstd.arrow"), schema, []arrow.Record{rec}, true, ipc.WithZstd())
 	writeJSONL(filepath.Join(out, "compressed.jsonl"), rows)
+}
+
+// views: string and binary views (what polars writes by default), short
+// values inline and long ones in several data buffers, and a null.
+func views(out string) {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "prompt", Type: arrow.BinaryTypes.StringView}, {Name: "chosen", Type: arrow.BinaryTypes.StringView},
+		{Name: "rejected", Type: arrow.BinaryTypes.BinaryView}, {Name: "tag", Type: arrow.BinaryTypes.StringView, Nullable: true},
+	}, nil)
+	b := array.NewRecordBuilder(mem, schema)
+	b.Field(1).(*array.StringViewBuilder).SetBlockSize(64) // several data buffers
+	var rows []map[string]any
+	for i := range 12 {
+		p := fmt.Sprintf("Q%d", i)
+		if i%3 == 0 {
+			p = fmt.Sprintf("A longer question, number %d, past twelve bytes", i)
+		}
+		c, r := fmt.Sprintf("chosen answer %d, long enough to live in a data buffer", i), fmt.Sprintf("no %d", i)
+		b.Field(0).(*array.StringViewBuilder).Append(p)
+		b.Field(1).(*array.StringViewBuilder).Append(c)
+		b.Field(2).(*array.BinaryViewBuilder).Append([]byte(r))
+		if i%4 == 0 {
+			b.Field(3).AppendNull()
+		} else {
+			b.Field(3).(*array.StringViewBuilder).Append("t")
+		}
+		rows = append(rows, map[string]any{"prompt": p, "chosen": c, "rejected": r})
+	}
+	write(filepath.Join(out, "views.arrow"), schema, []arrow.Record{b.NewRecord()}, false)
+	writeJSONL(filepath.Join(out, "views.jsonl"), rows)
 }
