@@ -29,8 +29,10 @@ import (
 // string and binary views (polars' default),
 // uncompressed or with LZ4-frame or ZSTD buffers (Feather v2, pandas'
 // to_feather, compresses with LZ4 by default; decompression is bounded, see
-// arrowMaxRatio). Refused with a clear error: dictionary-encoded columns,
-// big-endian data, unions, list views and run-end encoding.
+// arrowMaxRatio). A dictionary-encoded column (a pandas categorical) is
+// read past when no format reads it. Refused with a clear error:
+// dictionary-encoded columns a format reads, big-endian data, unions, list
+// views and run-end encoding.
 
 // arrowStreamMarker starts every message of the stream format since Arrow
 // 0.15.
@@ -104,6 +106,12 @@ type arrowField struct {
 	signed   bool
 	listSize int // fixed-size list
 	children []*arrowField
+	dict     bool // dictionary-encoded: the batches hold its integer indices
+}
+
+// hasDict reports whether f or a field inside it is dictionary-encoded.
+func (f *arrowField) hasDict() bool {
+	return f.dict || slices.ContainsFunc(f.children, (*arrowField).hasDict)
 }
 
 func (f *arrowField) typeName() string {
@@ -132,10 +140,30 @@ func parseArrowField(t fbTable, depth int, budget *int) (*arrowField, error) {
 		return nil, err
 	}
 	f.typ = typ
-	if _, isDict, err := t.table(4); err != nil {
+	if dt, isDict, err := t.table(4); err != nil {
 		return nil, err
 	} else if isDict {
-		return nil, fmt.Errorf("column %q is dictionary-encoded, which is not supported (cast it to its value type, e.g. dataset.cast_column in datasets, and save again)", f.name)
+		// A batch holds the indices (signed int32 when indexType is
+		// absent); the values come in dictionary batches, which are only
+		// needed for a column some format reads (refused in setSchema).
+		f.dict, f.typ, f.width, f.signed = true, atInt, 4, true
+		if it, ok, err := dt.table(1); err != nil {
+			return nil, err
+		} else if ok {
+			bits, err := it.int(0, 4, 0)
+			if err != nil {
+				return nil, err
+			}
+			s, err := it.int(1, 1, 0)
+			if err != nil {
+				return nil, err
+			}
+			if bits != 8 && bits != 16 && bits != 32 && bits != 64 {
+				return nil, fmt.Errorf("column %q: dictionary indices of %d bits", f.name, bits)
+			}
+			f.width, f.signed = int(bits)/8, s != 0
+		}
+		return f, nil
 	}
 	kids, err := t.tables(5)
 	if err != nil {
@@ -732,8 +760,12 @@ func (s *arrowSource) setSchema(t fbTable) error {
 		if err != nil {
 			return s.fail(0, err)
 		}
+		read := slices.Contains(knownKeys, f.name)
+		if read && f.hasDict() {
+			return s.fail(0, fmt.Errorf("column %q is dictionary-encoded, which is not supported for the columns relupo reads (cast it to its value type, e.g. pandas' astype(str) or datasets' cast_column, and save again)", f.name))
+		}
 		s.fields = append(s.fields, f)
-		s.read = append(s.read, slices.Contains(knownKeys, f.name))
+		s.read = append(s.read, read)
 	}
 	return nil
 }
@@ -775,10 +807,7 @@ func (s *arrowSource) readFooter() error {
 	if err := s.setSchema(schema); err != nil {
 		return err
 	}
-	if _, nd, err := footer.vector(2, 24); err != nil || nd > 0 {
-		if err == nil {
-			err = errors.New("dictionary batches are not supported")
-		}
+	if _, _, err := footer.vector(2, 24); err != nil { // dictionaries: only unread columns have them
 		return s.fail(at, err)
 	}
 	start, nb, err := footer.vector(3, 24)
@@ -818,7 +847,7 @@ func (s *arrowSource) nextBatch() (bool, error) {
 		case 1:
 			return false, s.fail(pos, errors.New("a second schema in the stream"))
 		case 2:
-			return false, s.fail(pos, errors.New("dictionary batches are not supported"))
+			continue // a dictionary of an unread column (read ones are refused)
 		case 3:
 			return true, s.readBatch(pos, header, end)
 		}

@@ -26,6 +26,8 @@ func TestArrowMatchesJSONL(t *testing.T) {
 		{"lz4", "compressed", FormatStandard},                      // an LZ4-compressed stream (to_feather's default); short buffers stored raw
 		{"zstd", "compressed", FormatStandard},                     // a ZSTD-compressed file
 		{"views", "views", FormatStandard},                         // string and binary views (polars' default), several data buffers
+		{"dictunread", "dictunread", FormatStandard},               // a dictionary-encoded column no format reads (the file format)
+		{"dictunread-stream", "dictunread", FormatStandard},        // the same in a stream, its dictionary batch skipped
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := filepath.Join("testdata", "arrow", tc.name)

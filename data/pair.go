@@ -20,9 +20,11 @@
 //     or the file format ("ARROW1"), recognized by its first bytes and read
 //     one record batch at a time by relupo's own bounds-checked reader,
 //     uncompressed or LZ4- or ZSTD-compressed (Feather v2 files too).
-//     String and binary views (polars' default) are read. Dictionary-encoded
-//     columns, big-endian data, unions, list views and run-end encoding are
-//     refused with an error that says so.
+//     String and binary views (polars' default) are read, and a
+//     dictionary-encoded column (a pandas categorical) no format reads is
+//     passed over. Dictionary-encoded columns a format reads, big-endian
+//     data, unions, list views and run-end encoding are refused with an
+//     error that says so.
 //   - A datasets save_to_disk folder of one Dataset: the Arrow files its
 //     state.json names, read in that order as one data set (a fraction
 //     counts rows across them). Records are named by their own file.

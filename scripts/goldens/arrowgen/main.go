@@ -37,6 +37,7 @@ func main() {
 	dictionary(out)
 	compressed(out)
 	views(out)
+	dictionaryUnread(out)
 }
 
 func must(err error) {
@@ -332,4 +333,34 @@ func views(out string) {
 	}
 	write(filepath.Join(out, "views.arrow"), schema, []arrow.Record{b.NewRecord()}, false)
 	writeJSONL(filepath.Join(out, "views.jsonl"), rows)
+}
+
+// dictionaryUnread: a dictionary-encoded column no format reads (a pandas
+// categorical), in the file and the stream format: its indices are read
+// past, its dictionary batch skipped.
+func dictionaryUnread(out string) {
+	dt := &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int8, ValueType: arrow.BinaryTypes.String}
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "source", Type: dt, Nullable: true},
+		{Name: "prompt", Type: arrow.BinaryTypes.String}, {Name: "chosen", Type: arrow.BinaryTypes.String},
+		{Name: "rejected", Type: arrow.BinaryTypes.String},
+	}, nil)
+	b := array.NewRecordBuilder(mem, schema)
+	var rows []map[string]any
+	for i := range 5 {
+		if i == 2 {
+			b.Field(0).AppendNull()
+		} else {
+			must(b.Field(0).(*array.BinaryDictionaryBuilder).AppendString([]string{"web", "books"}[i%2]))
+		}
+		p, c, r := fmt.Sprint("prompt ", i), fmt.Sprint("good ", i), fmt.Sprint("bad ", i)
+		b.Field(1).(*array.StringBuilder).Append(p)
+		b.Field(2).(*array.StringBuilder).Append(c)
+		b.Field(3).(*array.StringBuilder).Append(r)
+		rows = append(rows, map[string]any{"prompt": p, "chosen": c, "rejected": r})
+	}
+	rec := b.NewRecord()
+	write(filepath.Join(out, "dictunread.arrow"), schema, []arrow.Record{rec}, true)
+	write(filepath.Join(out, "dictunread-stream.arrow"), schema, []arrow.Record{rec}, false)
+	writeJSONL(filepath.Join(out, "dictunread.jsonl"), rows)
 }
