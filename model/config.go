@@ -168,11 +168,16 @@ func ParseConfig(b []byte) (Config, error) {
 	if c.Gemma && c.ModelType != "gemma" || c.ModelType == "smollm3" {
 		c.NumKVHeads = 4 // Gemma2Config's, Gemma3TextConfig's and SmolLM3Config's default
 	}
+	// A null num_key_value_heads or head_dim means the derived value, as
+	// transformers' configurations read None.
 	if f.has("num_key_value_heads") {
-		c.NumKVHeads = f.posInt("num_key_value_heads")
+		c.NumKVHeads = c.NumHeads
+		if raw["num_key_value_heads"] != nil {
+			c.NumKVHeads = f.posInt("num_key_value_heads")
+		}
 	}
 	switch {
-	case f.has("head_dim") && (!c.Gemma || raw["head_dim"] != nil):
+	case f.has("head_dim") && raw["head_dim"] != nil:
 		c.HeadDim = f.posInt("head_dim")
 	case c.Gemma:
 		c.HeadDim = 256 // the Gemma configs' default, independent of hidden_size
@@ -253,7 +258,7 @@ func ParseConfig(b []byte) (Config, error) {
 	if f.err != nil {
 		return Config{}, f.err
 	}
-	if err := c.checkShapes(f.has("head_dim")); err != nil {
+	if err := c.checkShapes(f.has("head_dim") && raw["head_dim"] != nil); err != nil {
 		return Config{}, err
 	}
 	return c, nil

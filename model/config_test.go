@@ -74,6 +74,7 @@ func TestParseConfigArchitectures(t *testing.T) {
 		{"olmo2", `{"model_type": "olmo2", ` + base + `, "eos_token_id": 100257}`, false, false, true, 0, 4, 2, 100257},
 		{"olmo3", `{"model_type": "olmo3", ` + base + `, "eos_token_id": 100257}`, false, false, true, 4096, 4, 2, 100257},
 		{"phi3", `{"model_type": "phi3", ` + base + `, "sliding_window": 2047, "eos_token_id": 32000}`, false, false, false, 2047, 4, 2, 32000},
+		{"llama nulls", `{"model_type": "llama", ` + base + `, "head_dim": null, "num_key_value_heads": null, "eos_token_id": 2}`, false, false, false, 0, 4, 2, 2},
 		{"olmo3 no window", `{"model_type": "olmo3", ` + base + `, "sliding_window": null, "eos_token_id": 100257}`, false, false, true, 0, 4, 2, 100257},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
