@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"github.com/dlclark/regexp2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -143,5 +144,23 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		tok.Decode([]int{0, 1, 2, 1 << 30, -1}, false)
+	})
+}
+
+// FuzzAtomicPossessive: the rewrite never panics, and leaves every pattern
+// regexp2 already parses (which therefore has no possessive quantifier)
+// unchanged.
+func FuzzAtomicPossessive(f *testing.F) {
+	for _, s := range []string{qwen2Pattern, llama3Pattern, gpt2Pattern, `[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*`, `(a|b)*+c{2,3}+[]x]++`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := atomicPossessive(s)
+		if err != nil {
+			return
+		}
+		if _, perr := regexp2.Compile(s, regexp2.None); perr == nil && out != s {
+			t.Fatalf("%q parses as it is but was rewritten to %q", s, out)
+		}
 	})
 }

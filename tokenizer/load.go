@@ -303,9 +303,15 @@ func parsePattern(raw json.RawMessage, field string) (pattern, error) {
 // compileRegex compiles an Oniguruma pattern from tokenizer.json. The .NET
 // syntax of regexp2 (without its RE2 mode, whose \s is ASCII only) matches
 // Oniguruma's Unicode semantics for the constructs these patterns use:
-// \s, \p{L}, \p{N}, (?i:...), lookahead and bounded repetition.
+// \s, \p{L}, \p{N}, (?i:...), lookahead and bounded repetition. Possessive
+// quantifiers (tiktoken's x?+ and x++), which regexp2 does not parse, are
+// rewritten as the atomic groups they abbreviate (atomicPossessive).
 func compileRegex(expr string) (*regexp2.Regexp, error) {
-	return regexp2.Compile(expr, regexp2.None)
+	atomic, err := atomicPossessive(expr)
+	if err != nil {
+		return nil, err
+	}
+	return regexp2.Compile(atomic, regexp2.None)
 }
 
 func parseNormalizer(raw json.RawMessage, field string) (normalizer, error) {
