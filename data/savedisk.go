@@ -14,6 +14,23 @@ import (
 // reads the folder as that one dataset, so a fraction of it counts rows
 // across its files, as the alignment handbook's mixer does.
 
+// Files returns the files a data source reads: path itself, or for a
+// datasets save_to_disk folder its Arrow files in order (see Open).
+func Files(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil || !st.IsDir() {
+		return []string{path}, nil // Open reports a missing file
+	}
+	files, err := savedDatasetFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	if files == nil {
+		return nil, folderError(path)
+	}
+	return files, nil
+}
+
 // savedDatasetFiles returns the Arrow files of the save_to_disk folder dir
 // in state.json's order, or nil when dir is no such folder.
 func savedDatasetFiles(dir string) ([]string, error) {

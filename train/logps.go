@@ -52,7 +52,7 @@ type Provenance struct {
 	Pairs        int    `json:"pairs"`
 }
 
-// FileInfo identifies a data file by content.
+// FileInfo identifies a data file (or saved dataset folder) by content.
 type FileInfo struct {
 	Path     string  `json:"path"`
 	Fraction float64 `json:"fraction"`
@@ -105,16 +105,26 @@ func hashFiles(srcs []data.Source) ([]FileInfo, error) {
 	return out, nil
 }
 
+// fileInfo identifies a data source by content: the file's bytes, or for a
+// datasets save_to_disk folder its data files' bytes in order.
 func fileInfo(s data.Source) (FileInfo, error) {
-	f, err := os.Open(s.Path)
+	files, err := data.Files(s.Path) // a save_to_disk folder: its files, in order
 	if err != nil {
-		return FileInfo{}, fmt.Errorf("data: %w", err)
+		return FileInfo{}, err
 	}
-	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return FileInfo{}, fmt.Errorf("data: %s: %w", s.Path, err)
+	var n int64
+	for _, path := range files {
+		f, err := os.Open(path)
+		if err != nil {
+			return FileInfo{}, fmt.Errorf("data: %w", err)
+		}
+		m, err := io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return FileInfo{}, fmt.Errorf("data: %s: %w", path, err)
+		}
+		n += m
 	}
 	frac := s.Fraction
 	if frac == 0 {

@@ -2,6 +2,8 @@ package train
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"math"
@@ -320,5 +322,34 @@ func TestProvenanceTemplateKwargs(t *testing.T) {
 	}
 	if err := off.check(off); err != nil {
 		t.Error(err)
+	}
+}
+
+// A datasets save_to_disk folder is identified by its data files' bytes in
+// state.json's order (every run hashes its data), not refused as a folder.
+func TestHashSavedDatasetFolder(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("state.json", `{"_data_files": [{"filename": "data-00000-of-00002.arrow"}, {"filename": "data-00001-of-00002.arrow"}]}`)
+	write("data-00000-of-00002.arrow", "first")
+	write("data-00001-of-00002.arrow", "second")
+	got, err := hashFiles([]data.Source{{Path: dir, Fraction: 0.5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("firstsecond"))
+	if len(got) != 1 || got[0].Bytes != 11 || got[0].SHA256 != hex.EncodeToString(sum[:]) || got[0].Fraction != 0.5 {
+		t.Errorf("got %+v", got)
+	}
+	write("data-00001-of-00002.arrow", "changed")
+	if again, _ := hashFiles([]data.Source{{Path: dir}}); again[0].SHA256 == got[0].SHA256 {
+		t.Error("a changed data file kept the folder's hash")
+	}
+	if _, err := hashFiles([]data.Source{{Path: t.TempDir()}}); err == nil || !strings.Contains(err.Error(), "is a folder") {
+		t.Errorf("a plain folder: got %v", err)
 	}
 }
