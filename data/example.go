@@ -256,10 +256,8 @@ func Load(ctx context.Context, c LoadConfig) ([]Example, error) {
 		case err != nil:
 			return nil, fmt.Errorf("data: %w", err)
 		case st.IsDir():
-			if files, err := savedDatasetFiles(s.Path); err != nil {
+			if _, err := savedDatasetFiles(s.Path); err != nil {
 				return nil, err
-			} else if files == nil {
-				return nil, folderError(s.Path)
 			}
 		}
 	}

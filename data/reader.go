@@ -72,9 +72,6 @@ func Open(path string, opts Options) (*Reader, error) {
 		if err != nil {
 			return nil, err
 		}
-		if files == nil {
-			return nil, folderError(path)
-		}
 		c := &chainSource{files: files, opts: opts}
 		return &Reader{name: path, opts: opts, format: opts.Format, closers: []io.Closer{c}, src: c}, nil
 	}

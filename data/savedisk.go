@@ -21,22 +21,16 @@ func Files(path string) ([]string, error) {
 	if err != nil || !st.IsDir() {
 		return []string{path}, nil // Open reports a missing file
 	}
-	files, err := savedDatasetFiles(path)
-	if err != nil {
-		return nil, err
-	}
-	if files == nil {
-		return nil, folderError(path)
-	}
-	return files, nil
+	return savedDatasetFiles(path)
 }
 
 // savedDatasetFiles returns the Arrow files of the save_to_disk folder dir
-// in state.json's order, or nil when dir is no such folder.
+// in state.json's order; a folder without state.json is an error that
+// lists the data files in it (folderError).
 func savedDatasetFiles(dir string) ([]string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, folderError(dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
