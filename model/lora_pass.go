@@ -163,8 +163,11 @@ func addRows(p *kernels.Pool, y []float32, ldy, off int, t []float32, N, out int
 	})
 }
 
-// scaleSlice multiplies x by s.
+// scaleSlice multiplies x by s (nothing to do for s = 1: x·1 is x).
 func scaleSlice(p *kernels.Pool, x []float32, s float32) {
+	if s == 1 {
+		return
+	}
 	p.ForRange(len(x), 8192, func(lo, hi int) {
 		xx := x[lo:hi]
 		for i := range xx {

@@ -120,18 +120,6 @@ func (c Config) residualScale() float32 {
 	return 1
 }
 
-// scaleRows multiplies x[:n] by a in place (a = 1: nothing).
-func scaleRows(p *kernels.Pool, x []float32, n int, a float32) {
-	if a == 1 {
-		return
-	}
-	p.For((n+4095)/4096, func(i int) {
-		for j := i * 4096; j < min(n, (i+1)*4096); j++ {
-			x[j] *= a
-		}
-	})
-}
-
 // embed writes the scaled embedding rows of tokens into x.
 func (m *Model) embed(x []float32, tokens []int32) {
 	D, scale := m.Config.HiddenSize, m.Config.embedScale()
@@ -749,7 +737,7 @@ func (m *Model) attnOutput(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *a
 		if ad != nil {
 			ad.apply(p, modO, x2, D, 0, att, N)
 		}
-		scaleRows(p, x2, N*D, c.residualScale())
+		scaleSlice(p, x2[:N*D], c.residualScale())
 	}
 	kernels.Add(p, x2, x)
 }
@@ -792,7 +780,7 @@ func (m *Model) mlpBlock(p *kernels.Pool, w *LayerParams, n *layerNorms, ad *ada
 		if ad != nil {
 			ad.apply(p, modDown, out, D, 0, h, N)
 		}
-		scaleRows(p, out, N*D, c.residualScale())
+		scaleSlice(p, out[:N*D], c.residualScale())
 	}
 	kernels.Add(p, out, x2)
 }
@@ -938,7 +926,7 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		} else if rs := c.residualScale(); rs != 1 { // through Granite's residual_multiplier
 			dmo = dxn
 			copy(dmo[:N*D], dx[:N*D])
-			scaleRows(p, dmo, N*D, rs)
+			scaleSlice(p, dmo[:N*D], rs)
 		}
 		linNN(p, ws.dh, dmo, w.WDown, w.HWDown, N, I, D)
 		if gw.WDown != nil {
@@ -967,7 +955,7 @@ func (m *Model) backward(ws *Workspace, b *Batch, dSums []float64, grads *Params
 		} else if rs := c.residualScale(); rs != 1 {
 			dao = dxn
 			copy(dao[:N*D], dx[:N*D])
-			scaleRows(p, dao, N*D, rs)
+			scaleSlice(p, dao[:N*D], rs)
 		}
 		linNN(p, ws.datt, dao, w.Wo, w.HWo, N, H*hd, D)
 		if gw.Wo != nil {
