@@ -209,6 +209,9 @@ func ParseConfig(b []byte) (Config, error) {
 	case "olmo2", "olmo3":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.QKNorm, c.QKNormFull = true, true
+		if c.ModelType == "olmo3" {
+			c.parseOLMo3(&f)
+		}
 	case "granite":
 		c.QKVBias, c.OBias = attnBias, attnBias
 		c.parseGranite(&f)
@@ -231,7 +234,8 @@ func ParseConfig(b []byte) (Config, error) {
 	// Sliding windows: Qwen's is active only with use_sliding_window (not
 	// supported); SmolLM3's only with use_sliding_window, on the layers
 	// parseSmolLM3 marked; Mistral's whenever sliding_window is a number,
-	// on every layer; Gemma's on the layers parseGemma marked. Llama's and
+	// on every layer; Gemma's and OLMo 3's on the layers parseGemma and
+	// parseOLMo3 marked (null: none). Llama's and
 	// OLMo-2's attention has no window: a sliding_window key there (some
 	// merged checkpoints carry one) is ignored, as transformers ignores it.
 	switch {
@@ -243,11 +247,9 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 	case c.ModelType == "gemma":
 		// Gemma 1's attention has no window.
-	case c.ModelType == "olmo3":
-		c.parseOLMo3(&f)
-	case (c.ModelType == "mistral" || c.ModelType == "phi3" || c.Gemma) && f.has("sliding_window") && raw["sliding_window"] != nil:
+	case (c.ModelType == "mistral" || c.ModelType == "phi3" || c.Gemma || c.ModelType == "olmo3") && f.has("sliding_window") && raw["sliding_window"] != nil:
 		c.SlidingWindow = f.posInt("sliding_window")
-	case c.Gemma && f.has("sliding_window"):
+	case (c.Gemma || c.ModelType == "olmo3") && f.has("sliding_window"):
 		c.SlidingWindow = 0 // null: no window on any layer
 	}
 
@@ -508,17 +510,13 @@ func describe(v any) string {
 // SupportedList names the model_type values relupo supports, for messages.
 const SupportedList = "llama, mistral, qwen2, qwen3, smollm3, olmo2, olmo3, granite, phi3, gemma, gemma2, gemma3_text"
 
-// parseOLMo3 reads OLMo 3's windows, with Olmo3Config's defaults: a
-// sliding_window of 4096 (null: none) on the layers layer_types marks, by
-// default three of every four (each fourth attends to everything).
+// parseOLMo3 reads which of OLMo 3's layers slide, with Olmo3Config's
+// defaults: the layers layer_types marks, by default three of every four
+// (each fourth attends to everything), with a sliding_window of 4096 when
+// the key is absent (ParseConfig reads a given one, or null for none).
 func (c *Config) parseOLMo3(f *fields) {
-	c.SlidingWindow = 4096
-	if f.has("sliding_window") {
-		if f.raw["sliding_window"] == nil {
-			c.SlidingWindow = 0
-		} else {
-			c.SlidingWindow = f.posInt("sliding_window")
-		}
+	if !f.has("sliding_window") {
+		c.SlidingWindow = 4096
 	}
 	if sliding, given := f.layerTypes(c.NumLayers); given {
 		c.SlidingLayers = sliding
